@@ -1,0 +1,288 @@
+//! What a channel can carry, per direction (the eGain restrictions model).
+//!
+//! An adapter declares its defaults in its manifest; the operator's configuration
+//! can only narrow them (the host's core intersects the two). The host fits every
+//! outbound message to the outbound capabilities *before* the adapter renders it, so
+//! adapters never see content their channel cannot carry.
+//!
+//! ```
+//! use patchbay_plugin_sdk::capabilities::{DirectionCapabilities, Feature, RichType};
+//!
+//! let sms = DirectionCapabilities::plain_text(1600);
+//! assert!(!sms.supports_rich(RichType::Carousel));
+//! assert!(!sms.has(Feature::Typing));
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// Capabilities of a channel in both directions plus its system messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ChannelCapabilities {
+    /// From customer to application.
+    pub inbound: DirectionCapabilities,
+    /// From application to customer.
+    pub outbound: DirectionCapabilities,
+}
+
+/// What one direction of a channel can carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectionCapabilities {
+    /// Longest text in characters (Unicode scalar values); `None` for no limit.
+    #[serde(default)]
+    pub max_text_length: Option<usize>,
+    /// Features the direction supports.
+    #[serde(default)]
+    pub features: BTreeSet<Feature>,
+    /// Rich message types carried natively; anything else is degraded.
+    #[serde(default)]
+    pub rich_types: BTreeSet<RichType>,
+    /// Which attachments are allowed.
+    #[serde(default)]
+    pub attachment_policy: AttachmentPolicy,
+}
+
+impl Default for DirectionCapabilities {
+    fn default() -> Self {
+        DirectionCapabilities::plain_text(usize::MAX)
+    }
+}
+
+impl DirectionCapabilities {
+    /// Text only, up to `max_text_length` characters; no features, no rich types,
+    /// no attachments.
+    pub fn plain_text(max_text_length: usize) -> Self {
+        DirectionCapabilities {
+            max_text_length: (max_text_length != usize::MAX).then_some(max_text_length),
+            features: BTreeSet::new(),
+            rich_types: BTreeSet::new(),
+            attachment_policy: AttachmentPolicy::disabled(),
+        }
+    }
+
+    /// Everything: every feature and rich type, any attachment, no length limit.
+    pub fn everything() -> Self {
+        DirectionCapabilities {
+            max_text_length: None,
+            features: Feature::ALL.iter().copied().collect(),
+            rich_types: RichType::ALL.iter().copied().collect(),
+            attachment_policy: AttachmentPolicy::default(),
+        }
+    }
+
+    /// True when `feature` is supported.
+    pub fn has(&self, feature: Feature) -> bool {
+        self.features.contains(&feature)
+    }
+
+    /// True when `rich` is carried natively.
+    pub fn supports_rich(&self, rich: RichType) -> bool {
+        self.rich_types.contains(&rich)
+    }
+}
+
+/// A feature of a direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    /// Typing indicators.
+    Typing,
+    /// File attachments.
+    Attachments,
+    /// Markdown or other formatted text.
+    RichText,
+    /// Delivery and read receipts.
+    Receipts,
+}
+
+impl Feature {
+    /// Every feature.
+    pub const ALL: &'static [Feature] = &[
+        Feature::Typing,
+        Feature::Attachments,
+        Feature::RichText,
+        Feature::Receipts,
+    ];
+}
+
+/// A rich message type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RichType {
+    /// [`crate::message::Content::ListPicker`].
+    ListPicker,
+    /// [`crate::message::Content::Buttons`].
+    Buttons,
+    /// [`crate::message::Content::Carousel`].
+    Carousel,
+    /// [`crate::message::Content::QuickReplies`].
+    QuickReplies,
+    /// [`crate::message::Content::TimePicker`].
+    TimePicker,
+    /// [`crate::message::Content::RichLink`].
+    RichLink,
+}
+
+impl RichType {
+    /// Every rich type.
+    pub const ALL: &'static [RichType] = &[
+        RichType::ListPicker,
+        RichType::Buttons,
+        RichType::Carousel,
+        RichType::QuickReplies,
+        RichType::TimePicker,
+        RichType::RichLink,
+    ];
+}
+
+/// Which attachments a direction accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentPolicy {
+    /// Attachments at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Largest file in bytes; `None` for no limit.
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// Whether `extensions` lists what is allowed or what is blocked.
+    #[serde(default)]
+    pub mode: ListMode,
+    /// Lower-case extensions without the dot.
+    #[serde(default)]
+    pub extensions: BTreeSet<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for AttachmentPolicy {
+    fn default() -> Self {
+        AttachmentPolicy {
+            enabled: true,
+            max_size: None,
+            mode: ListMode::Block,
+            extensions: BTreeSet::new(),
+        }
+    }
+}
+
+impl AttachmentPolicy {
+    /// No attachments.
+    pub fn disabled() -> Self {
+        AttachmentPolicy {
+            enabled: false,
+            ..AttachmentPolicy::default()
+        }
+    }
+
+    /// True when a file with this extension passes the allow/block list.
+    ///
+    /// ```
+    /// use patchbay_plugin_sdk::capabilities::{AttachmentPolicy, ListMode};
+    /// let p = AttachmentPolicy { mode: ListMode::Block, extensions: ["exe".into()].into(), ..Default::default() };
+    /// assert!(!p.allows_extension(Some("exe")));
+    /// assert!(p.allows_extension(Some("pdf")));
+    /// ```
+    pub fn allows_extension(&self, ext: Option<&str>) -> bool {
+        match (self.mode, ext) {
+            (ListMode::Block, Some(ext)) => !self.extensions.contains(ext),
+            (ListMode::Block, None) => true,
+            (ListMode::Allow, Some(ext)) => self.extensions.contains(ext),
+            // A file without an extension cannot be on an allow-list.
+            (ListMode::Allow, None) => false,
+        }
+    }
+}
+
+/// Whether a list allows or blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ListMode {
+    /// Only the listed extensions are allowed.
+    Allow,
+    /// The listed extensions are refused.
+    #[default]
+    Block,
+}
+
+/// The localised system messages Patchbay uses when it must tell someone something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemMessageKey {
+    /// The message was kept and will be retried.
+    RetainAndRetry,
+    /// Outside service hours.
+    OffHours,
+    /// The customer sent content the channel cannot pass on.
+    InvalidContentTypeToCustomer,
+    /// The agent sent content the channel cannot carry.
+    InvalidContentTypeToAgent,
+    /// A message could not be delivered.
+    ChannelMsgFailed,
+    /// An attachment's extension is not allowed; `{0}` is the extension.
+    BlockedFileExtension,
+    /// An attachment is too large; `{0}` is the limit.
+    AttachmentSizeExceedsLimit,
+}
+
+impl SystemMessageKey {
+    /// The English default text.
+    pub fn default_text(self) -> &'static str {
+        match self {
+            SystemMessageKey::RetainAndRetry => {
+                "Thank you for reaching out. We will respond to you at the earliest."
+            }
+            SystemMessageKey::OffHours => {
+                "Thank you for your inquiry. We are outside our service hours; please try again later."
+            }
+            SystemMessageKey::InvalidContentTypeToCustomer
+            | SystemMessageKey::InvalidContentTypeToAgent => {
+                "This content type is not currently supported."
+            }
+            SystemMessageKey::ChannelMsgFailed => {
+                "Message could not be delivered. Please try again after some time."
+            }
+            SystemMessageKey::BlockedFileExtension => "Attachment file type '{0}' is not allowed.",
+            SystemMessageKey::AttachmentSizeExceedsLimit => {
+                "File could not be sent. It exceeded the maximum limit of {0}"
+            }
+        }
+    }
+}
+
+/// System message texts by language tag (`"en-US"`), falling back to English defaults.
+///
+/// ```
+/// use patchbay_plugin_sdk::capabilities::{SystemMessages, SystemMessageKey};
+/// let m = SystemMessages::default();
+/// assert_eq!(m.render("fr-FR", SystemMessageKey::BlockedFileExtension, "exe"),
+///            "Attachment file type 'exe' is not allowed.");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct SystemMessages(pub BTreeMap<String, BTreeMap<SystemMessageKey, String>>);
+
+impl SystemMessages {
+    /// The text for `key` in `language` (or its primary subtag, or the default),
+    /// with `{0}` replaced by `arg`.
+    pub fn render(&self, language: &str, key: SystemMessageKey, arg: &str) -> String {
+        let primary = language.split('-').next().unwrap_or(language);
+        let template = self
+            .0
+            .get(language)
+            .and_then(|m| m.get(&key))
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .find(|(lang, _)| lang.split('-').next() == Some(primary))
+                    .and_then(|(_, m)| m.get(&key))
+            })
+            .map(String::as_str)
+            .unwrap_or(key.default_text());
+        template.replace("{0}", arg)
+    }
+}

@@ -1,0 +1,149 @@
+//! Drive any adapter from fixtures with a fixed clock and scripted provider
+//! responses (enable the `testkit` feature in your dev-dependencies).
+//!
+//! ```
+//! # #[cfg(feature = "testkit")] {
+//! use patchbay_plugin_sdk::testkit::{Harness, request};
+//! # use patchbay_plugin_sdk::prelude::*;
+//! # struct Echo;
+//! # impl ChannelAdapter for Echo {
+//! #   fn manifest(&self) -> Manifest { unimplemented!() }
+//! #   fn verify(&self, _: &InboundRequest, _: Timestamp) -> Result<Verdict, Rejection> { Ok(Verdict::accept(None)) }
+//! #   fn parse_inbound(&self, r: &InboundRequest, _: Timestamp) -> Step {
+//! #     Step::messages(vec![Message::new("c", Content::text(String::from_utf8_lossy(&r.body)))]) }
+//! #   fn render_outbound(&self, _: &Message, _: Timestamp) -> Step { Step::delivered(None) }
+//! # }
+//! let h = Harness::new(Echo, 1_700_000_000_000);
+//! let run = h.inbound(&request("POST", "https://gw/webhooks/x", &[], b"hi"), vec![]);
+//! assert_eq!(run.messages().unwrap()[0].content, Content::text("hi"));
+//! # }
+//! ```
+
+use std::collections::VecDeque;
+
+use crate::adapter::{
+    ChannelAdapter, InboundRequest, ProviderResponse, RequestSpec, Step, StepOutput, Timestamp,
+};
+use crate::error::{AdapterError, Rejection};
+use crate::message::Message;
+
+/// Most steps one operation may take before the harness calls it a loop.
+pub const MAX_STEPS: usize = 16;
+
+/// Runs an adapter's operations with a fixed `now` and scripted responses.
+#[derive(Debug)]
+pub struct Harness<A> {
+    /// The adapter under test.
+    pub adapter: A,
+    /// The fixed clock, milliseconds since the epoch.
+    pub now: Timestamp,
+}
+
+/// The record of one driven operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Every request the adapter asked the host to make, in order.
+    pub requests: Vec<RequestSpec>,
+    /// How it ended.
+    pub outcome: Result<StepOutput, AdapterError>,
+}
+
+impl Run {
+    /// The parsed messages, or the failure.
+    pub fn messages(&self) -> Result<&[Message], AdapterError> {
+        match &self.outcome {
+            Ok(StepOutput::Messages { messages }) => Ok(messages),
+            Ok(other) => Err(AdapterError::permanent(format!(
+                "expected messages, got {other:?}"
+            ))),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+impl<A: ChannelAdapter> Harness<A> {
+    /// A harness at a fixed time.
+    pub fn new(adapter: A, now_ms: i64) -> Self {
+        Harness {
+            adapter,
+            now: Timestamp(now_ms),
+        }
+    }
+
+    /// Runs `verify`.
+    pub fn verify(&self, request: &InboundRequest) -> Result<crate::adapter::Verdict, Rejection> {
+        self.adapter.verify(request, self.now)
+    }
+
+    /// Runs `parse_inbound` to the end, answering requests from `responses` in order.
+    pub fn inbound(&self, request: &InboundRequest, responses: Vec<ProviderResponse>) -> Run {
+        self.drive(self.adapter.parse_inbound(request, self.now), responses)
+    }
+
+    /// Runs `render_outbound` to the end, answering requests from `responses` in order.
+    pub fn outbound(&self, message: &Message, responses: Vec<ProviderResponse>) -> Run {
+        self.drive(self.adapter.render_outbound(message, self.now), responses)
+    }
+
+    fn drive(&self, mut step: Step, responses: Vec<ProviderResponse>) -> Run {
+        let mut responses = VecDeque::from(responses);
+        let mut requests = Vec::new();
+        for _ in 0..MAX_STEPS {
+            match step {
+                Step::Done { output } => {
+                    return Run {
+                        requests,
+                        outcome: Ok(output),
+                    };
+                }
+                Step::Fail { error } => {
+                    return Run {
+                        requests,
+                        outcome: Err(error),
+                    };
+                }
+                Step::Request {
+                    request,
+                    continuation,
+                } => {
+                    requests.push(request);
+                    let Some(response) = responses.pop_front() else {
+                        return Run {
+                            requests,
+                            outcome: Err(AdapterError::permanent(
+                                "testkit: the adapter made more requests than were scripted",
+                            )),
+                        };
+                    };
+                    step = self.adapter.resume(continuation, response, self.now);
+                }
+            }
+        }
+        Run {
+            requests,
+            outcome: Err(AdapterError::permanent("testkit: too many steps")),
+        }
+    }
+}
+
+/// Builds an inbound request; header names are lower-cased.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> InboundRequest {
+    InboundRequest {
+        method: method.into(),
+        url: url.into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_string()))
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+/// A provider response with a JSON body.
+pub fn json_response(status: u16, body: &serde_json::Value) -> ProviderResponse {
+    ProviderResponse {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+    }
+}
