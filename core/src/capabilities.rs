@@ -1,0 +1,236 @@
+//! Narrowing declared capabilities with configuration.
+//!
+//! An adapter declares what its channel can carry; an operator may narrow that
+//! (an SMS channel limited to 320 characters, a Slack workspace where attachments
+//! are off). Narrowing never widens: limits take the minimum, sets the
+//! intersection, attachment lists combine so a file must pass both.
+
+use std::collections::BTreeSet;
+
+use patchbay_plugin_sdk::capabilities::{
+    AttachmentPolicy, ChannelCapabilities, DirectionCapabilities, Feature, ListMode, RichType,
+};
+use serde::Deserialize;
+
+/// Operator overrides for both directions (`[channels.<id>.capabilities]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilityOverrides {
+    /// Narrows inbound capabilities.
+    #[serde(default)]
+    pub inbound: DirectionOverrides,
+    /// Narrows outbound capabilities.
+    #[serde(default)]
+    pub outbound: DirectionOverrides,
+}
+
+/// Operator overrides for one direction; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectionOverrides {
+    /// A lower text limit.
+    pub max_text_length: Option<usize>,
+    /// The features to keep (others are removed).
+    pub features: Option<BTreeSet<Feature>>,
+    /// The rich types to keep (others are degraded).
+    pub rich_types: Option<BTreeSet<RichType>>,
+    /// Attachment restrictions.
+    pub attachments: Option<AttachmentOverrides>,
+}
+
+/// Operator attachment restrictions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentOverrides {
+    /// `false` turns attachments off.
+    pub enabled: Option<bool>,
+    /// A lower size limit in bytes.
+    pub max_size: Option<u64>,
+    /// Only these extensions.
+    pub allow: Option<BTreeSet<String>>,
+    /// Never these extensions.
+    #[serde(default)]
+    pub block: BTreeSet<String>,
+}
+
+/// Applies overrides to declared capabilities.
+pub fn narrow(
+    declared: &ChannelCapabilities,
+    overrides: &CapabilityOverrides,
+) -> ChannelCapabilities {
+    ChannelCapabilities {
+        inbound: narrow_direction(&declared.inbound, &overrides.inbound),
+        outbound: narrow_direction(&declared.outbound, &overrides.outbound),
+    }
+}
+
+/// Applies one direction's overrides.
+///
+/// ```
+/// use patchbay_core::capabilities::{narrow_direction, DirectionOverrides};
+/// use patchbay_plugin_sdk::capabilities::{DirectionCapabilities, RichType};
+///
+/// let declared = DirectionCapabilities::everything();
+/// let o = DirectionOverrides { max_text_length: Some(160), rich_types: Some([RichType::Buttons].into()), ..Default::default() };
+/// let n = narrow_direction(&declared, &o);
+/// assert_eq!(n.max_text_length, Some(160));
+/// assert!(!n.supports_rich(RichType::Carousel));
+/// ```
+pub fn narrow_direction(
+    declared: &DirectionCapabilities,
+    o: &DirectionOverrides,
+) -> DirectionCapabilities {
+    let max_text_length = match (declared.max_text_length, o.max_text_length) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let features = match &o.features {
+        Some(keep) => declared.features.intersection(keep).copied().collect(),
+        None => declared.features.clone(),
+    };
+    let rich_types = match &o.rich_types {
+        Some(keep) => declared.rich_types.intersection(keep).copied().collect(),
+        None => declared.rich_types.clone(),
+    };
+    let attachment_policy = match &o.attachments {
+        Some(a) => narrow_attachments(&declared.attachment_policy, a),
+        None => declared.attachment_policy.clone(),
+    };
+    DirectionCapabilities {
+        max_text_length,
+        features,
+        rich_types,
+        attachment_policy,
+    }
+}
+
+fn narrow_attachments(declared: &AttachmentPolicy, o: &AttachmentOverrides) -> AttachmentPolicy {
+    let lower = |set: &BTreeSet<String>| -> BTreeSet<String> {
+        set.iter()
+            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+            .collect()
+    };
+    let block = lower(&o.block);
+    let (mode, extensions) = match (&o.allow, declared.mode) {
+        (Some(allow), ListMode::Allow) => (
+            ListMode::Allow,
+            lower(allow)
+                .intersection(&declared.extensions)
+                .filter(|e| !block.contains(*e))
+                .cloned()
+                .collect(),
+        ),
+        (Some(allow), ListMode::Block) => (
+            ListMode::Allow,
+            lower(allow)
+                .into_iter()
+                .filter(|e| !declared.extensions.contains(e) && !block.contains(e))
+                .collect(),
+        ),
+        (None, ListMode::Allow) => (
+            ListMode::Allow,
+            declared.extensions.difference(&block).cloned().collect(),
+        ),
+        (None, ListMode::Block) => (
+            ListMode::Block,
+            declared.extensions.union(&block).cloned().collect(),
+        ),
+    };
+    AttachmentPolicy {
+        enabled: declared.enabled && o.enabled.unwrap_or(true),
+        max_size: match (declared.max_size, o.max_size) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        mode,
+        extensions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn attachment_lists_combine_so_both_must_pass() {
+        let block_exe = AttachmentPolicy {
+            extensions: set(&["exe"]),
+            ..AttachmentPolicy::default()
+        };
+        let allow_jpg_txt = AttachmentPolicy {
+            mode: ListMode::Allow,
+            extensions: set(&["jpg", "txt"]),
+            ..AttachmentPolicy::default()
+        };
+        let table: Vec<(
+            &AttachmentPolicy,
+            AttachmentOverrides,
+            ListMode,
+            BTreeSet<String>,
+        )> = vec![
+            (
+                &block_exe,
+                AttachmentOverrides {
+                    block: set(&[".BAT"]),
+                    ..Default::default()
+                },
+                ListMode::Block,
+                set(&["bat", "exe"]),
+            ),
+            (
+                &block_exe,
+                AttachmentOverrides {
+                    allow: Some(set(&["exe", "pdf"])),
+                    ..Default::default()
+                },
+                ListMode::Allow,
+                set(&["pdf"]),
+            ),
+            (
+                &allow_jpg_txt,
+                AttachmentOverrides {
+                    allow: Some(set(&["jpg", "png"])),
+                    ..Default::default()
+                },
+                ListMode::Allow,
+                set(&["jpg"]),
+            ),
+            (
+                &allow_jpg_txt,
+                AttachmentOverrides {
+                    block: set(&["txt"]),
+                    ..Default::default()
+                },
+                ListMode::Allow,
+                set(&["jpg"]),
+            ),
+        ];
+        for (declared, o, mode, exts) in table {
+            let n = narrow_attachments(declared, &o);
+            assert_eq!((n.mode, &n.extensions), (mode, &exts), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn narrowing_never_widens() {
+        let declared = DirectionCapabilities::plain_text(160);
+        let o = DirectionOverrides {
+            max_text_length: Some(1000),
+            features: Some(Feature::ALL.iter().copied().collect()),
+            rich_types: Some(RichType::ALL.iter().copied().collect()),
+            attachments: Some(AttachmentOverrides {
+                enabled: Some(true),
+                max_size: Some(10),
+                ..Default::default()
+            }),
+        };
+        let n = narrow_direction(&declared, &o);
+        assert_eq!(n.max_text_length, Some(160));
+        assert!(n.features.is_empty() && n.rich_types.is_empty());
+        assert!(!n.attachment_policy.enabled);
+    }
+}
