@@ -1,0 +1,256 @@
+//! # Client channel adapter
+//!
+//! The generic "bring your own channel" adapter, modelled on Pega's Client Channel
+//! API: an **integration layer** you run next to your channel translates the
+//! channel's traffic into Patchbay's canonical JSON and back. It is also the
+//! reference adapter the provider-specific ones follow.
+//!
+//! ## Inbound (integration layer → Patchbay)
+//!
+//! `POST /webhooks/{channel}` with one canonical message as JSON, signed over the
+//! exact body with the channel's `signing_secret`:
+//!
+//! - `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>` (preferred), or
+//! - `X-Hub-Signature: sha1=<hex HMAC-SHA1(secret, body)>`.
+//!
+//! ```json
+//! {"message_id": "evt-1", "conversation": {"id": "c-1"},
+//!  "sender": {"id": "cust-1", "name": "Ann"},
+//!  "content": {"type": "text", "text": "Hello"}}
+//! ```
+//!
+//! `message_id` is required: it is the dedupe key, so a retried POST reaches the
+//! application once. Every inbound kind is accepted: text, typing, attachments,
+//! postback, end of session, context data — and `receipt`s about messages the
+//! integration layer was given (`message_id` of the receipt = Patchbay's id).
+//!
+//! ## Outbound (Patchbay → integration layer)
+//!
+//! `POST {settings.webhook_url}` with the canonical message (its `id` is Patchbay's
+//! message id), signed the same two ways with the same secret, plus
+//! `X-Patchbay-Channel`. Every rich type is carried natively unless the channel's
+//! configuration narrows it. A 2xx answer may carry `{"message_id": "..."}`, the
+//! integration layer's own id, reported in the receipt. Errors: 429 (with
+//! `Retry-After`) is rate limiting, 5xx and 408 are retried, 401 refreshes nothing
+//! and fails, 404/410 fail with reason 530, 403 with 350, other 4xx with 520.
+//!
+//! ## What this adapter does not do
+//!
+//! It does not know your channel: the integration layer owns that conversion.
+
+use patchbay_plugin_sdk::prelude::*;
+use patchbay_plugin_sdk::signature::{hmac_sha1_hex, hmac_sha256_hex, split_prefixed, verify_hex};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The adapter id used in configs.
+pub const ADAPTER_ID: &str = "client-channel";
+
+/// Creates client-channel instances.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClientChannelFactory;
+
+/// Settings under `[channels.<id>.settings]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Where outbound messages are POSTed.
+    webhook_url: String,
+}
+
+/// A configured client-channel instance.
+#[derive(Debug)]
+pub struct ClientChannel {
+    channel: String,
+    webhook_url: String,
+    secret: Secret,
+}
+
+fn manifest() -> Manifest {
+    Manifest {
+        id: ADAPTER_ID.into(),
+        name: "Client channel (bring your own channel)".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        wire: WireRange::CURRENT,
+        capabilities: ChannelCapabilities {
+            inbound: DirectionCapabilities::everything(),
+            outbound: DirectionCapabilities::everything(),
+        },
+        secrets: vec![SettingSpec::required(
+            "signing_secret",
+            "HMAC key for both directions' X-Hub-Signature headers",
+        )],
+        settings: vec![SettingSpec::required(
+            "webhook_url",
+            "the integration layer's URL that receives outbound messages",
+        )],
+        auth_profiles: vec![],
+    }
+}
+
+impl AdapterFactory for ClientChannelFactory {
+    fn manifest(&self) -> Manifest {
+        manifest()
+    }
+
+    fn create(&self, config: &ChannelConfig) -> Result<Box<dyn ChannelAdapter>, ConfigError> {
+        Ok(Box::new(ClientChannel::new(config)?))
+    }
+}
+
+impl ClientChannel {
+    /// Builds an instance from its channel config.
+    pub fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
+        let settings: Settings = config.settings()?;
+        if !(settings.webhook_url.starts_with("http://")
+            || settings.webhook_url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "settings.webhook_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        let secret = config.secret("signing_secret")?.clone();
+        if secret.expose().is_empty() {
+            return Err(ConfigError::new(
+                "secrets.signing_secret",
+                "must not be empty",
+            ));
+        }
+        Ok(ClientChannel {
+            channel: config.channel.clone(),
+            webhook_url: settings.webhook_url,
+            secret,
+        })
+    }
+
+    fn signature_headers(&self, body: &[u8]) -> [(String, String); 2] {
+        let key = self.secret.expose().as_bytes();
+        [
+            (
+                "x-hub-signature".into(),
+                format!("sha1={}", hmac_sha1_hex(key, body)),
+            ),
+            (
+                "x-hub-signature-256".into(),
+                format!("sha256={}", hmac_sha256_hex(key, body)),
+            ),
+        ]
+    }
+}
+
+/// Only what `verify` needs from the body, so it stays cheap.
+#[derive(Deserialize)]
+struct DedupeProbe {
+    message_id: Option<Value>,
+}
+
+impl ChannelAdapter for ClientChannel {
+    fn manifest(&self) -> Manifest {
+        manifest()
+    }
+
+    fn verify(&self, request: &InboundRequest, _now: Timestamp) -> Result<Verdict, Rejection> {
+        let key = self.secret.expose().as_bytes();
+        let valid = if let Some(sig) = request.header("x-hub-signature-256") {
+            matches!(split_prefixed(sig), Some(("sha256", hex)) if verify_hex(hex, &hmac_sha256_hex(key, &request.body)))
+        } else if let Some(sig) = request.header("x-hub-signature") {
+            matches!(split_prefixed(sig), Some(("sha1", hex)) if verify_hex(hex, &hmac_sha1_hex(key, &request.body)))
+        } else {
+            return Err(Rejection::unauthorized(
+                "missing X-Hub-Signature-256 or X-Hub-Signature header",
+            ));
+        };
+        if !valid {
+            return Err(Rejection::unauthorized("signature does not match the body"));
+        }
+        let probe: DedupeProbe = serde_json::from_slice(&request.body)
+            .map_err(|e| Rejection::bad_request(format!("body is not a JSON object: {e}")))?;
+        let dedupe_key = match probe.message_id {
+            Some(Value::String(id)) if !id.is_empty() => id,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(Rejection::bad_request(
+                    "\"message_id\" (a non-empty string) is required",
+                ));
+            }
+        };
+        Ok(Verdict::accept(Some(dedupe_key)))
+    }
+
+    fn parse_inbound(&self, request: &InboundRequest, _now: Timestamp) -> Step {
+        let mut wire: Value = match serde_json::from_slice(&request.body) {
+            Ok(v) => v,
+            Err(e) => return Step::fail(AdapterError::bad_input(format!("body is not JSON: {e}"))),
+        };
+        let provider_id = wire
+            .as_object_mut()
+            .and_then(|o| o.remove("message_id"))
+            .map(|v| match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+        let mut message: Message = match serde_json::from_value(wire) {
+            Ok(m) => m,
+            Err(e) => {
+                return Step::fail(AdapterError::bad_input(format!(
+                    "not a canonical message: {e}"
+                )));
+            }
+        };
+        if let Err(e) = message.validate() {
+            return Step::fail(AdapterError::bad_input(e));
+        }
+        // Patchbay owns its ids and channel names; the integration layer cannot set them.
+        message.id.clear();
+        message.channel = self.channel.clone();
+        message.provider_message_id = provider_id;
+        Step::messages(vec![message])
+    }
+
+    fn render_outbound(&self, message: &Message, _now: Timestamp) -> Step {
+        let body = match serde_json::to_vec(message) {
+            Ok(b) => b,
+            Err(e) => {
+                return Step::fail(AdapterError::bad_input(format!(
+                    "cannot encode message: {e}"
+                )));
+            }
+        };
+        let mut request = HttpRequestSpec {
+            method: "POST".into(),
+            url: self.webhook_url.clone(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-patchbay-channel".into(), self.channel.clone()),
+            ],
+            body: Vec::new(),
+            auth_profile: None,
+        };
+        request.headers.extend(self.signature_headers(&body));
+        request.body = body;
+        Step::Request {
+            request: RequestSpec::Http(request),
+            continuation: Continuation(Value::Null),
+        }
+    }
+
+    fn resume(
+        &self,
+        _continuation: Continuation,
+        response: ProviderResponse,
+        _now: Timestamp,
+    ) -> Step {
+        if !response.is_success() {
+            return Step::fail(response.classify_http_error("the integration layer"));
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            message_id: Option<String>,
+        }
+        let provider_id = serde_json::from_slice::<Answer>(&response.body)
+            .ok()
+            .and_then(|a| a.message_id);
+        Step::delivered(provider_id)
+    }
+}
