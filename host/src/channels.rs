@@ -1,0 +1,99 @@
+//! Channel instances: an adapter configured for one channel, with its narrowed
+//! capabilities and system messages.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use patchbay_core::capabilities::narrow;
+use patchbay_plugin_sdk::adapter::{AdapterFactory, ChannelAdapter, ChannelConfig};
+use patchbay_plugin_sdk::capabilities::{ChannelCapabilities, SystemMessages};
+
+use crate::config::{ChannelSection, Config, ConfigError};
+
+/// The adapters compiled into this build, by id.
+pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
+    let mut adapters: BTreeMap<&'static str, Arc<dyn AdapterFactory>> = BTreeMap::new();
+    adapters.insert(
+        patchbay_adapter_client_channel::ADAPTER_ID,
+        Arc::new(patchbay_adapter_client_channel::ClientChannelFactory),
+    );
+    adapters
+}
+
+/// One configured channel.
+pub struct Channel {
+    /// Its id (the key under `[channels]`).
+    pub id: String,
+    /// The adapter id.
+    pub adapter_id: String,
+    /// The adapter instance.
+    pub adapter: Arc<dyn ChannelAdapter>,
+    /// Declared capabilities narrowed by configuration.
+    pub capabilities: ChannelCapabilities,
+    /// System messages for this channel.
+    pub system_messages: SystemMessages,
+    /// The language of system messages.
+    pub language: String,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.id)
+            .field("adapter", &self.adapter_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// All channels by id.
+pub type Channels = BTreeMap<String, Arc<Channel>>;
+
+/// Builds every configured channel; a bad channel is an error naming its key.
+pub fn build(config: &Config, public_url: &str) -> Result<Channels, ConfigError> {
+    let adapters = builtin_adapters();
+    let mut channels = Channels::new();
+    for (id, section) in &config.channels {
+        let channel = build_one(id, section, &adapters, public_url)?;
+        channels.insert(id.clone(), Arc::new(channel));
+    }
+    Ok(channels)
+}
+
+fn build_one(
+    id: &str,
+    section: &ChannelSection,
+    adapters: &BTreeMap<&'static str, Arc<dyn AdapterFactory>>,
+    public_url: &str,
+) -> Result<Channel, ConfigError> {
+    let factory = adapters.get(section.adapter.as_str()).ok_or_else(|| {
+        let known: Vec<&str> = adapters.keys().copied().collect();
+        ConfigError::new(
+            format!("channels.{id}.adapter"),
+            format!(
+                "unknown adapter {:?}; known: {}",
+                section.adapter,
+                known.join(", ")
+            ),
+        )
+    })?;
+    let settings = serde_json::to_value(&section.settings)
+        .map_err(|e| ConfigError::new(format!("channels.{id}.settings"), e.to_string()))?;
+    let channel_config = ChannelConfig {
+        channel: id.to_string(),
+        webhook_url: format!("{}/webhooks/{id}", public_url.trim_end_matches('/')),
+        settings,
+        secrets: section.secrets.clone(),
+    };
+    let adapter = factory
+        .create(&channel_config)
+        .map_err(|e| ConfigError::new(format!("channels.{id}.{}", e.key), e.message))?;
+    let capabilities = narrow(&adapter.manifest().capabilities, &section.capabilities);
+    Ok(Channel {
+        id: id.to_string(),
+        adapter_id: section.adapter.clone(),
+        adapter: Arc::from(adapter),
+        capabilities,
+        system_messages: SystemMessages(section.system_messages.clone()),
+        language: section.language.clone(),
+    })
+}

@@ -1,0 +1,545 @@
+//! The TOML configuration: one file for server, store, application, channels.
+//!
+//! Loading happens in three passes so errors can name the offending key:
+//! 1. parse the TOML;
+//! 2. resolve `${ENV}` in every string (`$${` keeps a literal `${`) and every
+//!    `<key>_file = "path"` into `<key>` = the file's contents (trailing newline
+//!    removed) — how secrets stay out of the file;
+//! 3. deserialise into typed structs that reject unknown keys, then [`Config::validate`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use patchbay_core::capabilities::CapabilityOverrides;
+use patchbay_core::retry::RetryPolicy;
+use patchbay_plugin_sdk::adapter::Secret;
+use patchbay_plugin_sdk::capabilities::SystemMessageKey;
+use serde::Deserialize;
+
+/// A configuration error with the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the key (`channels.web.settings.webhook_url`), or `(file)`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where messages are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The business application Patchbay serves.
+    pub application: ApplicationConfig,
+    /// Outbound delivery to providers.
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Channel instances by id; the id is the `{channel}` in URLs.
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelSection>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The public base URL providers call (behind a proxy, the proxy's URL).
+    /// Defaults to `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Seconds to finish in-flight work after SIGTERM or Ctrl-C.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_grace() -> u64 {
+    30
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            public_url: None,
+            max_body_bytes: default_max_body(),
+            shutdown_grace_secs: default_grace(),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database file (created if missing). One Patchbay process per file.
+    #[serde(default = "default_db")]
+    pub path: PathBuf,
+    /// Most webhooks committed in one transaction.
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+    /// How long a worker may hold a job before another may take it, in seconds.
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
+}
+
+fn default_db() -> PathBuf {
+    PathBuf::from("patchbay.db")
+}
+fn default_batch() -> usize {
+    512
+}
+fn default_lease() -> u64 {
+    60
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_db(),
+            max_batch: default_batch(),
+            lease_secs: default_lease(),
+        }
+    }
+}
+
+/// `[application]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationConfig {
+    /// Where canonical messages and receipts are POSTed.
+    pub webhook_url: String,
+    /// HMAC key for `X-Hub-Signature` / `X-Hub-Signature-256` (or `secret_file`).
+    pub secret: Secret,
+    /// Keys accepted on the application API (`Authorization: Bearer <key>`).
+    #[serde(default)]
+    pub api_keys: Vec<Secret>,
+    /// Per-request timeout in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Retry schedule for 5xx, 429 and timeouts.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+fn default_timeout() -> u64 {
+    10_000
+}
+fn default_concurrency() -> usize {
+    32
+}
+
+/// `[outbound]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Per-request timeout towards providers, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Sends in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Retry schedule for transient and rate-limited failures.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            timeout_ms: default_timeout(),
+            concurrency: default_concurrency(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `patchbay_host=debug`; `RUST_LOG` wins.
+    pub level: Option<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[channels.<id>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSection {
+    /// The adapter id (`client-channel`).
+    pub adapter: String,
+    /// Adapter settings, passed to the adapter as JSON.
+    #[serde(default)]
+    pub settings: toml::Table,
+    /// Adapter secrets by name (use `<name>_file` or `${ENV}`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+    /// Narrowing of the adapter's declared capabilities.
+    #[serde(default)]
+    pub capabilities: CapabilityOverrides,
+    /// Language of system messages.
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// System message texts by language, overriding the defaults.
+    #[serde(default)]
+    pub system_messages: BTreeMap<String, BTreeMap<SystemMessageKey, String>>,
+}
+
+fn default_language() -> String {
+    "en-US".into()
+}
+
+impl Config {
+    /// Reads, resolves and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("(file)", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; relative `*_file` paths resolve against `base`.
+    pub fn parse(
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigError::new("(syntax)", e.to_string().trim().to_string())
+        })?;
+        resolve_table(&mut table, "", base, env)?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::new(
+                    if key == "." { "(root)".into() } else { key },
+                    e.inner().to_string(),
+                )
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.application.webhook_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "application.webhook_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.application.secret.expose().is_empty() {
+            return Err(ConfigError::new("application.secret", "must not be empty"));
+        }
+        if let Some(i) = self
+            .application
+            .api_keys
+            .iter()
+            .position(|k| k.expose().len() < 16)
+        {
+            return Err(ConfigError::new(
+                format!("application.api_keys[{i}]"),
+                "must be at least 16 characters",
+            ));
+        }
+        if self.application.timeout_ms == 0 || self.outbound.timeout_ms == 0 {
+            return Err(ConfigError::new("timeout_ms", "must be greater than 0"));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "server.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        for (name, policy) in [
+            ("application.retry", &self.application.retry),
+            ("outbound.retry", &self.outbound.retry),
+        ] {
+            if policy.max_attempts == 0 {
+                return Err(ConfigError::new(
+                    format!("{name}.max_attempts"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if let Some(public) = &self.server.public_url
+            && !(public.starts_with("http://") || public.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "server.public_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        for id in self.channels.keys() {
+            let ok = !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(ConfigError::new(
+                    format!("channels.{id}"),
+                    "channel ids may use only letters, digits, '-' and '_'",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn resolve_table(
+    table: &mut toml::Table,
+    prefix: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let file_keys: Vec<String> = table
+        .keys()
+        .filter(|k| k.ends_with("_file") && table[k.as_str()].is_str())
+        .cloned()
+        .collect();
+    for (key, value) in table.iter_mut() {
+        resolve_value(value, &join(prefix, key), base, env)?;
+    }
+    for file_key in file_keys {
+        let target = file_key.trim_end_matches("_file").to_string();
+        let path_key = join(prefix, &file_key);
+        if table.contains_key(&target) {
+            return Err(ConfigError::new(
+                path_key,
+                format!("give either {target} or {file_key}, not both"),
+            ));
+        }
+        let Some(toml::Value::String(file)) = table.remove(&file_key) else {
+            continue;
+        };
+        let path = base.join(&file);
+        let contents = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::new(&path_key, format!("cannot read {}: {e}", path.display()))
+        })?;
+        let contents = contents.strip_suffix('\n').unwrap_or(&contents);
+        let contents = contents.strip_suffix('\r').unwrap_or(contents);
+        table.insert(target, toml::Value::String(contents.to_string()));
+    }
+    Ok(())
+}
+
+fn resolve_value(
+    value: &mut toml::Value,
+    key: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(s) => *s = interpolate(s, key, env)?,
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                resolve_value(item, &format!("{key}[{i}]"), base, env)?;
+            }
+        }
+        toml::Value::Table(t) => resolve_table(t, key, base, env)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Replaces `${NAME}` with the variable's value; `$${` stays a literal `${`.
+fn interpolate(
+    s: &str,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| ConfigError::new(key, "unterminated ${ in value"))?;
+            let name = &tail[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(ConfigError::new(
+                    key,
+                    format!("invalid variable name {name:?}"),
+                ));
+            }
+            let value = env(name).ok_or_else(|| {
+                ConfigError::new(key, format!("environment variable {name} is not set"))
+            })?;
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [application]
+        webhook_url = "http://127.0.0.1:9000/hook"
+        secret = "${APP_SECRET}"
+        api_keys = ["0123456789abcdef"]
+        [channels.web]
+        adapter = "client-channel"
+        settings = { webhook_url = "http://127.0.0.1:9100/out" }
+        secrets = { signing_secret_file = "secret.txt" }
+        [channels.web.capabilities.outbound]
+        max_text_length = 160
+        rich_types = ["buttons"]
+    "#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "APP_SECRET").then(|| "from-env".to_string())
+    }
+
+    #[test]
+    fn env_and_files_resolve() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("secret.txt"), "from-file\n").expect("write");
+        let config = Config::parse(MINIMAL, dir.path(), &env).expect("valid");
+        assert_eq!(config.application.secret.expose(), "from-env");
+        assert_eq!(
+            config.channels["web"].secrets["signing_secret"].expose(),
+            "from-file"
+        );
+        assert_eq!(
+            config.channels["web"].capabilities.outbound.max_text_length,
+            Some(160)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("secret.txt"), "x").expect("write");
+        let table = [
+            (
+                MINIMAL.replace("${APP_SECRET}", "${NOPE}"),
+                "application.secret",
+                "NOPE is not set",
+            ),
+            (
+                MINIMAL.replace("secret.txt", "missing.txt"),
+                "channels.web.secrets.signing_secret_file",
+                "cannot read",
+            ),
+            (
+                MINIMAL.replace("max_text_length", "max_txt_length"),
+                "channels.web.capabilities.outbound.max_txt_length",
+                "unknown field",
+            ),
+            (
+                MINIMAL.replace("\"buttons\"", "\"hologram\""),
+                "channels.web.capabilities.outbound.rich_types[0]",
+                "unknown variant",
+            ),
+            (
+                MINIMAL.replace("http://127.0.0.1:9000/hook", "ftp://x"),
+                "application.webhook_url",
+                "http",
+            ),
+            (
+                MINIMAL.replace("0123456789abcdef", "short"),
+                "application.api_keys[0]",
+                "16",
+            ),
+            (
+                MINIMAL
+                    .replace("[channels.web]", "[channels.\"we b\"]")
+                    .replace("channels.web.", "channels.\"we b\"."),
+                "channels.we b",
+                "letters",
+            ),
+            (
+                format!("{MINIMAL}\n[bogus]\n"),
+                "bogus",
+                "unknown field `bogus`",
+            ),
+            ("[application\n".to_string(), "(syntax)", ""),
+        ];
+        for (text, key, message) in table {
+            let err = Config::parse(&text, dir.path(), &env).expect_err(key);
+            assert_eq!(err.key, key, "{err}");
+            assert!(err.message.contains(message), "{err}");
+        }
+    }
+
+    #[test]
+    fn dollar_escapes_and_secrets_stay_hidden() {
+        let s = interpolate("a$${b}c$d", "k", &env).expect("ok");
+        assert_eq!(s, "a${b}c$d");
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("secret.txt"), "from-file").expect("write");
+        let config = Config::parse(MINIMAL, dir.path(), &env).expect("valid");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("from-env") && !debug.contains("from-file"));
+    }
+}

@@ -1,0 +1,39 @@
+//! # Patchbay host
+//!
+//! The process that runs channel adapters: it owns every socket, the clock,
+//! retries and durability, so adapters can stay pure converters.
+//!
+//! ```text
+//!  provider ──POST /webhooks/{ch}──▶ ingress: verify ─▶ store (group commit) ─▶ 2xx ack
+//!                                                     │
+//!                      inbound worker: parse_inbound ◀┘ (+ provider calls)
+//!                                     │ canonical messages
+//!                      deliver worker ▼──POST (signed)──▶ application webhook
+//!
+//!  application ──POST /v1/channels/{ch}/messages──▶ store ─▶ 202 {"ids"}
+//!                      outbound worker: fit (core) ─▶ render_outbound ─▶ provider
+//!                                     │ receipt
+//!                      deliver worker ▼──POST (signed)──▶ application webhook
+//! ```
+//!
+//! Modules: [`config`] (TOML, `${ENV}`, `*_file`), [`channels`] (adapters by
+//! config), [`store`] (durable queues), [`server`] (HTTP), [`workers`] (the three
+//! queue loops), [`transport`] (executing adapters' requests), [`app`] (the
+//! application webhook), [`serve`] (wiring and shutdown), [`cli`].
+//!
+//! ## What this crate does not do
+//!
+//! It does not convert provider formats (adapters do) or decide how to degrade
+//! content (`patchbay-core` does).
+
+pub mod app;
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod runtime;
+pub mod serve;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod transport;
+pub mod workers;

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    patchbay_host::cli::main()
+}

@@ -1,0 +1,129 @@
+//! Assembling and running the host: store, channels, workers, server, shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::app::AppClient;
+use crate::channels;
+use crate::config::Config;
+use crate::runtime::{Runtime, Wakers};
+use crate::store::{Queue, SqliteStore, Store};
+use crate::transport::{Transport, http_client};
+use crate::workers;
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(&config.store.path, config.store.max_batch)
+        .await
+        .with_context(|| format!("opening store {}", config.store.path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Runs until SIGTERM or Ctrl-C, then stops accepting, finishes in-flight work
+/// (up to `shutdown_grace_secs`) and returns.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let local = listener.local_addr()?;
+    let public_url = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    let channels =
+        channels::build(&config, &public_url).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+    let store = open_store(&config).await?;
+
+    let app_client = http_client(Duration::from_millis(config.application.timeout_ms));
+    let provider_client = http_client(Duration::from_millis(config.outbound.timeout_ms));
+    let rt = Arc::new(Runtime {
+        store,
+        channels,
+        transport: Transport::new(provider_client),
+        app: AppClient::new(
+            app_client,
+            config.application.webhook_url.clone(),
+            config.application.secret.clone(),
+        ),
+        app_retry: config.application.retry,
+        outbound_retry: config.outbound.retry,
+        lease_ms: (config.store.lease_secs.max(1) * 1000) as i64,
+        public_url: public_url.clone(),
+        api_keys: config.application.api_keys.clone(),
+        wake: Wakers::default(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(workers::run_queue(
+        rt.clone(),
+        Queue::Inbound,
+        // One parser keeps webhooks of a conversation in arrival order.
+        1,
+        rt.wake.inbound.clone(),
+        stop_rx.clone(),
+        workers::inbound::handle,
+    ));
+    tasks.spawn(workers::run_queue(
+        rt.clone(),
+        Queue::Deliver,
+        config.application.concurrency,
+        rt.wake.deliver.clone(),
+        stop_rx.clone(),
+        workers::deliver::handle,
+    ));
+    tasks.spawn(workers::run_queue(
+        rt.clone(),
+        Queue::Outbound,
+        config.outbound.concurrency,
+        rt.wake.outbound.clone(),
+        stop_rx.clone(),
+        workers::outbound::handle,
+    ));
+
+    let router = crate::server::router(rt.clone(), config.server.max_body_bytes);
+    tracing::info!(listen = %local, public_url = %public_url, channels = rt.channels.len(), "patchbay started");
+    // The one line on stdout: tests and scripts read the bound address from it.
+    println!("patchbay listening on http://{local}");
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+
+    tracing::info!("shutting down: finishing in-flight work");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("grace period over; unfinished jobs will run after restart");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,101 @@
+//! `POST /webhooks/{channel}`: verify, store durably, then acknowledge.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use patchbay_plugin_sdk::adapter::{InboundRequest, Timestamp};
+
+use super::error;
+use crate::runtime::Runtime;
+use crate::store::sqlite::now_ms;
+use crate::store::{Added, NewJob, Queue};
+use crate::workers::new_id;
+
+/// Verifies the webhook over its exact bytes, stores it (group commit) and only
+/// then answers with the ack the provider expects. Duplicates get the same ack.
+pub async fn webhook(
+    State(rt): State<Arc<Runtime>>,
+    Path(channel_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(channel) = rt.channels.get(&channel_id) else {
+        return error(StatusCode::NOT_FOUND, "no such channel");
+    };
+    let request = InboundRequest {
+        method: method.to_string(),
+        url: format!(
+            "{}{}",
+            rt.public_url.trim_end_matches('/'),
+            uri.path_and_query().map_or(uri.path(), |pq| pq.as_str())
+        ),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    let adapter = channel.adapter.clone();
+    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        adapter.verify(&request, Timestamp(now_ms()))
+    }));
+    let verdict = match verdict {
+        Ok(Ok(v)) => v,
+        Ok(Err(rejection)) => {
+            tracing::warn!(channel = %channel_id, status = rejection.status, reason = %rejection.message, "webhook rejected");
+            let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            return error(status, rejection.message);
+        }
+        Err(_) => {
+            tracing::error!(channel = %channel_id, "adapter panicked in verify");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "adapter failed to verify the request",
+            );
+        }
+    };
+    if verdict.store {
+        let payload = match serde_json::to_vec(&request) {
+            Ok(p) => p,
+            Err(e) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode request: {e}"),
+                );
+            }
+        };
+        let job = NewJob {
+            id: new_id(),
+            queue: Queue::Inbound,
+            channel: channel_id.clone(),
+            conversation_key: None,
+            dedupe_key: verdict.dedupe_key.clone(),
+            payload,
+            run_at: now_ms(),
+        };
+        match rt.store.add(vec![job]).await.as_deref() {
+            Ok([Added::Stored(_)]) => rt.wake.inbound.notify_one(),
+            Ok(_) => tracing::debug!(channel = %channel_id, "duplicate webhook dropped"),
+            Err(e) => {
+                tracing::error!(channel = %channel_id, error = %e, "storing webhook failed");
+                // 503 makes the provider retry; nothing was acknowledged.
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot store the request right now",
+                );
+            }
+        }
+    }
+    let ack = verdict.ack;
+    let status = StatusCode::from_u16(ack.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, ack.body).into_response();
+    if let Some(ct) = ack.content_type.and_then(|ct| ct.parse().ok()) {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    response
+}

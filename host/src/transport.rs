@@ -1,0 +1,216 @@
+//! Executing adapters' request descriptions, and driving multi-step flows.
+//!
+//! The adapter describes; this module does: HTTP through one shared `reqwest`
+//! client (rustls with the ring provider), OAuth tokens cached per channel and
+//! profile until shortly before they expire, and the [`Step`] loop that feeds
+//! responses back to the adapter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use patchbay_plugin_sdk::adapter::{
+    AccessToken, ChannelAdapter, HttpRequestSpec, ProviderResponse, RequestSpec, Step, StepOutput,
+    Timestamp,
+};
+use patchbay_plugin_sdk::error::AdapterError;
+
+use crate::store::sqlite::now_ms;
+
+/// Most steps one operation may take; more means an adapter is looping.
+pub const MAX_STEPS: usize = 16;
+
+/// Refresh tokens this long before they expire.
+const TOKEN_MARGIN_MS: i64 = 60_000;
+
+/// Installs rustls' ring provider once per process (no OpenSSL, no aws-lc).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Builds the shared HTTP client.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("patchbay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Executes request descriptions for adapters.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    client: reqwest::Client,
+    tokens: Arc<Mutex<HashMap<(String, String), AccessToken>>>,
+}
+
+impl Transport {
+    /// A transport with the given client.
+    pub fn new(client: reqwest::Client) -> Self {
+        Transport {
+            client,
+            tokens: Arc::default(),
+        }
+    }
+
+    /// Runs `step` to completion for `channel`'s adapter.
+    pub async fn drive(
+        &self,
+        channel: &str,
+        adapter: &dyn ChannelAdapter,
+        mut step: Step,
+    ) -> Result<StepOutput, AdapterError> {
+        for _ in 0..MAX_STEPS {
+            match step {
+                Step::Done { output } => return Ok(output),
+                Step::Fail { error } => {
+                    if error.is_auth_expired() {
+                        self.forget_tokens(channel);
+                    }
+                    return Err(error);
+                }
+                Step::Request {
+                    request,
+                    continuation,
+                } => {
+                    let response = self.execute(channel, adapter, request).await?;
+                    step = adapter.resume(continuation, response, Timestamp(now_ms()));
+                }
+            }
+        }
+        Err(AdapterError::permanent(format!(
+            "adapter took more than {MAX_STEPS} steps; giving up"
+        )))
+    }
+
+    async fn execute(
+        &self,
+        channel: &str,
+        adapter: &dyn ChannelAdapter,
+        request: RequestSpec,
+    ) -> Result<ProviderResponse, AdapterError> {
+        match request {
+            RequestSpec::Http(mut http) => {
+                if let Some(profile) = http.auth_profile.take() {
+                    let token = self.token(channel, adapter, &profile).await?;
+                    http.headers.push((
+                        "authorization".into(),
+                        format!("Bearer {}", token.token.expose()),
+                    ));
+                }
+                self.http(http).await
+            }
+            RequestSpec::Smtp(_) => Err(AdapterError::permanent(
+                "this Patchbay build has no SMTP transport configured",
+            )),
+        }
+    }
+
+    /// Sends one HTTP request. Connection failures and timeouts are transient.
+    pub async fn http(&self, spec: HttpRequestSpec) -> Result<ProviderResponse, AdapterError> {
+        let method = reqwest::Method::from_bytes(spec.method.as_bytes()).map_err(|_| {
+            AdapterError::permanent(format!("invalid HTTP method {:?}", spec.method))
+        })?;
+        let mut builder = self.client.request(method, &spec.url);
+        for (name, value) in &spec.headers {
+            builder = builder.header(name, value);
+        }
+        let response = builder.body(spec.body).send().await.map_err(|e| {
+            // reqwest errors name the URL, never headers or bodies, so no secret leaks.
+            AdapterError::transient(format!(
+                "request to {} failed: {}",
+                host_of(&spec.url),
+                error_chain(&e)
+            ))
+        })?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| {
+                AdapterError::transient(format!("reading response failed: {}", error_chain(&e)))
+            })?
+            .to_vec();
+        Ok(ProviderResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn token(
+        &self,
+        channel: &str,
+        adapter: &dyn ChannelAdapter,
+        profile: &str,
+    ) -> Result<AccessToken, AdapterError> {
+        let key = (channel.to_string(), profile.to_string());
+        let now = now_ms();
+        if let Some(token) = self.lock_tokens().get(&key)
+            && token.expires_at.0 - TOKEN_MARGIN_MS > now
+        {
+            return Ok(token.clone());
+        }
+        let RequestSpec::Http(request) = adapter.token_request(profile, Timestamp(now))? else {
+            return Err(AdapterError::permanent("token requests must be HTTP"));
+        };
+        let response = self.http(request).await?;
+        let token = adapter.token_response(profile, response, Timestamp(now_ms()))?;
+        self.lock_tokens().insert(key, token.clone());
+        Ok(token)
+    }
+
+    fn forget_tokens(&self, channel: &str) {
+        self.lock_tokens().retain(|(c, _), _| c != channel);
+    }
+
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), AccessToken>> {
+        // A panic while holding the lock leaves only a cache behind; keep using it.
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// `scheme://host:port` of a URL, for error messages (paths may carry tokens).
+pub fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(invalid URL)".into(),
+    }
+}
+
+/// An error and its sources on one line, without the URL reqwest adds.
+pub fn error_chain(e: &reqwest::Error) -> String {
+    // reqwest's own message repeats the URL (which may carry a token): describe the
+    // kind instead and keep the sources.
+    let mut text = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "bad response body"
+    } else {
+        "request failed"
+    }
+    .to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

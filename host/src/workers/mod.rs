@@ -1,0 +1,163 @@
+//! Background workers: one loop per queue, leasing jobs from the store and
+//! running them with bounded concurrency.
+//!
+//! | worker | queue | does |
+//! |---|---|---|
+//! | [`inbound`] | `inbound` | adapter `parse_inbound` (+ provider calls) → canonical messages → `deliver` jobs |
+//! | [`deliver`] | `deliver` | POST to the application webhook, signed; retry or dead-letter |
+//! | [`outbound`] | `outbound` | fit (core) → `render_outbound` → provider; receipt → `deliver` |
+//!
+//! On shutdown a loop stops claiming and waits for its in-flight jobs. A job a
+//! crash interrupted is leased again after restart (SQLite releases leases at open).
+
+pub mod deliver;
+pub mod inbound;
+pub mod outbound;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use patchbay_core::retry::{RetryDecision, RetryPolicy};
+use patchbay_plugin_sdk::adapter::Step;
+use patchbay_plugin_sdk::error::AdapterError;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::runtime::Runtime;
+use crate::store::sqlite::now_ms;
+use crate::store::{Job, NewJob, Queue};
+
+/// Longest sleep between polls when nothing is due.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Runs `handle` on jobs of `queue` until `shutdown` turns true.
+pub async fn run_queue<F, Fut>(
+    rt: Arc<Runtime>,
+    queue: Queue,
+    concurrency: usize,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(Arc<Runtime>, Job) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let concurrency = concurrency.max(1);
+    let mut inflight = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let free = concurrency - inflight.len();
+        let mut claimed = 0;
+        if free > 0 {
+            match rt
+                .store
+                .claim(queue, now_ms(), rt.lease_ms, free as u32)
+                .await
+            {
+                Ok(jobs) => {
+                    claimed = jobs.len();
+                    for job in jobs {
+                        inflight.spawn(handle(rt.clone(), job));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed")
+                }
+            }
+        }
+        if claimed > 0 && claimed == free {
+            // Saturated: wait for a slot.
+            tokio::select! {
+                _ = inflight.join_next() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        if claimed > 0 {
+            continue;
+        }
+        let sleep = match rt.store.next_due(queue).await {
+            Ok(Some(due)) => {
+                Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64)
+            }
+            _ => IDLE_POLL,
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    while inflight.join_next().await.is_some() {}
+    tracing::debug!(queue = queue.as_str(), "worker stopped");
+}
+
+/// Calls into an adapter, turning a panic into a transient error so one bad
+/// message cannot take the worker down (it is retried, then dead-lettered).
+pub fn guarded(what: &str, f: impl FnOnce() -> Step) -> Step {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(step) => step,
+        Err(_) => Step::fail(AdapterError::transient(format!(
+            "adapter panicked in {what}"
+        ))),
+    }
+}
+
+/// What to do with a job after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Retry at this time (ms since the epoch).
+    RetryAt(i64),
+    /// Give up.
+    GiveUp,
+}
+
+/// Applies the retry policy to an adapter error.
+pub fn next_after(policy: &RetryPolicy, attempts: u32, error: &AdapterError) -> Next {
+    if !error.is_retryable() {
+        return Next::GiveUp;
+    }
+    if error.is_auth_expired() && attempts < policy.max_attempts {
+        // The token was dropped from the cache; try again at once with a new one.
+        return Next::RetryAt(now_ms());
+    }
+    retry_at(policy, attempts, error.retry_after_ms())
+}
+
+/// The retry time for a failed attempt, or give up.
+pub fn retry_at(policy: &RetryPolicy, attempts: u32, retry_after_ms: Option<u64>) -> Next {
+    match policy.after_failure(attempts, rand::random::<f64>(), retry_after_ms) {
+        RetryDecision::RetryIn(d) => Next::RetryAt(now_ms() + d.as_millis() as i64),
+        RetryDecision::GiveUp => Next::GiveUp,
+    }
+}
+
+/// The key that orders jobs of one conversation.
+pub fn conversation_key(channel: &str, conversation: &str) -> String {
+    format!("{channel}\u{1f}{conversation}")
+}
+
+/// A `deliver` job for a message to the application.
+pub fn deliver_job(
+    message: &patchbay_plugin_sdk::message::Message,
+) -> Result<NewJob, serde_json::Error> {
+    Ok(NewJob {
+        id: message.id.clone(),
+        queue: Queue::Deliver,
+        channel: message.channel.clone(),
+        conversation_key: Some(conversation_key(&message.channel, &message.conversation.id)),
+        dedupe_key: None,
+        payload: serde_json::to_vec(message)?,
+        run_at: now_ms(),
+    })
+}
+
+/// A new message id (UUIDv7: sortable by time).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
