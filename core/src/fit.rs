@@ -210,9 +210,9 @@ fn check_attachments(attachments: &[Attachment], target: Target<'_>) -> Option<R
 fn human_size(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
     const KIB: u64 = 1024;
-    if bytes >= MIB && bytes % MIB == 0 {
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MB", bytes / MIB)
-    } else if bytes >= KIB && bytes % KIB == 0 {
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
         format!("{} KB", bytes / KIB)
     } else {
         format!("{bytes} bytes")

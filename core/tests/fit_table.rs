@@ -1,4 +1,5 @@
 //! Degradation tables: one row per content kind and channel restriction.
+#![allow(clippy::type_complexity)] // row tuples are the point of a table test
 
 use patchbay_core::fit::{Target, fit};
 use patchbay_plugin_sdk::capabilities::*;

@@ -42,6 +42,9 @@ enum Command {
         /// The config file.
         #[arg(long, short, env = "PATCHBAY_CONFIG", default_value = "patchbay.toml")]
         config: PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -138,16 +141,29 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::DeadLetters { action } => dead_letters(action).await,
-        Command::Status { config } => {
+        Command::Status { config, json } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let store = match crate::serve::open_store(&config).await {
+            let store = match crate::serve::open_store(&config, false).await {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
             match store.counts().await {
+                Ok(counts) if json => {
+                    let map: serde_json::Map<String, serde_json::Value> = counts
+                        .into_iter()
+                        .map(|(q, c)| {
+                            (
+                                q.as_str().to_string(),
+                                serde_json::to_value(c).unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Object(map));
+                    ExitCode::SUCCESS
+                }
                 Ok(counts) => {
                     println!(
                         "{:<10} {:>10} {:>10} {:>10}",
@@ -185,7 +201,7 @@ async fn dead_letters(action: DeadLetterAction) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match crate::serve::open_store(&config).await {
+    let store = match crate::serve::open_store(&config, false).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

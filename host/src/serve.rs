@@ -14,9 +14,9 @@ use crate::store::{Queue, SqliteStore, Store};
 use crate::transport::{Transport, http_client};
 use crate::workers;
 
-/// Opens the configured store.
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(&config.store.path, config.store.max_batch)
+/// Opens the configured store; `serving` releases a previous process's leases.
+pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(&config.store.path, config.store.max_batch, serving)
         .await
         .with_context(|| format!("opening store {}", config.store.path.display()))?;
     Ok(Arc::new(store))
@@ -36,7 +36,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{local}"));
     let channels =
         channels::build(&config, &public_url).map_err(|e| anyhow::anyhow!("config: {e}"))?;
-    let store = open_store(&config).await?;
+    let store = open_store(&config, true).await?;
 
     let app_client = http_client(Duration::from_millis(config.application.timeout_ms));
     let provider_client = http_client(Duration::from_millis(config.outbound.timeout_ms));

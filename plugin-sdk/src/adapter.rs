@@ -537,7 +537,7 @@ impl ProviderResponse {
     /// `Retry-After` in milliseconds, when given in seconds.
     pub fn retry_after_ms(&self) -> Option<u64> {
         let secs: f64 = self.header("retry-after")?.trim().parse().ok()?;
-        (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0) as u64)
+        (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64)
     }
 
     /// The default classification of a non-2xx HTTP answer: 429 rate limited

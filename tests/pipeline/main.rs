@@ -1,1 +1,8 @@
+//! End to end through a real `patchbay serve` process: a mock integration layer
+//! (the client-channel provider) and a mock application, all on 127.0.0.1.
 
+mod harness;
+
+mod delivery;
+mod flows;
+mod ingress;

@@ -102,9 +102,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     ///
-    /// One Patchbay process per file: leases left by a previous process are
-    /// released at open, so its unfinished jobs run again at once.
-    pub async fn open(path: &Path, max_batch: usize) -> Result<SqliteStore, StoreError> {
+    /// One serving Patchbay process per file: with `release_leases` (what `serve`
+    /// does) leases left by a previous process are released, so its unfinished
+    /// jobs run again at once. Inspection commands open without it.
+    pub async fn open(
+        path: &Path,
+        max_batch: usize,
+        release_leases: bool,
+    ) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -114,9 +119,13 @@ impl SqliteStore {
             .foreign_keys(true);
         let mut conn = SqliteConnection::connect_with(&options).await?;
         sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
-        sqlx::query("UPDATE jobs SET lease_until = 0 WHERE state = 'pending' AND lease_until > 0")
+        if release_leases {
+            sqlx::query(
+                "UPDATE jobs SET lease_until = 0 WHERE state = 'pending' AND lease_until > 0",
+            )
             .execute(&mut conn)
             .await?;
+        }
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))

@@ -1,0 +1,359 @@
+//! Test harness: mock servers on random loopback ports, and a real `patchbay
+//! serve` process with a config written for the test.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::IntoResponse;
+use patchbay_plugin_sdk::signature::{hmac_sha1_hex, hmac_sha256_hex};
+use serde_json::Value;
+
+pub const APP_SECRET: &str = "app-secret-for-tests";
+pub const CHANNEL_SECRET: &str = "channel-secret-for-tests";
+pub const API_KEY: &str = "api-key-0123456789abcdef";
+
+/// A request a mock server received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("mock received JSON")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Default)]
+struct MockState {
+    received: Vec<Received>,
+    script: VecDeque<(u16, String)>,
+}
+
+/// A small HTTP server that records requests and answers from a script
+/// (then `200 {}`).
+#[derive(Clone)]
+pub struct Mock {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<MockState>>,
+}
+
+impl Mock {
+    pub async fn start() -> Mock {
+        Mock::start_on(0).await
+    }
+
+    pub async fn start_on(port: u16) -> Mock {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind mock");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(Mutex::new(MockState::default()));
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Mock { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers the next requests with these statuses and bodies.
+    pub fn script(&self, answers: &[(u16, &str)]) {
+        let mut s = self.state.lock().expect("lock");
+        s.script
+            .extend(answers.iter().map(|(c, b)| (*c, b.to_string())));
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().expect("lock").received.clone()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} requests; got {}: {:#?}",
+                got.len(),
+                got.iter()
+                    .map(|r| String::from_utf8_lossy(&r.body).to_string())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn record(
+    State(state): State<Arc<Mutex<MockState>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let mut s = state.lock().expect("lock");
+    s.received.push(Received {
+        path: uri.path().to_string(),
+        headers,
+        body: body.to_vec(),
+    });
+    let (status, body) = s.script.pop_front().unwrap_or((200, "{}".into()));
+    (
+        axum::http::StatusCode::from_u16(status).expect("status"),
+        [("content-type", "application/json")],
+        body,
+    )
+}
+
+/// Asserts that the application webhook request is signed as documented.
+pub fn assert_app_signature(r: &Received) {
+    assert_eq!(
+        r.header("x-hub-signature"),
+        Some(format!("sha1={}", hmac_sha1_hex(APP_SECRET.as_bytes(), &r.body)).as_str())
+    );
+    assert_eq!(
+        r.header("x-hub-signature-256"),
+        Some(format!("sha256={}", hmac_sha256_hex(APP_SECRET.as_bytes(), &r.body)).as_str())
+    );
+}
+
+/// A running `patchbay serve`.
+pub struct Host {
+    /// Holds the config, secret file and database for the host's lifetime.
+    _dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub url: String,
+    child: Option<Child>,
+}
+
+/// What to put in the test config.
+pub struct HostOptions {
+    pub app_url: String,
+    pub integration_url: String,
+    pub extra_channel_toml: String,
+    pub max_body_bytes: usize,
+}
+
+impl HostOptions {
+    pub fn new(app: &str, integration: &str) -> Self {
+        HostOptions {
+            app_url: app.to_string(),
+            integration_url: integration.to_string(),
+            extra_channel_toml: String::new(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Host {
+    pub fn start(options: HostOptions) -> Host {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("channel.secret"),
+            format!("{CHANNEL_SECRET}\n"),
+        )
+        .expect("secret");
+        let config = dir.path().join("patchbay.toml");
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = {max_body}
+shutdown_grace_secs = 5
+
+[store]
+path = "{db}"
+
+[application]
+webhook_url = "{app}"
+secret = "{app_secret}"
+api_keys = ["{api_key}"]
+timeout_ms = 2000
+retry = {{ max_attempts = 5, base_delay_ms = 50, max_delay_ms = 200 }}
+
+[outbound]
+timeout_ms = 2000
+retry = {{ max_attempts = 3, base_delay_ms = 50, max_delay_ms = 200 }}
+
+[log]
+level = "patchbay_host=debug,info"
+
+[channels.web]
+adapter = "client-channel"
+settings = {{ webhook_url = "{integration}" }}
+secrets = {{ signing_secret_file = "channel.secret" }}
+{extra}
+"#,
+            max_body = options.max_body_bytes,
+            db = dir.path().join("patchbay.db").display(),
+            app = options.app_url,
+            app_secret = APP_SECRET,
+            api_key = API_KEY,
+            integration = options.integration_url,
+            extra = options.extra_channel_toml,
+        );
+        std::fs::write(&config, text).expect("config");
+        let mut host = Host {
+            _dir: dir,
+            config,
+            url: String::new(),
+            child: None,
+        };
+        host.spawn();
+        host
+    }
+
+    /// Starts the process on the same config and database.
+    pub fn spawn(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_patchbay"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn patchbay");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
+        let url = line
+            .trim()
+            .strip_prefix("patchbay listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        self.url = url.to_string();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flushing.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let mut child = child;
+        child.wait().expect("wait")
+    }
+
+    /// Runs a `patchbay` subcommand against this host's config; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> (std::process::ExitStatus, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_patchbay"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run patchbay");
+        (out.status, String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Queue counts from `patchbay status --json`.
+    pub fn counts(&self) -> Value {
+        let (status, out) = self.cli(&["status", "--json"]);
+        assert!(status.success(), "status failed: {out}");
+        serde_json::from_str(&out).expect("status json")
+    }
+
+    /// POSTs a webhook body signed with the channel secret.
+    pub async fn webhook(&self, body: &Value) -> reqwest::Response {
+        let bytes = serde_json::to_vec(body).expect("body");
+        let sig = format!(
+            "sha256={}",
+            hmac_sha256_hex(CHANNEL_SECRET.as_bytes(), &bytes)
+        );
+        self.post_raw("/webhooks/web", &[("x-hub-signature-256", &sig)], bytes)
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut req = client()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body).send().await.expect("post")
+    }
+
+    /// Sends a message through the application API.
+    pub async fn send(&self, message: &Value, idempotency_key: Option<&str>) -> reqwest::Response {
+        let mut req = client()
+            .post(format!("{}/v1/channels/web/messages", self.url))
+            .header("authorization", format!("Bearer {API_KEY}"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(message).expect("message"));
+        if let Some(key) = idempotency_key {
+            req = req.header("idempotency-key", key);
+        }
+        req.send().await.expect("send")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    patchbay_host::transport::http_client(Duration::from_secs(10))
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Sleeps long enough for the host to have acted if it were going to.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+}
+
+/// `reqwest` is built without its `json` feature; parse bodies here.
+pub trait JsonValue {
+    #[allow(async_fn_in_trait)]
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        let bytes = self.bytes().await.expect("body");
+        serde_json::from_slice(&bytes).expect("json body")
+    }
+}
