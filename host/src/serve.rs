@@ -59,14 +59,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(workers::run_queue(
+    tasks.spawn(workers::run_batches(
         rt.clone(),
         Queue::Inbound,
-        // One parser keeps webhooks of a conversation in arrival order.
-        1,
+        // One parser, in batches, keeps webhooks in arrival order.
+        256,
         rt.wake.inbound.clone(),
         stop_rx.clone(),
-        workers::inbound::handle,
+        workers::inbound::handle_batch,
     ));
     tasks.spawn(workers::run_queue(
         rt.clone(),

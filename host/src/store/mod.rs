@@ -165,6 +165,9 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a job done and adds the jobs that follow from it, atomically.
     async fn complete(&self, id: &str, follow_ups: Vec<NewJob>) -> Result<(), StoreError>;
 
+    /// Completes several jobs and adds their follow-ups, in order, atomically.
+    async fn complete_many(&self, done: Vec<(String, Vec<NewJob>)>) -> Result<(), StoreError>;
+
     /// Replaces a leased job's payload (progress of a multi-part send).
     async fn save_progress(&self, id: &str, payload: Vec<u8>) -> Result<(), StoreError>;
 

@@ -7,6 +7,7 @@
 //! and a burst of N webhooks costs one fsync rather than N. Reads use a separate
 //! small pool (WAL lets them run beside the writer).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_dedupe ON jobs(queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs(queue, state, run_at);
+CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs(queue, state, seq);
 CREATE INDEX IF NOT EXISTS jobs_conversation ON jobs(queue, conversation_key, state, seq) WHERE conversation_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
@@ -64,6 +65,7 @@ enum Op {
         reply: Reply<Vec<Job>>,
     },
     Complete(String, Vec<NewJob>, Reply<()>),
+    CompleteMany(Vec<(String, Vec<NewJob>)>, Reply<()>),
     Progress(String, Vec<u8>, Reply<()>),
     Retry(String, i64, String, Reply<()>),
     Bury(String, String, Vec<NewJob>, Reply<()>),
@@ -152,8 +154,21 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max_
         let commit_error = match sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
             Err(e) => Some(e.to_string()),
             Ok(_) => {
-                for op in batch.drain(..) {
-                    finishers.push(run_in_savepoint(&mut conn, op).await);
+                let mut ops = batch.drain(..).peekable();
+                while let Some(op) = ops.next() {
+                    match op {
+                        // Consecutive adds (a burst of webhooks) become one multi-row insert.
+                        Op::Add(jobs, reply) => {
+                            let mut adds = vec![(jobs, reply)];
+                            while let Some(Op::Add(..)) = ops.peek() {
+                                if let Some(Op::Add(jobs, reply)) = ops.next() {
+                                    adds.push((jobs, reply));
+                                }
+                            }
+                            finishers.extend(add_many(&mut conn, adds).await);
+                        }
+                        op => finishers.push(run_one(&mut conn, op).await),
+                    }
                 }
                 match sqlx::query("COMMIT").execute(&mut conn).await {
                     Ok(_) => None,
@@ -177,6 +192,45 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max_
     }
 }
 
+/// Inserts the jobs of several `Add` ops with as few statements as possible.
+async fn add_many(conn: &mut SqliteConnection, adds: Vec<(Vec<NewJob>, Reply<Vec<Added>>)>) -> Vec<Finisher> {
+    let all: Vec<&NewJob> = adds.iter().flat_map(|(jobs, _)| jobs.iter()).collect();
+    match insert_jobs(conn, &all).await {
+        Ok(stored) => adds
+            .into_iter()
+            .map(|(jobs, reply)| {
+                let result = jobs
+                    .iter()
+                    .map(|j| if stored.contains(&j.id) { Added::Stored(j.id.clone()) } else { Added::Duplicate })
+                    .collect();
+                finisher(reply, Ok(result))
+            })
+            .collect(),
+        Err(e) => {
+            let why = e.to_string();
+            adds.into_iter().map(|(_, reply)| finisher(reply, Err(StoreError::Commit(why.clone())))).collect()
+        }
+    }
+}
+
+/// Runs one op; multi-statement ops run in a savepoint so a failure does not
+/// undo their batch-mates (a single statement is atomic by itself).
+async fn run_one(conn: &mut SqliteConnection, op: Op) -> Finisher {
+    let needs_savepoint = matches!(op, Op::Complete(..) | Op::CompleteMany(..) | Op::Bury(..) | Op::Remember { .. });
+    if !needs_savepoint {
+        return run_op(conn, op).await.0;
+    }
+    if let Err(e) = sqlx::query("SAVEPOINT op").execute(&mut *conn).await {
+        return fail_op(op, &e.to_string());
+    }
+    let (finish, ok) = run_op(conn, op).await;
+    let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+    if let Err(e) = sqlx::raw_sql(end).execute(&mut *conn).await {
+        tracing::error!(error = %e, "savepoint release failed");
+    }
+    finish
+}
+
 fn fail_op(op: Op, why: &str) -> Finisher {
     fn f<T: Send + 'static>(reply: Reply<T>, why: &str) -> Finisher {
         finisher(reply, Err(StoreError::Commit(why.to_string())))
@@ -188,27 +242,11 @@ fn fail_op(op: Op, why: &str) -> Finisher {
         | Op::Progress(_, _, r)
         | Op::Retry(_, _, _, r)
         | Op::Bury(_, _, _, r) => f(r, why),
+        Op::CompleteMany(_, r) => f(r, why),
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
         Op::SetMenu(_, _, _, r) => f(r, why),
     }
-}
-
-/// Runs one op in a savepoint so its failure does not undo its batch-mates.
-async fn run_in_savepoint(conn: &mut SqliteConnection, op: Op) -> Finisher {
-    if let Err(e) = sqlx::query("SAVEPOINT op").execute(&mut *conn).await {
-        return fail_op(op, &e.to_string());
-    }
-    let (finish, ok) = run_op(conn, op).await;
-    let end = if ok {
-        "RELEASE op"
-    } else {
-        "ROLLBACK TO op; RELEASE op"
-    };
-    if let Err(e) = sqlx::raw_sql(end).execute(&mut *conn).await {
-        tracing::error!(error = %e, "savepoint release failed");
-    }
-    finish
 }
 
 async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
@@ -229,6 +267,17 @@ async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
             let r = async {
                 finish_job(conn, &id, "done", None).await?;
                 add(conn, &follow_ups).await.map(drop)
+            }
+            .await;
+            done(reply, r)
+        }
+        Op::CompleteMany(jobs, reply) => {
+            let r = async {
+                for (id, _) in &jobs {
+                    finish_job(conn, id, "done", None).await?;
+                }
+                let follow_ups: Vec<&NewJob> = jobs.iter().flat_map(|(_, jobs)| jobs.iter()).collect();
+                insert_jobs(conn, &follow_ups).await.map(drop)
             }
             .await;
             done(reply, r)
@@ -329,31 +378,52 @@ async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
 }
 
 async fn add(conn: &mut SqliteConnection, jobs: &[NewJob]) -> Result<Vec<Added>, sqlx::Error> {
+    let refs: Vec<&NewJob> = jobs.iter().collect();
+    let stored = insert_jobs(conn, &refs).await?;
+    Ok(jobs
+        .iter()
+        .map(|j| if stored.contains(&j.id) { Added::Stored(j.id.clone()) } else { Added::Duplicate })
+        .collect())
+}
+
+/// Rows per INSERT: 8 parameters each, well under SQLite's parameter limit.
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts jobs, skipping dedupe-key duplicates; returns the ids stored.
+async fn insert_jobs(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Result<HashSet<String>, sqlx::Error> {
     let now = now_ms();
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, queue, channel, conversation_key, dedupe_key, payload, run_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-             ON CONFLICT (queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
-        )
-        .bind(&job.id)
-        .bind(job.queue.as_str())
-        .bind(&job.channel)
-        .bind(&job.conversation_key)
-        .bind(&job.dedupe_key)
-        .bind(&job.payload)
-        .bind(job.run_at)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        out.push(if inserted.rows_affected() == 1 {
-            Added::Stored(job.id.clone())
-        } else {
-            Added::Duplicate
-        });
+    let mut stored = HashSet::with_capacity(jobs.len());
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO jobs (id, queue, channel, conversation_key, dedupe_key, payload, run_at, created_at, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = i * 8;
+            sql.push_str(&format!(
+                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 8
+            ));
+        }
+        sql.push_str(" ON CONFLICT (queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id");
+        // Built only from placeholders; every value is bound.
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for job in chunk {
+            query = query
+                .bind(&job.id)
+                .bind(job.queue.as_str())
+                .bind(&job.channel)
+                .bind(&job.conversation_key)
+                .bind(&job.dedupe_key)
+                .bind(&job.payload)
+                .bind(job.run_at)
+                .bind(now);
+        }
+        stored.extend(query.fetch_all(&mut *conn).await?);
     }
-    Ok(out)
+    Ok(stored)
 }
 
 async fn claim(
@@ -453,6 +523,10 @@ impl Store for SqliteStore {
     async fn complete(&self, id: &str, follow_ups: Vec<NewJob>) -> Result<(), StoreError> {
         self.call(|r| Op::Complete(id.to_string(), follow_ups, r))
             .await
+    }
+
+    async fn complete_many(&self, done: Vec<(String, Vec<NewJob>)>) -> Result<(), StoreError> {
+        self.call(|r| Op::CompleteMany(done, r)).await
     }
 
     async fn save_progress(&self, id: &str, payload: Vec<u8>) -> Result<(), StoreError> {

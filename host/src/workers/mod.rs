@@ -97,6 +97,45 @@ pub async fn run_queue<F, Fut>(
     tracing::debug!(queue = queue.as_str(), "worker stopped");
 }
 
+/// Runs `handle` on batches of up to `batch` jobs of `queue`, one batch at a
+/// time, in claim order — for work whose order matters across conversations
+/// not yet known (raw webhooks).
+pub async fn run_batches<F, Fut>(
+    rt: Arc<Runtime>,
+    queue: Queue,
+    batch: u32,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(Arc<Runtime>, Vec<Job>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match rt.store.claim(queue, now_ms(), rt.lease_ms, batch.max(1)).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                handle(rt.clone(), jobs).await;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed"),
+        }
+        let sleep = match rt.store.next_due(queue).await {
+            Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64),
+            _ => IDLE_POLL,
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::debug!(queue = queue.as_str(), "worker stopped");
+}
+
 /// Calls into an adapter, turning a panic into a transient error so one bad
 /// message cannot take the worker down (it is retried, then dead-lettered).
 pub fn guarded(what: &str, f: impl FnOnce() -> Step) -> Step {
