@@ -4,6 +4,8 @@
 //! ```text
 //! cargo bench -p patchbay-host --bench ingress_load
 //! PATCHBAY_BENCH_REQUESTS=50000 PATCHBAY_BENCH_CONCURRENCY=128 cargo bench -p patchbay-host --bench ingress_load
+//! # how much of the cost is delivering to the application at the same time:
+//! PATCHBAY_BENCH_APP_CONCURRENCY=1 cargo bench -p patchbay-host --bench ingress_load
 //! ```
 //!
 //! Both servers run as separate processes; the load generator and a mock
@@ -21,7 +23,10 @@ use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 const SECRET: &str = "bench-channel-secret";
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -34,15 +39,26 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run());
 }
 
 fn bare_server() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        println!("patchbay listening on http://{}", listener.local_addr().expect("addr"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!(
+            "patchbay listening on http://{}",
+            listener.local_addr().expect("addr")
+        );
         let app = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
         axum::serve(listener, app).await.expect("serve");
     });
@@ -58,10 +74,20 @@ impl Drop for Server {
 }
 
 fn spawn(mut cmd: Command) -> Server {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("line");
-    let url = line.trim().strip_prefix("patchbay listening on ").expect("address line").to_string();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let url = line
+        .trim()
+        .strip_prefix("patchbay listening on ")
+        .expect("address line")
+        .to_string();
     Server(child, url)
 }
 
@@ -70,10 +96,16 @@ async fn run() {
     let concurrency = env_usize("PATCHBAY_BENCH_CONCURRENCY", 64);
 
     // The application: answers 200 to every delivery.
-    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app");
     let app_addr = app.local_addr().expect("addr");
     tokio::spawn(async move {
-        axum::serve(app, axum::Router::new().fallback(|_b: axum::body::Bytes| async { "" })).await
+        axum::serve(
+            app,
+            axum::Router::new().fallback(|_b: axum::body::Bytes| async { "" }),
+        )
+        .await
     });
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -89,6 +121,7 @@ path = "{}"
 [application]
 webhook_url = "http://{app_addr}/hook"
 secret = "bench-app-secret"
+concurrency = {app_concurrency}
 [log]
 level = "warn"
 [channels.bench]
@@ -96,20 +129,32 @@ adapter = "client-channel"
 settings = {{ webhook_url = "http://127.0.0.1:9/unused" }}
 secrets = {{ signing_secret = "{SECRET}" }}
 "#,
-            dir.path().join("bench.db").display()
+            dir.path().join("bench.db").display(),
+            app_concurrency = env_usize("PATCHBAY_BENCH_APP_CONCURRENCY", 32),
         ),
     )
     .expect("config");
 
-    println!("ingress load: {requests} signed webhooks, {concurrency} concurrent connections, loopback");
-    println!("{:<28} {:>12} {:>10} {:>10} {:>10}", "target", "requests/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "ingress load: {requests} signed webhooks, {concurrency} concurrent connections, loopback"
+    );
+    println!(
+        "{:<28} {:>12} {:>10} {:>10} {:>10}",
+        "target", "requests/s", "p50 ms", "p99 ms", "errors"
+    );
 
     let bare = {
         let mut cmd = Command::new(std::env::current_exe().expect("exe"));
         cmd.env("PATCHBAY_BENCH_BARE", "1");
         spawn(cmd)
     };
-    let bare_result = load(&format!("{}/webhooks/bench", bare.1), requests, concurrency, "bare").await;
+    let bare_result = load(
+        &format!("{}/webhooks/bench", bare.1),
+        requests,
+        concurrency,
+        "bare",
+    )
+    .await;
     drop(bare);
     report("bare handler (200 only)", &bare_result);
 
@@ -118,7 +163,13 @@ secrets = {{ signing_secret = "{SECRET}" }}
         cmd.args(["serve", "--config"]).arg(&config);
         spawn(cmd)
     };
-    let host_result = load(&format!("{}/webhooks/bench", host.1), requests, concurrency, "pb").await;
+    let host_result = load(
+        &format!("{}/webhooks/bench", host.1),
+        requests,
+        concurrency,
+        "pb",
+    )
+    .await;
     report("patchbay serve (durable)", &host_result);
     drop(host);
     println!(
@@ -162,19 +213,29 @@ async fn load(url: &str, requests: usize, concurrency: usize, prefix: &str) -> L
     );
     // Warm up connections.
     for _ in 0..concurrency.min(8) {
-        let _ = client.get(url.replace("/webhooks/bench", "/healthz")).send().await;
+        let _ = client
+            .get(url.replace("/webhooks/bench", "/healthz"))
+            .send()
+            .await;
     }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (client, url, prepared, next) = (client.clone(), url.to_string(), prepared.clone(), next.clone());
+        let (client, url, prepared, next) = (
+            client.clone(),
+            url.to_string(),
+            prepared.clone(),
+            next.clone(),
+        );
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((body, sig)) = prepared.get(i) else { break };
+                let Some((body, sig)) = prepared.get(i) else {
+                    break;
+                };
                 let t = Instant::now();
                 let ok = client
                     .post(&url)

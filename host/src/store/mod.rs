@@ -177,7 +177,7 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up on a job (dead letter), adding follow-ups (such as a `Failed` receipt).
     async fn bury(&self, id: &str, error: &str, follow_ups: Vec<NewJob>) -> Result<(), StoreError>;
 
-    /// The earliest `run_at` of pending jobs in `queue`, for sleeping until then.
+    /// The earliest future `run_at` of pending jobs in `queue`, for sleeping until then.
     async fn next_due(&self, queue: Queue) -> Result<Option<i64>, StoreError>;
 
     /// Dead letters, newest first.

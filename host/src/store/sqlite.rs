@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_dedupe ON jobs(queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs(queue, state, seq);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(queue, state, run_at, seq);
 CREATE INDEX IF NOT EXISTS jobs_conversation ON jobs(queue, conversation_key, state, seq) WHERE conversation_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
@@ -167,6 +167,16 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max_
                             }
                             finishers.extend(add_many(&mut conn, adds).await);
                         }
+                        // Consecutive completions (workers finishing jobs) become one update.
+                        Op::Complete(..) | Op::CompleteMany(..) => {
+                            let mut group = vec![op];
+                            while let Some(Op::Complete(..) | Op::CompleteMany(..)) = ops.peek() {
+                                if let Some(next) = ops.next() {
+                                    group.push(next);
+                                }
+                            }
+                            finishers.extend(complete_group(&mut conn, group).await);
+                        }
                         op => finishers.push(run_one(&mut conn, op).await),
                     }
                 }
@@ -193,7 +203,10 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max_
 }
 
 /// Inserts the jobs of several `Add` ops with as few statements as possible.
-async fn add_many(conn: &mut SqliteConnection, adds: Vec<(Vec<NewJob>, Reply<Vec<Added>>)>) -> Vec<Finisher> {
+async fn add_many(
+    conn: &mut SqliteConnection,
+    adds: Vec<(Vec<NewJob>, Reply<Vec<Added>>)>,
+) -> Vec<Finisher> {
     let all: Vec<&NewJob> = adds.iter().flat_map(|(jobs, _)| jobs.iter()).collect();
     match insert_jobs(conn, &all).await {
         Ok(stored) => adds
@@ -201,22 +214,83 @@ async fn add_many(conn: &mut SqliteConnection, adds: Vec<(Vec<NewJob>, Reply<Vec
             .map(|(jobs, reply)| {
                 let result = jobs
                     .iter()
-                    .map(|j| if stored.contains(&j.id) { Added::Stored(j.id.clone()) } else { Added::Duplicate })
+                    .map(|j| {
+                        if stored.contains(&j.id) {
+                            Added::Stored(j.id.clone())
+                        } else {
+                            Added::Duplicate
+                        }
+                    })
                     .collect();
                 finisher(reply, Ok(result))
             })
             .collect(),
         Err(e) => {
             let why = e.to_string();
-            adds.into_iter().map(|(_, reply)| finisher(reply, Err(StoreError::Commit(why.clone())))).collect()
+            adds.into_iter()
+                .map(|(_, reply)| finisher(reply, Err(StoreError::Commit(why.clone()))))
+                .collect()
         }
     }
+}
+
+/// Completes the jobs of several `Complete`/`CompleteMany` ops with one update
+/// and one insert, inside one savepoint.
+async fn complete_group(conn: &mut SqliteConnection, group: Vec<Op>) -> Vec<Finisher> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut follow_ups: Vec<NewJob> = Vec::new();
+    let mut replies = Vec::with_capacity(group.len());
+    for op in group {
+        match op {
+            Op::Complete(id, jobs, reply) => {
+                ids.push(id);
+                follow_ups.extend(jobs);
+                replies.push(reply);
+            }
+            Op::CompleteMany(done, reply) => {
+                for (id, jobs) in done {
+                    ids.push(id);
+                    follow_ups.extend(jobs);
+                }
+                replies.push(reply);
+            }
+            _ => unreachable!("complete_group takes completions only"),
+        }
+    }
+    let result = async {
+        sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
+        let r = async {
+            finish_jobs(conn, &ids, "done", None).await?;
+            let refs: Vec<&NewJob> = follow_ups.iter().collect();
+            insert_jobs(conn, &refs).await.map(drop)
+        }
+        .await;
+        let end = if r.is_ok() {
+            "RELEASE op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
+        };
+        sqlx::raw_sql(end).execute(&mut *conn).await?;
+        r
+    }
+    .await;
+    let why = result.as_ref().err().map(|e| e.to_string());
+    replies
+        .into_iter()
+        .map(|reply| match &why {
+            None => finisher(reply, Ok(())),
+            Some(why) => finisher(reply, Err(StoreError::Commit(why.clone()))),
+        })
+        .collect()
 }
 
 /// Runs one op; multi-statement ops run in a savepoint so a failure does not
 /// undo their batch-mates (a single statement is atomic by itself).
 async fn run_one(conn: &mut SqliteConnection, op: Op) -> Finisher {
-    let needs_savepoint = matches!(op, Op::Complete(..) | Op::CompleteMany(..) | Op::Bury(..) | Op::Remember { .. });
+    let needs_savepoint = matches!(
+        op,
+        Op::Complete(..) | Op::CompleteMany(..) | Op::Bury(..) | Op::Remember { .. }
+    );
     if !needs_savepoint {
         return run_op(conn, op).await.0;
     }
@@ -224,7 +298,11 @@ async fn run_one(conn: &mut SqliteConnection, op: Op) -> Finisher {
         return fail_op(op, &e.to_string());
     }
     let (finish, ok) = run_op(conn, op).await;
-    let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+    let end = if ok {
+        "RELEASE op"
+    } else {
+        "ROLLBACK TO op; RELEASE op"
+    };
     if let Err(e) = sqlx::raw_sql(end).execute(&mut *conn).await {
         tracing::error!(error = %e, "savepoint release failed");
     }
@@ -273,10 +351,10 @@ async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
         }
         Op::CompleteMany(jobs, reply) => {
             let r = async {
-                for (id, _) in &jobs {
-                    finish_job(conn, id, "done", None).await?;
-                }
-                let follow_ups: Vec<&NewJob> = jobs.iter().flat_map(|(_, jobs)| jobs.iter()).collect();
+                let ids: Vec<String> = jobs.iter().map(|(id, _)| id.clone()).collect();
+                finish_jobs(conn, &ids, "done", None).await?;
+                let follow_ups: Vec<&NewJob> =
+                    jobs.iter().flat_map(|(_, jobs)| jobs.iter()).collect();
                 insert_jobs(conn, &follow_ups).await.map(drop)
             }
             .await;
@@ -382,17 +460,30 @@ async fn add(conn: &mut SqliteConnection, jobs: &[NewJob]) -> Result<Vec<Added>,
     let stored = insert_jobs(conn, &refs).await?;
     Ok(jobs
         .iter()
-        .map(|j| if stored.contains(&j.id) { Added::Stored(j.id.clone()) } else { Added::Duplicate })
+        .map(|j| {
+            if stored.contains(&j.id) {
+                Added::Stored(j.id.clone())
+            } else {
+                Added::Duplicate
+            }
+        })
         .collect())
 }
 
-/// Rows per INSERT: 8 parameters each, well under SQLite's parameter limit.
-const INSERT_CHUNK: usize = 500;
+/// Rows per INSERT: wide enough to amortise the statement, narrow enough that
+/// binding (which looks parameters up by position) stays cheap.
+const INSERT_CHUNK: usize = 64;
 
 /// Inserts jobs, skipping dedupe-key duplicates; returns the ids stored.
-async fn insert_jobs(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Result<HashSet<String>, sqlx::Error> {
+async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &[&NewJob],
+) -> Result<HashSet<String>, sqlx::Error> {
     let now = now_ms();
     let mut stored = HashSet::with_capacity(jobs.len());
+    if jobs.is_empty() {
+        return Ok(stored);
+    }
     for chunk in jobs.chunks(INSERT_CHUNK) {
         let mut sql = String::from(
             "INSERT INTO jobs (id, queue, channel, conversation_key, dedupe_key, payload, run_at, created_at, updated_at) VALUES ",
@@ -404,7 +495,15 @@ async fn insert_jobs(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Result<Ha
             let b = i * 8;
             sql.push_str(&format!(
                 "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 8
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 8
             ));
         }
         sql.push_str(" ON CONFLICT (queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id");
@@ -444,7 +543,7 @@ async fn claim(
                    SELECT 1 FROM jobs e
                    WHERE e.queue = j.queue AND e.conversation_key = j.conversation_key
                      AND e.state = 'pending' AND e.seq < j.seq))
-             ORDER BY j.seq LIMIT ?4)
+             ORDER BY j.run_at, j.seq LIMIT ?4)
          RETURNING seq, id, channel, payload, attempts",
     )
     .bind(now + lease_ms)
@@ -470,6 +569,30 @@ async fn claim(
         .collect();
     jobs.sort_by_key(|(seq, _)| *seq);
     Ok(jobs.into_iter().map(|(_, job)| job).collect())
+}
+
+/// Sets the state of many jobs in one statement.
+async fn finish_jobs(
+    conn: &mut SqliteConnection,
+    ids: &[String],
+    state: &str,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "UPDATE jobs SET state = ?1, lease_until = 0, last_error = COALESCE(?2, last_error), updated_at = ?3
+         WHERE id IN (SELECT value FROM json_each(?4))",
+    )
+    .bind(state)
+    .bind(error)
+    .bind(now_ms())
+    .bind(ids)
+    .execute(&mut *conn)
+    .await
+    .map(drop)
 }
 
 async fn finish_job(
@@ -545,11 +668,15 @@ impl Store for SqliteStore {
     }
 
     async fn next_due(&self, queue: Queue) -> Result<Option<i64>, StoreError> {
+        // The next *future* run time only: jobs already due but blocked (leased, or
+        // behind an older job of their conversation) are picked up on wake-ups.
         let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(MAX(run_at, lease_until)) FROM jobs WHERE queue = ?1 AND state = 'pending'",
+            "SELECT run_at FROM jobs WHERE queue = ?1 AND state = 'pending' AND run_at > ?2
+             ORDER BY run_at LIMIT 1",
         )
         .bind(queue.as_str())
-        .fetch_one(&self.reader)
+        .bind(now_ms())
+        .fetch_optional(&self.reader)
         .await?;
         Ok(due)
     }

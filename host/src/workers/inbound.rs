@@ -11,8 +11,8 @@ use patchbay_plugin_sdk::message::{Content, Message};
 use super::{Next, conversation_key, deliver_job, guarded, new_id, next_after};
 use crate::app::new_traceparent;
 use crate::runtime::Runtime;
-use crate::store::{Job, NewJob};
 use crate::store::sqlite::now_ms;
+use crate::store::{Job, NewJob};
 
 /// Parses a batch of stored webhooks in arrival order and records all their
 /// messages in one store operation (each webhook marked done together with its
@@ -34,7 +34,9 @@ pub async fn handle_batch(rt: Arc<Runtime>, jobs: Vec<Job>) {
             rt.wake.deliver.notify_one();
             tracing::debug!(webhooks = count, "webhooks parsed");
         }
-        Err(e) => tracing::error!(error = %e, "recording parsed messages failed; will retry after the lease"),
+        Err(e) => {
+            tracing::error!(error = %e, "recording parsed messages failed; will retry after the lease")
+        }
     }
 }
 
@@ -42,23 +44,35 @@ pub async fn handle_batch(rt: Arc<Runtime>, jobs: Vec<Job>) {
 /// dead-letters it and returns `None`.
 async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
     let Some(channel) = rt.channels.get(&job.channel).cloned() else {
-        rt.bury(job, "channel is no longer configured", vec![]).await;
+        rt.bury(job, "channel is no longer configured", vec![])
+            .await;
         return None;
     };
     let request: InboundRequest = match serde_json::from_slice(&job.payload) {
         Ok(r) => r,
         Err(e) => {
-            rt.bury(job, &format!("stored request is unreadable: {e}"), vec![]).await;
+            rt.bury(job, &format!("stored request is unreadable: {e}"), vec![])
+                .await;
             return None;
         }
     };
     let adapter = channel.adapter.clone();
-    let step = guarded("parse_inbound", || adapter.parse_inbound(&request, Timestamp(now_ms())));
-    let outcome = rt.transport.drive(&channel.id, adapter.as_ref(), step).await;
+    let step = guarded("parse_inbound", || {
+        adapter.parse_inbound(&request, Timestamp(now_ms()))
+    });
+    let outcome = rt
+        .transport
+        .drive(&channel.id, adapter.as_ref(), step)
+        .await;
     let messages = match outcome {
         Ok(StepOutput::Messages { messages }) => messages,
         Ok(other) => {
-            rt.bury(job, &format!("adapter returned {other:?} from parse_inbound"), vec![]).await;
+            rt.bury(
+                job,
+                &format!("adapter returned {other:?} from parse_inbound"),
+                vec![],
+            )
+            .await;
             return None;
         }
         Err(error) => {

@@ -115,7 +115,11 @@ pub async fn run_batches<F, Fut>(
         if *shutdown.borrow() {
             break;
         }
-        match rt.store.claim(queue, now_ms(), rt.lease_ms, batch.max(1)).await {
+        match rt
+            .store
+            .claim(queue, now_ms(), rt.lease_ms, batch.max(1))
+            .await
+        {
             Ok(jobs) if !jobs.is_empty() => {
                 handle(rt.clone(), jobs).await;
                 continue;
@@ -124,7 +128,9 @@ pub async fn run_batches<F, Fut>(
             Err(e) => tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed"),
         }
         let sleep = match rt.store.next_due(queue).await {
-            Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64),
+            Ok(Some(due)) => {
+                Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64)
+            }
             _ => IDLE_POLL,
         };
         tokio::select! {
