@@ -287,10 +287,7 @@ async fn complete_group(conn: &mut SqliteConnection, group: Vec<Op>) -> Vec<Fini
 /// Runs one op; multi-statement ops run in a savepoint so a failure does not
 /// undo their batch-mates (a single statement is atomic by itself).
 async fn run_one(conn: &mut SqliteConnection, op: Op) -> Finisher {
-    let needs_savepoint = matches!(
-        op,
-        Op::Complete(..) | Op::CompleteMany(..) | Op::Bury(..) | Op::Remember { .. }
-    );
+    let needs_savepoint = matches!(op, Op::Bury(..) | Op::Remember { .. });
     if !needs_savepoint {
         return run_op(conn, op).await.0;
     }
@@ -327,13 +324,22 @@ fn fail_op(op: Op, why: &str) -> Finisher {
     }
 }
 
+/// One finisher that runs several.
+fn all(finishers: Vec<Finisher>) -> Finisher {
+    Box::new(move |commit_error| finishers.into_iter().for_each(|f| f(commit_error)))
+}
+
 async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
     fn done<T: Send + 'static>(reply: Reply<T>, r: Result<T, sqlx::Error>) -> (Finisher, bool) {
         let ok = r.is_ok();
         (finisher(reply, r.map_err(StoreError::Database)), ok)
     }
     match op {
-        Op::Add(jobs, reply) => done(reply, add(conn, &jobs).await),
+        // The write loop coalesces these; one arriving alone takes the same path.
+        Op::Add(jobs, reply) => (all(add_many(conn, vec![(jobs, reply)]).await), true),
+        op @ (Op::Complete(..) | Op::CompleteMany(..)) => {
+            (all(complete_group(conn, vec![op]).await), true)
+        }
         Op::Claim {
             queue,
             now,
@@ -341,25 +347,6 @@ async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
             limit,
             reply,
         } => done(reply, claim(conn, queue, now, lease_ms, limit).await),
-        Op::Complete(id, follow_ups, reply) => {
-            let r = async {
-                finish_job(conn, &id, "done", None).await?;
-                add(conn, &follow_ups).await.map(drop)
-            }
-            .await;
-            done(reply, r)
-        }
-        Op::CompleteMany(jobs, reply) => {
-            let r = async {
-                let ids: Vec<String> = jobs.iter().map(|(id, _)| id.clone()).collect();
-                finish_jobs(conn, &ids, "done", None).await?;
-                let follow_ups: Vec<&NewJob> =
-                    jobs.iter().flat_map(|(_, jobs)| jobs.iter()).collect();
-                insert_jobs(conn, &follow_ups).await.map(drop)
-            }
-            .await;
-            done(reply, r)
-        }
         Op::Progress(id, payload, reply) => {
             let r = sqlx::query("UPDATE jobs SET payload = ?1 WHERE id = ?2")
                 .bind(payload)
@@ -384,7 +371,7 @@ async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
         }
         Op::Bury(id, error, follow_ups, reply) => {
             let r = async {
-                finish_job(conn, &id, "dead", Some(&error)).await?;
+                finish_jobs(conn, std::slice::from_ref(&id), "dead", Some(&error)).await?;
                 add(conn, &follow_ups).await.map(drop)
             }
             .await;
@@ -590,24 +577,6 @@ async fn finish_jobs(
     .bind(error)
     .bind(now_ms())
     .bind(ids)
-    .execute(&mut *conn)
-    .await
-    .map(drop)
-}
-
-async fn finish_job(
-    conn: &mut SqliteConnection,
-    id: &str,
-    state: &str,
-    error: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE jobs SET state = ?1, lease_until = 0, last_error = COALESCE(?2, last_error), updated_at = ?3 WHERE id = ?4",
-    )
-    .bind(state)
-    .bind(error)
-    .bind(now_ms())
-    .bind(id)
     .execute(&mut *conn)
     .await
     .map(drop)

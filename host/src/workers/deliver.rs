@@ -19,14 +19,12 @@ struct TraceOnly {
 
 /// POSTs one message to the application; retries 5xx and timeouts with
 /// backoff, dead-letters other refusals and exhausted retries.
-pub async fn handle(rt: Arc<Runtime>, job: Job) {
+pub async fn handle(rt: Arc<Runtime>, mut job: Job) {
     let trace = serde_json::from_slice::<TraceOnly>(&job.payload)
         .map(|t| t.trace)
         .unwrap_or_default();
-    let outcome = rt
-        .app
-        .deliver(&job.id, job.payload.clone(), &trace, job.attempts)
-        .await;
+    let payload = std::mem::take(&mut job.payload);
+    let outcome = rt.app.deliver(&job.id, payload, &trace, job.attempts).await;
     match outcome {
         AppOutcome::Delivered => {
             if let Err(e) = rt.store.complete(&job.id, vec![]).await {

@@ -80,12 +80,7 @@ pub async fn run_queue<F, Fut>(
         if claimed > 0 {
             continue;
         }
-        let sleep = match rt.store.next_due(queue).await {
-            Ok(Some(due)) => {
-                Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64)
-            }
-            _ => IDLE_POLL,
-        };
+        let sleep = idle_sleep(&rt, queue).await;
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -127,12 +122,7 @@ pub async fn run_batches<F, Fut>(
             Ok(_) => {}
             Err(e) => tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed"),
         }
-        let sleep = match rt.store.next_due(queue).await {
-            Ok(Some(due)) => {
-                Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64)
-            }
-            _ => IDLE_POLL,
-        };
+        let sleep = idle_sleep(&rt, queue).await;
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -140,6 +130,17 @@ pub async fn run_batches<F, Fut>(
         }
     }
     tracing::debug!(queue = queue.as_str(), "worker stopped");
+}
+
+/// How long an idle loop may sleep: until the next job falls due, at most
+/// [`IDLE_POLL`] (wake-ups cover new work).
+async fn idle_sleep(rt: &Runtime, queue: Queue) -> Duration {
+    match rt.store.next_due(queue).await {
+        Ok(Some(due)) => {
+            Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64)
+        }
+        _ => IDLE_POLL,
+    }
 }
 
 /// Calls into an adapter, turning a panic into a transient error so one bad
