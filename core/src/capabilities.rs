@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 
 use patchbay_plugin_sdk::capabilities::{
-    AttachmentPolicy, ChannelCapabilities, DirectionCapabilities, Feature, ListMode, RichType,
+    AttachmentPolicy, ChannelCapabilities, DirectionCapabilities, Feature, ListMode, RichLimits,
+    RichType,
 };
 use serde::Deserialize;
 
@@ -36,6 +37,9 @@ pub struct DirectionOverrides {
     pub rich_types: Option<BTreeSet<RichType>>,
     /// Attachment restrictions.
     pub attachments: Option<AttachmentOverrides>,
+    /// Lower rich-content limits.
+    #[serde(default)]
+    pub limits: RichLimits,
 }
 
 /// Operator attachment restrictions.
@@ -80,9 +84,13 @@ pub fn narrow_direction(
     declared: &DirectionCapabilities,
     o: &DirectionOverrides,
 ) -> DirectionCapabilities {
-    let max_text_length = match (declared.max_text_length, o.max_text_length) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let max_text_length = lower_limit(declared.max_text_length, o.max_text_length);
+    let (d, l) = (declared.limits, o.limits);
+    let limits = RichLimits {
+        max_buttons: lower_limit(d.max_buttons, l.max_buttons),
+        max_choices: lower_limit(d.max_choices, l.max_choices),
+        max_cards: lower_limit(d.max_cards, l.max_cards),
+        max_title_length: lower_limit(d.max_title_length, l.max_title_length),
     };
     let features = match &o.features {
         Some(keep) => declared.features.intersection(keep).copied().collect(),
@@ -101,6 +109,15 @@ pub fn narrow_direction(
         features,
         rich_types,
         attachment_policy,
+        limits,
+    }
+}
+
+/// The tighter of two optional limits (`None` is no limit).
+fn lower_limit(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -227,8 +244,22 @@ mod tests {
                 max_size: Some(10),
                 ..Default::default()
             }),
+            limits: RichLimits {
+                max_buttons: Some(3),
+                ..Default::default()
+            },
+        };
+        let declared = DirectionCapabilities {
+            limits: RichLimits {
+                max_buttons: Some(5),
+                max_cards: Some(10),
+                ..Default::default()
+            },
+            ..declared
         };
         let n = narrow_direction(&declared, &o);
+        assert_eq!(n.limits.max_buttons, Some(3));
+        assert_eq!(n.limits.max_cards, Some(10));
         assert_eq!(n.max_text_length, Some(160));
         assert!(n.features.is_empty() && n.rich_types.is_empty());
         assert!(!n.attachment_policy.enabled);

@@ -13,6 +13,8 @@
 //! | quick replies | `quick_replies` | text and an options line `1) Yes  2) No` |
 //! | time picker | `time_picker` | numbered slots |
 //! | rich link | `rich_link` | title, URL, description |
+//! | rich content | more entries than `limits` allow | numbered text, as if unsupported |
+//! | rich content | a title longer than `limits.max_title_length` | title shortened with `…` |
 //! | attachments | `attachments` | text with the files' links |
 //! | attachment | extension not allowed | refused: `blocked_file_extension`, reason 350 |
 //! | attachment | larger than `max_size` | refused: `attachment_size_exceeds_limit`, reason 350 |
@@ -22,7 +24,7 @@
 //! Numbered menus are returned as a [`Menu`] so a numeric reply can be mapped back.
 
 use patchbay_plugin_sdk::capabilities::{
-    DirectionCapabilities, Feature, SystemMessageKey, SystemMessages,
+    DirectionCapabilities, Feature, RichLimits, SystemMessageKey, SystemMessages,
 };
 use patchbay_plugin_sdk::message::{
     Adjustment, AdjustmentAction, Attachment, Button, ButtonAction, Content, ReasonCode, TextFormat,
@@ -147,13 +149,22 @@ pub fn fit(content: &Content, target: Target<'_>) -> Fitted {
                 );
                 Some(text)
             }
+            Some(_) if exceeds_limits(rich, &caps.limits) => {
+                let text = degrade_rich(rich, &mut menu);
+                out.adjust(
+                    content,
+                    AdjustmentAction::Converted,
+                    "more entries than the channel shows; sent as numbered text",
+                );
+                Some(text)
+            }
             _ => None,
         },
     };
 
     let content = match degraded {
         Some(text) => Content::text(text),
-        None => content.clone(),
+        None => shorten_titles(content, caps.limits.max_title_length, &mut out),
     };
     if !menu.is_empty() {
         out.menu = Some(menu);
@@ -170,6 +181,68 @@ impl Fitted {
             detail: detail.to_string(),
         });
     }
+}
+
+/// True when native rich content has more entries than the channel carries.
+fn exceeds_limits(content: &Content, limits: &RichLimits) -> bool {
+    let over = |n: usize, max: Option<usize>| max.is_some_and(|max| n > max);
+    match content {
+        Content::Buttons { buttons, .. } => over(buttons.len(), limits.max_buttons),
+        Content::Carousel { cards } => {
+            over(cards.len(), limits.max_cards)
+                || cards
+                    .iter()
+                    .any(|c| over(c.buttons.len(), limits.max_buttons))
+        }
+        Content::ListPicker { items, .. } => over(items.len(), limits.max_choices),
+        Content::QuickReplies { replies, .. } => over(replies.len(), limits.max_choices),
+        Content::TimePicker { slots, .. } => over(slots.len(), limits.max_choices),
+        _ => false,
+    }
+}
+
+/// Shortens button, choice and card titles to `max` characters.
+fn shorten_titles(content: &Content, max: Option<usize>, out: &mut Fitted) -> Content {
+    let Some(max) = max else {
+        return content.clone();
+    };
+    let mut shortened = content.clone();
+    let mut changed = false;
+    let mut cut = |title: &mut String| {
+        if title.chars().count() > max {
+            *title = truncate(title, max);
+            changed = true;
+        }
+    };
+    match &mut shortened {
+        Content::Buttons { buttons, .. } => buttons.iter_mut().for_each(|b| cut(&mut b.title)),
+        Content::Carousel { cards } => {
+            for card in cards {
+                cut(&mut card.title);
+                card.buttons.iter_mut().for_each(|b| cut(&mut b.title));
+            }
+        }
+        Content::ListPicker { items, .. } => items.iter_mut().for_each(|i| cut(&mut i.title)),
+        Content::QuickReplies { replies, .. } => {
+            replies.iter_mut().for_each(|r| cut(&mut r.title));
+        }
+        _ => {}
+    }
+    if changed {
+        out.adjust(
+            content,
+            AdjustmentAction::Truncated,
+            &format!("titles shortened to {max} characters"),
+        );
+    }
+    shortened
+}
+
+/// `text` cut to `max` characters, the last one an ellipsis.
+fn truncate(text: &str, max: usize) -> String {
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push('…');
+    short
 }
 
 fn check_attachments(attachments: &[Attachment], target: Target<'_>) -> Option<Refusal> {

@@ -355,3 +355,81 @@ fn degraded_menu_longer_than_limit_is_split_and_still_maps() {
     assert!(fitted.parts.len() > 1);
     assert_eq!(fitted.menu.unwrap().resolve("4").unwrap().payload, "P4");
 }
+
+fn limited(limits: RichLimits) -> DirectionCapabilities {
+    DirectionCapabilities {
+        limits,
+        ..DirectionCapabilities::everything()
+    }
+}
+
+#[test]
+fn rich_limits_degrade_or_shorten() {
+    let caps = limited(RichLimits {
+        max_buttons: Some(2),
+        max_choices: Some(2),
+        max_cards: Some(1),
+        max_title_length: Some(5),
+    });
+    let three_buttons = Content::Buttons {
+        text: "Pick".into(),
+        buttons: vec![
+            Button::postback("A", "a"),
+            Button::postback("B", "b"),
+            Button::postback("C", "c"),
+        ],
+    };
+    let fitted = run(&three_buttons, &caps);
+    assert_eq!(fitted.parts, vec![Content::text("Pick\n1. A\n2. B\n3. C")]);
+    assert_eq!(
+        fitted.menu.expect("menu").resolve("3").expect("3").payload,
+        "c"
+    );
+
+    let long_titles = Content::QuickReplies {
+        text: "Sure?".into(),
+        replies: vec![QuickReply {
+            title: "Absolutely".into(),
+            payload: "Y".into(),
+        }],
+    };
+    let fitted = run(&long_titles, &caps);
+    let Content::QuickReplies { replies, .. } = &fitted.parts[0] else {
+        panic!("{:?}", fitted.parts)
+    };
+    assert_eq!(replies[0].title, "Abso…");
+    assert_eq!(replies[0].payload, "Y");
+    assert_eq!(fitted.adjustments[0].action, AdjustmentAction::Truncated);
+
+    let two_cards = Content::Carousel {
+        cards: vec![
+            Card {
+                title: "One".into(),
+                subtitle: None,
+                image_url: None,
+                buttons: vec![],
+            },
+            Card {
+                title: "Two".into(),
+                subtitle: None,
+                image_url: None,
+                buttons: vec![],
+            },
+        ],
+    };
+    assert_eq!(
+        run(&two_cards, &caps).parts,
+        vec![Content::text("One\n\nTwo")]
+    );
+    // Within every limit: untouched.
+    let fine = Content::QuickReplies {
+        text: "Ok?".into(),
+        replies: vec![QuickReply {
+            title: "Yes".into(),
+            payload: "Y".into(),
+        }],
+    };
+    let fitted = run(&fine, &caps);
+    assert_eq!(fitted.parts, vec![fine]);
+    assert!(fitted.adjustments.is_empty());
+}

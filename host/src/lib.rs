@@ -18,7 +18,8 @@
 //!
 //! Modules: [`config`] (TOML, `${ENV}`, `*_file`), [`channels`] (adapters by
 //! config), [`store`] (durable queues), [`server`] (HTTP), [`workers`] (the three
-//! queue loops), [`transport`] (executing adapters' requests), [`app`] (the
+//! queue loops), [`transport`] (executing adapters' requests), [`resources`] (signing keys
+//! adapters verify with), [`app`] (the
 //! application webhook), [`serve`] (wiring and shutdown), [`cli`].
 //!
 //! ## What this crate does not do
@@ -30,6 +31,7 @@ pub mod app;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod resources;
 pub mod runtime;
 pub mod serve;
 pub mod server;

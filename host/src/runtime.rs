@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::app::AppClient;
 use crate::channels::Channels;
+use crate::resources::ResourceCache;
 use crate::store::{Job, NewJob, Store};
 use crate::transport::Transport;
 
@@ -30,6 +31,8 @@ pub struct Runtime {
     pub channels: Channels,
     /// Provider requests.
     pub transport: Transport,
+    /// Adapters' verification documents (signing keys).
+    pub resources: ResourceCache,
     /// Application webhook.
     pub app: AppClient,
     /// Retries towards the application.

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use crate::app::AppClient;
 use crate::channels;
 use crate::config::Config;
+use crate::resources::ResourceCache;
 use crate::runtime::{Runtime, Wakers};
 use crate::store::{Queue, SqliteStore, Store};
 use crate::transport::{Transport, http_client};
@@ -40,9 +41,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let app_client = http_client(Duration::from_millis(config.application.timeout_ms));
     let provider_client = http_client(Duration::from_millis(config.outbound.timeout_ms));
+    let resources = ResourceCache::new(&channels);
     let rt = Arc::new(Runtime {
         store,
         channels,
+        resources,
         transport: Transport::new(provider_client),
         app: AppClient::new(
             app_client,

@@ -32,7 +32,14 @@ pub trait ChannelAdapter: Send + Sync {
 
     /// Authenticates an inbound webhook over its exact bytes and says how to
     /// acknowledge it. Must be cheap: it runs before the request is stored.
-    fn verify(&self, request: &InboundRequest, now: Timestamp) -> Result<Verdict, Rejection>;
+    /// `resources` holds the documents declared by [`ChannelAdapter::resources`]
+    /// (for example a provider's signing keys), as last fetched by the host.
+    fn verify(
+        &self,
+        request: &InboundRequest,
+        now: Timestamp,
+        resources: &Resources,
+    ) -> Result<Verdict, Rejection>;
 
     /// Converts a stored, verified request into canonical messages.
     fn parse_inbound(&self, request: &InboundRequest, now: Timestamp) -> Step;
@@ -52,6 +59,24 @@ pub trait ChannelAdapter: Send + Sync {
         Step::fail(AdapterError::permanent(
             "this adapter does not make provider requests",
         ))
+    }
+
+    /// Documents `verify` needs that live at the provider (signing keys). The host
+    /// fetches each with [`ChannelAdapter::fetch_resource`] before the first
+    /// webhook, caches it, and refreshes it when it is older than
+    /// [`ResourceSpec::refresh_after_ms`] or when `verify` answers
+    /// [`Rejection::stale_resources`].
+    fn resources(&self) -> Vec<ResourceSpec> {
+        Vec::new()
+    }
+
+    /// Fetches one resource: a flow of requests ending in
+    /// [`StepOutput::Resource`].
+    fn fetch_resource(&self, name: &str, now: Timestamp) -> Step {
+        let _ = now;
+        Step::fail(AdapterError::permanent(format!(
+            "resource {name:?} is not declared by this adapter"
+        )))
     }
 
     /// The OAuth request that obtains a token for `profile` (for example client
@@ -427,6 +452,43 @@ pub enum StepOutput {
         /// The provider's id for it.
         provider_message_id: Option<String>,
     },
+    /// A fetched resource (see [`ChannelAdapter::fetch_resource`]).
+    Resource {
+        /// The document, in whatever shape the adapter's `verify` reads.
+        value: Value,
+    },
+}
+
+/// A document the host keeps for an adapter's `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceSpec {
+    /// The name `verify` looks it up by.
+    pub name: String,
+    /// Refresh it when it is older than this.
+    pub refresh_after_ms: i64,
+}
+
+/// The resources the host has fetched for one adapter instance, by name.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Resources(pub BTreeMap<String, Value>);
+
+impl Resources {
+    /// No resources.
+    pub fn none() -> Self {
+        Resources::default()
+    }
+
+    /// The resource `name`, if the host has it.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// Adds or replaces a resource.
+    pub fn with(mut self, name: impl Into<String>, value: Value) -> Self {
+        self.0.insert(name.into(), value);
+        self
+    }
 }
 
 /// Opaque adapter state carried across a provider request.

@@ -42,6 +42,30 @@ pub struct DirectionCapabilities {
     /// Which attachments are allowed.
     #[serde(default)]
     pub attachment_policy: AttachmentPolicy,
+    /// Size limits of native rich content (Slack's Block Kit, Teams' cards).
+    #[serde(default)]
+    pub limits: RichLimits,
+}
+
+/// How much native rich content a direction carries. Fitting enforces these so
+/// the provider never rejects a message for its size: longer titles are
+/// shortened, and rich content with more entries than allowed is sent as
+/// numbered text instead (no choice is lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RichLimits {
+    /// Most buttons in one buttons message or on one card.
+    #[serde(default)]
+    pub max_buttons: Option<usize>,
+    /// Most entries in a list picker, quick replies or time picker.
+    #[serde(default)]
+    pub max_choices: Option<usize>,
+    /// Most cards in a carousel.
+    #[serde(default)]
+    pub max_cards: Option<usize>,
+    /// Longest button, choice or card title, in characters.
+    #[serde(default)]
+    pub max_title_length: Option<usize>,
 }
 
 impl Default for DirectionCapabilities {
@@ -59,6 +83,7 @@ impl DirectionCapabilities {
             features: BTreeSet::new(),
             rich_types: BTreeSet::new(),
             attachment_policy: AttachmentPolicy::disabled(),
+            limits: RichLimits::default(),
         }
     }
 
@@ -69,6 +94,7 @@ impl DirectionCapabilities {
             features: Feature::ALL.iter().copied().collect(),
             rich_types: RichType::ALL.iter().copied().collect(),
             attachment_policy: AttachmentPolicy::default(),
+            limits: RichLimits::default(),
         }
     }
 

@@ -145,6 +145,11 @@ pub struct Rejection {
     pub status: u16,
     /// Why, safe to show.
     pub message: String,
+    /// The request may be fine but the resources `verify` used are out of date
+    /// (a signing key the cached key set does not have yet): the host refreshes
+    /// them and verifies once more.
+    #[serde(default)]
+    pub stale_resources: bool,
 }
 
 impl Rejection {
@@ -153,6 +158,16 @@ impl Rejection {
         Rejection {
             status: 401,
             message: message.into(),
+            stale_resources: false,
+        }
+    }
+
+    /// 401 that may go away once the host refreshes the adapter's resources,
+    /// e.g. a token signed with a key the cached key set does not contain.
+    pub fn stale_resources(message: impl Into<String>) -> Self {
+        Rejection {
+            stale_resources: true,
+            ..Rejection::unauthorized(message)
         }
     }
 
@@ -161,6 +176,7 @@ impl Rejection {
         Rejection {
             status: 400,
             message: message.into(),
+            stale_resources: false,
         }
     }
 }

@@ -58,7 +58,7 @@
 //!         }
 //!     }
 //!
-//!     fn verify(&self, req: &InboundRequest, _now: Timestamp) -> Result<Verdict, Rejection> {
+//!     fn verify(&self, req: &InboundRequest, _now: Timestamp, _: &Resources) -> Result<Verdict, Rejection> {
 //!         let sig = req.header("x-sig").ok_or_else(|| Rejection::unauthorized("missing x-sig"))?;
 //!         let expected = hmac_sha256_hex(self.secret.expose().as_bytes(), &req.body);
 //!         if !verify_hex(sig, &expected) {
@@ -102,7 +102,7 @@
 //! let sig = hmac_sha256_hex(b"k", body);
 //! let req = InboundRequest { method: "POST".into(), url: "https://gw/webhooks/toy".into(),
 //!     headers: vec![("x-sig".into(), sig)], body: body.to_vec() };
-//! assert!(toy.verify(&req, Timestamp(0)).is_ok());
+//! assert!(toy.verify(&req, Timestamp(0), &Resources::none()).is_ok());
 //! let Step::Done { output: StepOutput::Messages { messages } } = toy.parse_inbound(&req, Timestamp(0)) else { panic!() };
 //! assert_eq!(messages[0].content, Content::text("hello"));
 //! ```
@@ -130,10 +130,12 @@ pub mod prelude {
     pub use crate::adapter::{
         AccessToken, AckResponse, AdapterFactory, ChannelAdapter, ChannelConfig, ConfigError,
         Continuation, HttpRequestSpec, InboundRequest, Manifest, ProviderResponse, RequestSpec,
-        Secret, SettingSpec, SmtpRequestSpec, Step, StepOutput, Timestamp, Verdict, WireRange,
+        ResourceSpec, Resources, Secret, SettingSpec, SmtpRequestSpec, Step, StepOutput, Timestamp,
+        Verdict, WireRange,
     };
     pub use crate::capabilities::{
-        AttachmentPolicy, ChannelCapabilities, DirectionCapabilities, Feature, ListMode, RichType,
+        AttachmentPolicy, ChannelCapabilities, DirectionCapabilities, Feature, ListMode,
+        RichLimits, RichType,
     };
     pub use crate::error::{AdapterError, ErrorClass, Rejection};
     pub use crate::message::{

@@ -8,7 +8,7 @@
 //! # struct Echo;
 //! # impl ChannelAdapter for Echo {
 //! #   fn manifest(&self) -> Manifest { unimplemented!() }
-//! #   fn verify(&self, _: &InboundRequest, _: Timestamp) -> Result<Verdict, Rejection> { Ok(Verdict::accept(None)) }
+//! #   fn verify(&self, _: &InboundRequest, _: Timestamp, _: &Resources) -> Result<Verdict, Rejection> { Ok(Verdict::accept(None)) }
 //! #   fn parse_inbound(&self, r: &InboundRequest, _: Timestamp) -> Step {
 //! #     Step::messages(vec![Message::new("c", Content::text(String::from_utf8_lossy(&r.body)))]) }
 //! #   fn render_outbound(&self, _: &Message, _: Timestamp) -> Step { Step::delivered(None) }
@@ -22,7 +22,8 @@
 use std::collections::VecDeque;
 
 use crate::adapter::{
-    ChannelAdapter, InboundRequest, ProviderResponse, RequestSpec, Step, StepOutput, Timestamp,
+    ChannelAdapter, InboundRequest, ProviderResponse, RequestSpec, Resources, Step, StepOutput,
+    Timestamp, Verdict,
 };
 use crate::error::{AdapterError, Rejection};
 use crate::message::Message;
@@ -37,6 +38,8 @@ pub struct Harness<A> {
     pub adapter: A,
     /// The fixed clock, milliseconds since the epoch.
     pub now: Timestamp,
+    /// The resources handed to `verify`.
+    pub resources: Resources,
 }
 
 /// The record of one driven operation.
@@ -67,12 +70,24 @@ impl<A: ChannelAdapter> Harness<A> {
         Harness {
             adapter,
             now: Timestamp(now_ms),
+            resources: Resources::none(),
         }
     }
 
+    /// The same harness with `resource` available to `verify`.
+    pub fn with_resource(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.resources = self.resources.with(name, value);
+        self
+    }
+
     /// Runs `verify`.
-    pub fn verify(&self, request: &InboundRequest) -> Result<crate::adapter::Verdict, Rejection> {
-        self.adapter.verify(request, self.now)
+    pub fn verify(&self, request: &InboundRequest) -> Result<Verdict, Rejection> {
+        self.adapter.verify(request, self.now, &self.resources)
+    }
+
+    /// Runs `fetch_resource` to the end, answering requests from `responses` in order.
+    pub fn fetch_resource(&self, name: &str, responses: Vec<ProviderResponse>) -> Run {
+        self.drive(self.adapter.fetch_resource(name, self.now), responses)
     }
 
     /// Runs `parse_inbound` to the end, answering requests from `responses` in order.

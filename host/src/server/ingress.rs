@@ -6,9 +6,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use patchbay_plugin_sdk::adapter::{InboundRequest, Timestamp};
+use patchbay_plugin_sdk::adapter::{InboundRequest, Resources, Timestamp, Verdict};
+use patchbay_plugin_sdk::error::Rejection;
 
 use super::error;
+use crate::channels::Channel;
 use crate::runtime::Runtime;
 use crate::store::sqlite::now_ms;
 use crate::store::{Added, NewJob, Queue};
@@ -40,10 +42,23 @@ pub async fn webhook(
             .collect(),
         body: body.to_vec(),
     };
-    let adapter = channel.adapter.clone();
-    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        adapter.verify(&request, Timestamp(now_ms()))
-    }));
+    let resources = match rt.resources.current(&rt.transport, channel).await {
+        Ok(r) => r,
+        Err(_) => {
+            // Logged by the cache; 503 makes the provider retry later.
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot verify requests for this channel right now",
+            );
+        }
+    };
+    let mut verdict = verify(channel, &request, &resources);
+    if let Ok(Err(rejection)) = &verdict
+        && rejection.stale_resources
+        && let Some(fresh) = rt.resources.refresh_stale(&rt.transport, channel).await
+    {
+        verdict = verify(channel, &request, &fresh);
+    }
     let verdict = match verdict {
         Ok(Ok(v)) => v,
         Ok(Err(rejection)) => {
@@ -98,4 +113,17 @@ pub async fn webhook(
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     response
+}
+
+/// Runs the adapter's `verify`, containing a panic.
+fn verify(
+    channel: &Channel,
+    request: &InboundRequest,
+    resources: &Resources,
+) -> std::thread::Result<Result<Verdict, Rejection>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        channel
+            .adapter
+            .verify(request, Timestamp(now_ms()), resources)
+    }))
 }

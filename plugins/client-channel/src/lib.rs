@@ -150,7 +150,12 @@ impl ChannelAdapter for ClientChannel {
         manifest()
     }
 
-    fn verify(&self, request: &InboundRequest, _now: Timestamp) -> Result<Verdict, Rejection> {
+    fn verify(
+        &self,
+        request: &InboundRequest,
+        _now: Timestamp,
+        _resources: &Resources,
+    ) -> Result<Verdict, Rejection> {
         let key = self.secret.expose().as_bytes();
         let valid = if let Some(sig) = request.header("x-hub-signature-256") {
             matches!(split_prefixed(sig), Some(("sha256", hex)) if verify_hex(hex, &hmac_sha256_hex(key, &request.body)))
