@@ -17,6 +17,10 @@ pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
         patchbay_adapter_client_channel::ADAPTER_ID,
         Arc::new(patchbay_adapter_client_channel::ClientChannelFactory),
     );
+    adapters.insert(
+        patchbay_adapter_slack::ADAPTER_ID,
+        Arc::new(patchbay_adapter_slack::SlackFactory),
+    );
     adapters
 }
 

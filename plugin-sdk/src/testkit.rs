@@ -19,6 +19,8 @@
 //! # }
 //! ```
 
+pub mod fixtures;
+
 use std::collections::VecDeque;
 
 use crate::adapter::{
