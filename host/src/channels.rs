@@ -21,6 +21,10 @@ pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
         patchbay_adapter_slack::ADAPTER_ID,
         Arc::new(patchbay_adapter_slack::SlackFactory),
     );
+    adapters.insert(
+        patchbay_adapter_teams::ADAPTER_ID,
+        Arc::new(patchbay_adapter_teams::TeamsFactory),
+    );
     adapters
 }
 
