@@ -62,6 +62,9 @@ impl Transport {
         adapter: &dyn ChannelAdapter,
         mut step: Step,
     ) -> Result<StepOutput, AdapterError> {
+        // A request made with a cached token that the provider refuses is made
+        // once more with a fresh token before the failure counts.
+        let mut refreshed = false;
         for _ in 0..MAX_STEPS {
             match step {
                 Step::Done { output } => return Ok(output),
@@ -75,8 +78,21 @@ impl Transport {
                     request,
                     continuation,
                 } => {
+                    let authed =
+                        matches!(&request, RequestSpec::Http(h) if h.auth_profile.is_some());
+                    let again =
+                        (authed && !refreshed).then(|| (request.clone(), continuation.clone()));
                     let response = self.execute(channel, adapter, request).await?;
                     step = adapter.resume(continuation, response, Timestamp(now_ms()));
+                    if let (Step::Fail { error }, Some((request, continuation))) = (&step, again)
+                        && error.is_auth_expired()
+                    {
+                        tracing::info!(%channel, "provider refused the cached token; refreshing it once");
+                        refreshed = true;
+                        self.forget_tokens(channel);
+                        let response = self.execute(channel, adapter, request).await?;
+                        step = adapter.resume(continuation, response, Timestamp(now_ms()));
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Test harness: mock servers on random loopback ports, and a real `patchbay
 //! serve` process with a config written for the test.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +26,7 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    pub at: Instant,
 }
 
 impl Received {
@@ -38,14 +39,39 @@ impl Received {
     }
 }
 
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn new(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
 #[derive(Default)]
 struct MockState {
     received: Vec<Received>,
-    script: VecDeque<(u16, String)>,
+    script: VecDeque<Answer>,
+    by_path: HashMap<String, VecDeque<Answer>>,
+    defaults: HashMap<String, Answer>,
 }
 
-/// A small HTTP server that records requests and answers from a script
-/// (then `200 {}`).
+/// A small HTTP server that records requests and answers from a per-path
+/// script, then a per-path default, then the shared script, then `200 {}`.
 #[derive(Clone)]
 pub struct Mock {
     pub addr: SocketAddr,
@@ -78,7 +104,50 @@ impl Mock {
     pub fn script(&self, answers: &[(u16, &str)]) {
         let mut s = self.state.lock().expect("lock");
         s.script
-            .extend(answers.iter().map(|(c, b)| (*c, b.to_string())));
+            .extend(answers.iter().map(|(c, b)| Answer::new(*c, b)));
+    }
+
+    /// Answers the next requests to `path` with these, in order.
+    pub fn script_path(&self, path: &str, answers: Vec<Answer>) {
+        let mut s = self.state.lock().expect("lock");
+        s.by_path
+            .entry(path.to_string())
+            .or_default()
+            .extend(answers);
+    }
+
+    /// Answers every request to `path` (once its script is used up) with this.
+    pub fn respond(&self, path: &str, answer: Answer) {
+        let mut s = self.state.lock().expect("lock");
+        s.defaults.insert(path.to_string(), answer);
+    }
+
+    /// The requests received on `path`.
+    pub fn received_on(&self, path: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until at least `n` requests arrived on `path`.
+    pub async fn wait_for_path(&self, path: &str, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.received_on(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} requests on {path}; all: {:#?}",
+                self.received()
+                    .iter()
+                    .map(|r| format!("{} {}", r.path, String::from_utf8_lossy(&r.body)))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -111,19 +180,35 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> impl IntoResponse {
+) -> axum::response::Response {
     let mut s = state.lock().expect("lock");
+    let path = uri.path().to_string();
     s.received.push(Received {
-        path: uri.path().to_string(),
+        path: path.clone(),
         headers,
         body: body.to_vec(),
+        at: Instant::now(),
     });
-    let (status, body) = s.script.pop_front().unwrap_or((200, "{}".into()));
-    (
-        axum::http::StatusCode::from_u16(status).expect("status"),
+    let answer = s
+        .by_path
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front)
+        .or_else(|| s.defaults.get(&path).cloned())
+        .or_else(|| s.script.pop_front())
+        .unwrap_or_else(|| Answer::new(200, "{}"));
+    let mut response = (
+        axum::http::StatusCode::from_u16(answer.status).expect("status"),
         [("content-type", "application/json")],
-        body,
+        answer.body,
     )
+        .into_response();
+    for (name, value) in answer.headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            axum::http::HeaderValue::from_str(&value).expect("value"),
+        );
+    }
+    response
 }
 
 /// Asserts that the application webhook request is signed as documented.
@@ -310,10 +395,20 @@ secrets = {{ signing_secret_file = "channel.secret" }}
         req.body(body).send().await.expect("post")
     }
 
-    /// Sends a message through the application API.
+    /// Sends a message through the application API on the `web` channel.
     pub async fn send(&self, message: &Value, idempotency_key: Option<&str>) -> reqwest::Response {
+        self.send_to("web", message, idempotency_key).await
+    }
+
+    /// Sends a message through the application API on `channel`.
+    pub async fn send_to(
+        &self,
+        channel: &str,
+        message: &Value,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = client()
-            .post(format!("{}/v1/channels/web/messages", self.url))
+            .post(format!("{}/v1/channels/{channel}/messages", self.url))
             .header("authorization", format!("Bearer {API_KEY}"))
             .header("content-type", "application/json")
             .body(serde_json::to_vec(message).expect("message"));

@@ -6,3 +6,5 @@ mod harness;
 mod delivery;
 mod flows;
 mod ingress;
+mod slack;
+mod teams;
