@@ -153,11 +153,17 @@ impl fmt::Debug for ChannelConfig {
 }
 
 impl ChannelConfig {
-    /// The secret `name`, or a config error saying it is missing.
+    /// The secret `name`, or a config error saying it is missing or blank.
     pub fn secret(&self, name: &str) -> Result<&Secret, ConfigError> {
-        self.secrets
+        let key = || format!("secrets.{name}");
+        let secret = self
+            .secrets
             .get(name)
-            .ok_or_else(|| ConfigError::new(format!("secrets.{name}"), "is required"))
+            .ok_or_else(|| ConfigError::new(key(), "is required"))?;
+        if secret.expose().trim().is_empty() {
+            return Err(ConfigError::new(key(), "must not be empty"));
+        }
+        Ok(secret)
     }
 
     /// Deserialises `settings` into the adapter's own settings type, naming the

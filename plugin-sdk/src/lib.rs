@@ -27,6 +27,18 @@
 //! [`resume`](adapter::ChannelAdapter::resume)s the adapter. Failures carry an
 //! [`ErrorClass`](error::ErrorClass) that tells the host whether to retry.
 //!
+//! When `verify` needs a document that lives at the provider — the signing keys
+//! of a JWT, say — the adapter declares it as a
+//! [`resource`](adapter::ChannelAdapter::resources). The host fetches it with
+//! the same request/continuation flow, caches it, passes it to every `verify`,
+//! and refreshes it when it ages out or when `verify` answers
+//! [`Rejection::stale_resources`](error::Rejection::stale_resources).
+//!
+//! Native rich content has size limits on most providers (Slack's Block Kit,
+//! Teams' cards). Adapters declare them as
+//! [`RichLimits`](capabilities::RichLimits); the host's fitting keeps messages
+//! within them, so adapters render what they receive as it is.
+//!
 //! ## What this crate does not do
 //!
 //! No networking, no async runtime, no logging, no storage, no dynamic loading.

@@ -111,12 +111,6 @@ impl ClientChannel {
             ));
         }
         let secret = config.secret("signing_secret")?.clone();
-        if secret.expose().is_empty() {
-            return Err(ConfigError::new(
-                "secrets.signing_secret",
-                "must not be empty",
-            ));
-        }
         Ok(ClientChannel {
             channel: config.channel.clone(),
             webhook_url: settings.webhook_url,

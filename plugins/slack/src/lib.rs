@@ -177,22 +177,12 @@ impl Slack {
                 "must be an http:// or https:// URL",
             ));
         }
-        let non_empty = |name: &str| -> Result<Secret, ConfigError> {
-            let secret = config.secret(name)?;
-            if secret.expose().trim().is_empty() {
-                return Err(ConfigError::new(
-                    format!("secrets.{name}"),
-                    "must not be empty",
-                ));
-            }
-            Ok(secret.clone())
-        };
         Ok(Slack {
             api,
             bot_user_id: settings.bot_user_id,
             attachments: settings.attachments,
-            signing_secret: non_empty("signing_secret")?,
-            bot_token: non_empty("bot_token")?,
+            signing_secret: config.secret("signing_secret")?.clone(),
+            bot_token: config.secret("bot_token")?.clone(),
         })
     }
 }

@@ -211,12 +211,6 @@ impl Teams {
             http_url(key, url)?;
         }
         let app_password = config.secret("app_password")?.clone();
-        if app_password.expose().is_empty() {
-            return Err(ConfigError::new(
-                "secrets.app_password",
-                "must not be empty",
-            ));
-        }
         Ok(Teams {
             app_id: s.app_id,
             app_password,
