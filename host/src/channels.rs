@@ -25,6 +25,10 @@ pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
         patchbay_adapter_teams::ADAPTER_ID,
         Arc::new(patchbay_adapter_teams::TeamsFactory),
     );
+    adapters.insert(
+        patchbay_adapter_sms::ADAPTER_ID,
+        Arc::new(patchbay_adapter_sms::SmsFactory),
+    );
     adapters
 }
 

@@ -7,4 +7,5 @@ mod delivery;
 mod flows;
 mod ingress;
 mod slack;
+mod sms;
 mod teams;
