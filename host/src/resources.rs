@@ -27,6 +27,8 @@ const RETRY_FAILED_MS: i64 = 60_000;
 #[derive(Debug, Default)]
 pub struct ResourceCache {
     slots: HashMap<String, Slot>,
+    /// Handed to every channel without resources.
+    none: Arc<Resources>,
 }
 
 #[derive(Debug)]
@@ -61,7 +63,10 @@ impl ResourceCache {
                 })
             })
             .collect();
-        ResourceCache { slots }
+        ResourceCache {
+            slots,
+            none: Arc::default(),
+        }
     }
 
     /// The channel's resources, fetching any that are missing or due. A failed
@@ -72,7 +77,7 @@ impl ResourceCache {
         channel: &Channel,
     ) -> Result<Arc<Resources>, AdapterError> {
         let Some(slot) = self.slots.get(&channel.id) else {
-            return Ok(Arc::default());
+            return Ok(self.none.clone());
         };
         if slot.due(now_ms()).is_empty() {
             return Ok(slot.snapshot());

@@ -226,6 +226,21 @@ impl ConfigError {
             message: message.into(),
         }
     }
+
+    /// Checks that the setting `key` holds an `http://` or `https://` URL.
+    ///
+    /// ```
+    /// use patchbay_plugin_sdk::adapter::ConfigError;
+    /// assert!(ConfigError::check_http_url("settings.api", "https://api.example").is_ok());
+    /// assert_eq!(ConfigError::check_http_url("settings.api", "ftp://x").unwrap_err().key, "settings.api");
+    /// ```
+    pub fn check_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(())
+        } else {
+            Err(ConfigError::new(key, "must be an http:// or https:// URL"))
+        }
+    }
 }
 
 /// What an adapter is.

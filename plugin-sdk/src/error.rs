@@ -87,6 +87,13 @@ impl AdapterError {
         Self::new(ErrorClass::BadInput, message)
     }
 
+    /// The channel cannot carry this kind of content (reason 510). Fitting
+    /// normally prevents it; adapters answer this for whatever slips through.
+    pub fn unsupported(channel: &str, kind: &str) -> Self {
+        AdapterError::permanent(format!("{channel} cannot send {kind} content"))
+            .with_reason(ReasonCode::UNSUPPORTED)
+    }
+
     /// Sets the reason code reported if the message is given up on.
     pub fn with_reason(mut self, reason: ReasonCode) -> Self {
         self.reason = Some(reason);

@@ -400,6 +400,16 @@ secrets = {{ signing_secret_file = "channel.secret" }}
         self.send_to("web", message, idempotency_key).await
     }
 
+    /// Sends one message on `channel`, expects `202`, and returns its id.
+    pub async fn send_id(&self, channel: &str, message: &Value) -> String {
+        let res = self.send_to(channel, message, None).await;
+        assert_eq!(res.status(), 202);
+        res.json_value().await["ids"][0]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
     /// Sends a message through the application API on `channel`.
     pub async fn send_to(
         &self,

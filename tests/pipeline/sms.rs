@@ -74,19 +74,12 @@ impl Sms {
     }
 
     async fn reply(&self, text: &str) -> String {
-        let res = self
-            .host
-            .send_to(
+        self.host
+            .send_id(
                 "sms",
                 &json!({"conversation": {"id": CUSTOMER}, "content": {"type": "text", "text": text}}),
-                None,
             )
-            .await;
-        assert_eq!(res.status(), 202);
-        res.json_value().await["ids"][0]
-            .as_str()
-            .expect("id")
-            .to_string()
+            .await
     }
 }
 

@@ -111,12 +111,7 @@ impl Teams {
         let message = json!({"conversation": {"id": CONVERSATION},
                              "context": {"teams_service_url": self.bf.url("/")},
                              "content": content});
-        let res = self.host.send_to("teams", &message, None).await;
-        assert_eq!(res.status(), 202);
-        res.json_value().await["ids"][0]
-            .as_str()
-            .expect("id")
-            .to_string()
+        self.host.send_id("teams", &message).await
     }
 }
 

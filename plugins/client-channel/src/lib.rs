@@ -102,14 +102,7 @@ impl ClientChannel {
     /// Builds an instance from its channel config.
     pub fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
         let settings: Settings = config.settings()?;
-        if !(settings.webhook_url.starts_with("http://")
-            || settings.webhook_url.starts_with("https://"))
-        {
-            return Err(ConfigError::new(
-                "settings.webhook_url",
-                "must be an http:// or https:// URL",
-            ));
-        }
+        ConfigError::check_http_url("settings.webhook_url", &settings.webhook_url)?;
         let secret = config.secret("signing_secret")?.clone();
         Ok(ClientChannel {
             channel: config.channel.clone(),

@@ -171,12 +171,7 @@ impl Slack {
     pub fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
         let settings: Settings = config.settings()?;
         let api = settings.api_base_url.trim_end_matches('/').to_string();
-        if !(api.starts_with("http://") || api.starts_with("https://")) {
-            return Err(ConfigError::new(
-                "settings.api_base_url",
-                "must be an http:// or https:// URL",
-            ));
-        }
+        ConfigError::check_http_url("settings.api_base_url", &api)?;
         Ok(Slack {
             api,
             bot_user_id: settings.bot_user_id,

@@ -173,12 +173,7 @@ pub(crate) fn render(slack: &Slack, message: &Message) -> Step {
         Content::EndSession { .. } | Content::ContextData { .. } => {
             return Step::delivered(None);
         }
-        other => {
-            return Step::fail(
-                AdapterError::permanent(format!("Slack cannot send {} content", other.kind()))
-                    .with_reason(ReasonCode::UNSUPPORTED),
-            );
-        }
+        other => return Step::fail(AdapterError::unsupported("Slack", other.kind())),
     };
     body["text"] = json!(text);
     if let Some(blocks) = blocks {

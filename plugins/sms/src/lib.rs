@@ -173,12 +173,7 @@ impl Sms {
             }
         };
         let api = s.api_base_url.trim_end_matches('/').to_string();
-        if !(api.starts_with("http://") || api.starts_with("https://")) {
-            return Err(ConfigError::new(
-                "settings.api_base_url",
-                "must be an http:// or https:// URL",
-            ));
-        }
+        ConfigError::check_http_url("settings.api_base_url", &api)?;
         Ok(Sms {
             account_sid: s.account_sid,
             sender,

@@ -33,12 +33,7 @@ pub(crate) fn render(sms: &Sms, message: &Message) -> Step {
         Content::EndSession { .. } | Content::ContextData { .. } => {
             return Step::delivered(None);
         }
-        other => {
-            return Step::fail(
-                AdapterError::permanent(format!("SMS cannot send {} content", other.kind()))
-                    .with_reason(ReasonCode::UNSUPPORTED),
-            );
-        }
+        other => return Step::fail(AdapterError::unsupported("SMS", other.kind())),
     }
     if sms.status_callbacks && !message.id.is_empty() {
         let query: String = form_urlencoded::Serializer::new(String::new())

@@ -90,7 +90,7 @@ pub(crate) fn validate(
         .ok_or_else(|| Rejection::stale_resources("no signing keys loaded yet"))?;
     let jwk = keys
         .iter()
-        .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
+        .filter_map(|k| Jwk::deserialize(k).ok())
         .find(|k| k.kid == kid && (k.kty.is_empty() || k.kty == "RSA"))
         .ok_or_else(|| Rejection::stale_resources("bearer token is signed with an unknown key"))?;
     let key = DecodingKey::from_rsa_components(&jwk.n, &jwk.e)

@@ -185,17 +185,6 @@ impl AdapterFactory for TeamsFactory {
     }
 }
 
-fn http_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            format!("settings.{key}"),
-            "must be an http:// or https:// URL",
-        ))
-    }
-}
-
 impl Teams {
     /// Builds an instance from its channel config.
     pub fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
@@ -208,7 +197,7 @@ impl Teams {
             ("token_url", &s.token_url),
             ("service_url", &s.service_url),
         ] {
-            http_url(key, url)?;
+            ConfigError::check_http_url(&format!("settings.{key}"), url)?;
         }
         let app_password = config.secret("app_password")?.clone();
         Ok(Teams {

@@ -115,12 +115,7 @@ pub(crate) fn render(teams: &Teams, message: &Message) -> Step {
         Content::EndSession { .. } | Content::ContextData { .. } => {
             return Step::delivered(None);
         }
-        other => {
-            return Step::fail(
-                AdapterError::permanent(format!("Teams cannot send {} content", other.kind()))
-                    .with_reason(ReasonCode::UNSUPPORTED),
-            );
-        }
+        other => return Step::fail(AdapterError::unsupported("Teams", other.kind())),
     }
     let conversation = encode(&message.conversation.id);
     let base = service_url.trim_end_matches('/');
