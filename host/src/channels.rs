@@ -29,6 +29,10 @@ pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
         patchbay_adapter_sms::ADAPTER_ID,
         Arc::new(patchbay_adapter_sms::SmsFactory),
     );
+    adapters.insert(
+        patchbay_adapter_webex::ADAPTER_ID,
+        Arc::new(patchbay_adapter_webex::WebexFactory),
+    );
     adapters
 }
 

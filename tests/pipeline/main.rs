@@ -9,3 +9,4 @@ mod ingress;
 mod slack;
 mod sms;
 mod teams;
+mod webex;
