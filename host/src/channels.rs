@@ -33,6 +33,10 @@ pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
         patchbay_adapter_webex::ADAPTER_ID,
         Arc::new(patchbay_adapter_webex::WebexFactory),
     );
+    adapters.insert(
+        patchbay_adapter_email::ADAPTER_ID,
+        Arc::new(patchbay_adapter_email::EmailFactory),
+    );
     adapters
 }
 

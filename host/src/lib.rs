@@ -35,6 +35,7 @@ pub mod resources;
 pub mod runtime;
 pub mod serve;
 pub mod server;
+pub mod smtp;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

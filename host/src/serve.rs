@@ -11,6 +11,7 @@ use crate::channels;
 use crate::config::Config;
 use crate::resources::ResourceCache;
 use crate::runtime::{Runtime, Wakers};
+use crate::smtp::SmtpSender;
 use crate::store::{Queue, SqliteStore, Store};
 use crate::transport::{Transport, http_client};
 use crate::workers;
@@ -46,7 +47,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         channels,
         resources,
-        transport: Transport::new(provider_client),
+        transport: Transport::new(
+            provider_client,
+            SmtpSender::new(Duration::from_millis(config.outbound.timeout_ms)),
+        ),
         app: AppClient::new(
             app_client,
             config.application.webhook_url.clone(),

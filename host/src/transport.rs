@@ -1,9 +1,9 @@
 //! Executing adapters' request descriptions, and driving multi-step flows.
 //!
 //! The adapter describes; this module does: HTTP through one shared `reqwest`
-//! client (rustls with the ring provider), OAuth tokens cached per channel and
-//! profile until shortly before they expire, and the [`Step`] loop that feeds
-//! responses back to the adapter.
+//! client (rustls with the ring provider), SMTP through [`SmtpSender`], OAuth
+//! tokens cached per channel and profile until shortly before they expire, and
+//! the [`Step`] loop that feeds responses back to the adapter.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,7 @@ use patchbay_plugin_sdk::adapter::{
 };
 use patchbay_plugin_sdk::error::AdapterError;
 
+use crate::smtp::SmtpSender;
 use crate::store::sqlite::now_ms;
 
 /// Most steps one operation may take; more means an adapter is looping.
@@ -43,14 +44,16 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 #[derive(Debug, Clone)]
 pub struct Transport {
     client: reqwest::Client,
+    smtp: SmtpSender,
     tokens: Arc<Mutex<HashMap<(String, String), AccessToken>>>,
 }
 
 impl Transport {
-    /// A transport with the given client.
-    pub fn new(client: reqwest::Client) -> Self {
+    /// A transport with the given HTTP client and SMTP sender.
+    pub fn new(client: reqwest::Client, smtp: SmtpSender) -> Self {
         Transport {
             client,
+            smtp,
             tokens: Arc::default(),
         }
     }
@@ -118,9 +121,7 @@ impl Transport {
                 }
                 self.http(http).await
             }
-            RequestSpec::Smtp(_) => Err(AdapterError::permanent(
-                "this Patchbay build has no SMTP transport configured",
-            )),
+            RequestSpec::Smtp(smtp) => self.smtp.send(smtp).await,
         }
     }
 

@@ -581,9 +581,13 @@ impl HttpRequestSpec {
     }
 }
 
-/// An SMTP submission, described: envelope and the complete MIME message.
+/// An SMTP submission, described: the relay to submit to, the envelope and
+/// the complete MIME message. The host answers with the server's reply code in
+/// [`ProviderResponse::status`] (250 when accepted) and its text in the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SmtpRequestSpec {
+    /// Where to submit.
+    pub relay: SmtpRelay,
     /// Envelope sender.
     pub from: String,
     /// Envelope recipients.
@@ -591,6 +595,40 @@ pub struct SmtpRequestSpec {
     /// The RFC 5322 message.
     #[serde(with = "crate::bytes_b64")]
     pub message: Vec<u8>,
+}
+
+/// An SMTP server and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SmtpRelay {
+    /// Host name (also the name its TLS certificate must carry).
+    pub host: String,
+    /// Port: usually 587 with STARTTLS, 465 with implicit TLS.
+    pub port: u16,
+    /// Transport security.
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// User name for `AUTH`, when the relay wants it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password for `AUTH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// The name to greet with in `EHLO` (default `localhost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello_name: Option<String>,
+}
+
+/// How an SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with `STARTTLS`; refuse servers without it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or a test server.
+    None,
 }
 
 /// The provider's answer to a [`RequestSpec`].

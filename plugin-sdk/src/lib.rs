@@ -142,7 +142,7 @@ pub mod prelude {
     pub use crate::adapter::{
         AccessToken, AckResponse, AdapterFactory, ChannelAdapter, ChannelConfig, ConfigError,
         Continuation, HttpRequestSpec, InboundRequest, Manifest, ProviderResponse, RequestSpec,
-        ResourceSpec, Resources, Secret, SettingSpec, SmtpRequestSpec, Step, StepOutput, Timestamp,
+        ResourceSpec, Resources, Secret, SettingSpec, SmtpRelay, SmtpRequestSpec, SmtpSecurity, Step, StepOutput, Timestamp,
         Verdict, WireRange,
     };
     pub use crate::capabilities::{

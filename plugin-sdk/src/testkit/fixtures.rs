@@ -258,10 +258,19 @@ pub fn requests_json(run: &Run) -> Value {
                 }
                 out
             }
-            RequestSpec::Smtp(smtp) => json!({
-                "smtp": {"from": smtp.from, "to": smtp.to,
-                         "message": String::from_utf8_lossy(&smtp.message)}
-            }),
+            RequestSpec::Smtp(smtp) => {
+                let relay = &smtp.relay;
+                json!({
+                    "smtp": {"relay": {"host": relay.host, "port": relay.port,
+                                       "security": relay.security, "username": relay.username,
+                                       "password": relay.password.as_ref().map(|_| "***")},
+                             "from": smtp.from, "to": smtp.to,
+                             // One string per line keeps fixtures readable.
+                             "message": String::from_utf8_lossy(&smtp.message)
+                                 .split("\r\n")
+                                 .collect::<Vec<_>>()}
+                })
+            }
         })
         .collect()
 }
