@@ -78,14 +78,22 @@ impl SmtpSender {
             Ok(response) => Ok(ProviderResponse {
                 status: u16::from(response.code()),
                 headers: Vec::new(),
-                body: response.message().collect::<Vec<_>>().join(" ").into_bytes(),
+                body: response
+                    .message()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .into_bytes(),
             }),
             Err(e) => match e.status() {
                 // The relay answered, and refused: the adapter classifies it.
                 Some(code) => Ok(ProviderResponse {
                     status: u16::from(code),
                     headers: Vec::new(),
-                    body: e.source().map(|s| s.to_string()).unwrap_or_default().into_bytes(),
+                    body: e
+                        .source()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                        .into_bytes(),
                 }),
                 // lettre's message includes its sources, never credentials.
                 None => Err(AdapterError::transient(format!("SMTP relay {server}: {e}"))),

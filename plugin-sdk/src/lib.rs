@@ -142,8 +142,8 @@ pub mod prelude {
     pub use crate::adapter::{
         AccessToken, AckResponse, AdapterFactory, ChannelAdapter, ChannelConfig, ConfigError,
         Continuation, HttpRequestSpec, InboundRequest, Manifest, ProviderResponse, RequestSpec,
-        ResourceSpec, Resources, Secret, SettingSpec, SmtpRelay, SmtpRequestSpec, SmtpSecurity, Step, StepOutput, Timestamp,
-        Verdict, WireRange,
+        ResourceSpec, Resources, Secret, SettingSpec, SmtpRelay, SmtpRequestSpec, SmtpSecurity,
+        Step, StepOutput, Timestamp, Verdict, WireRange,
     };
     pub use crate::capabilities::{
         AttachmentPolicy, ChannelCapabilities, DirectionCapabilities, Feature, ListMode,

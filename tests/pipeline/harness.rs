@@ -386,9 +386,13 @@ secrets = {{ signing_secret_file = "channel.secret" }}
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> reqwest::Response {
-        let mut req = client()
-            .post(format!("{}{path}", self.url))
-            .header("content-type", "application/json");
+        let mut req = client().post(format!("{}{path}", self.url));
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/json");
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

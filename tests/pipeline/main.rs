@@ -4,9 +4,11 @@
 mod harness;
 
 mod delivery;
+mod email;
 mod flows;
 mod ingress;
 mod slack;
 mod sms;
+mod smtp_server;
 mod teams;
 mod webex;

@@ -35,9 +35,7 @@ fn source(request: &InboundRequest) -> Result<Source, String> {
     }
     form::parse(content_type, &request.body)
         .map(Source::Form)
-        .ok_or_else(|| {
-            format!("expected message/rfc822 or a form post, got {content_type:?}")
-        })
+        .ok_or_else(|| format!("expected message/rfc822 or a form post, got {content_type:?}"))
 }
 
 pub(crate) fn verify(
@@ -80,7 +78,10 @@ fn check_token(email: &Email, request: &InboundRequest) -> Result<(), Rejection>
     } else if let Some(basic) = authorization.strip_prefix("Basic ") {
         base64_decode(basic.trim())
             .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| pair.split_once(':').map(|(_, password)| password.to_string()))
+            .and_then(|pair| {
+                pair.split_once(':')
+                    .map(|(_, password)| password.to_string())
+            })
     } else {
         None
     };
@@ -143,7 +144,9 @@ pub(crate) fn parse(email: &Email, request: &InboundRequest) -> Step {
     };
     match mail.and_then(Mail::into_message) {
         Some(message) => Step::messages(vec![message]),
-        None => Step::fail(AdapterError::bad_input("email without a valid From address")),
+        None => Step::fail(AdapterError::bad_input(
+            "email without a valid From address",
+        )),
     }
 }
 
@@ -222,7 +225,10 @@ impl Mail {
     /// SendGrid Inbound Parse: the raw message in `email` when "POST the raw,
     /// full MIME message" is on, else parsed fields plus the header block.
     fn from_sendgrid(fields: &[Field]) -> Option<Mail> {
-        if let Some(raw) = fields.iter().find(|f| f.name == "email" && f.file.is_none()) {
+        if let Some(raw) = fields
+            .iter()
+            .find(|f| f.name == "email" && f.file.is_none())
+        {
             return Mail::from_mime(&raw.value);
         }
         let headers = form::text(fields, "headers").unwrap_or_default();
@@ -309,7 +315,10 @@ impl Mail {
             id: customer.clone(),
             name: from.name,
         });
-        m.recipient = self.to.first().map(|to| Participant::id(to.to_ascii_lowercase()));
+        m.recipient = self
+            .to
+            .first()
+            .map(|to| Participant::id(to.to_ascii_lowercase()));
         m.provider_message_id = self.message_id.clone();
         // Every message of a mail thread names its first message in References.
         m.conversation.thread_id = self
@@ -417,6 +426,9 @@ mod tests {
         );
         assert_eq!(postback_payload("Re: [pb:]"), None);
         assert_eq!(postback_payload("Re: Your order"), None);
-        assert_eq!(ids("<a@b.example>  <c@d.example>"), ["a@b.example", "c@d.example"]);
+        assert_eq!(
+            ids("<a@b.example>  <c@d.example>"),
+            ["a@b.example", "c@d.example"]
+        );
     }
 }

@@ -187,10 +187,7 @@ fn manifest() -> Manifest {
                 "mailgun_signing_key",
                 "Mailgun's HTTP webhook signing key, for settings.inbound = \"mailgun\"",
             ),
-            SettingSpec::optional(
-                "smtp_password",
-                "password for settings.smtp.username",
-            ),
+            SettingSpec::optional("smtp_password", "password for settings.smtp.username"),
         ],
         settings: vec![
             SettingSpec::required("from", "who replies come from: `Name <address>`"),
@@ -321,11 +318,15 @@ mod tests {
         assert_eq!(m.name.as_deref(), Some("Shop Support"));
         assert_eq!(m.address, "support@shop.example");
         assert_eq!(m.domain(), "shop.example");
-        assert_eq!(
-            Mailbox::parse("a@b.example").expect("bare").name,
-            None
-        );
-        for bad in ["", "nobody", "a@b", "a b@c.example", "<a@b.example", "a@@b.example"] {
+        assert_eq!(Mailbox::parse("a@b.example").expect("bare").name, None);
+        for bad in [
+            "",
+            "nobody",
+            "a@b",
+            "a b@c.example",
+            "<a@b.example",
+            "a@@b.example",
+        ] {
             assert!(Mailbox::parse(bad).is_none(), "{bad}");
         }
     }

@@ -38,10 +38,8 @@ pub(crate) fn render(email: &Email, message: &Message, now: Timestamp) -> Step {
     let to = message.conversation.id.trim();
     if !is_address(to) {
         return Step::fail(
-            AdapterError::permanent(format!(
-                "conversation id {to:?} is not an email address"
-            ))
-            .with_reason(ReasonCode::INVALID_DESTINATION),
+            AdapterError::permanent(format!("conversation id {to:?} is not an email address"))
+                .with_reason(ReasonCode::INVALID_DESTINATION),
         );
     }
     let reply = ReplyLink::new(email, message);
@@ -50,17 +48,11 @@ pub(crate) fn render(email: &Email, message: &Message, now: Timestamp) -> Step {
             TextFormat::Markdown => (text.clone(), Some(markdown_html(text)), Vec::new()),
             _ => (text.clone(), None, Vec::new()),
         },
-        Content::Attachments { attachments, text } => (
-            text.clone().unwrap_or_default(),
-            None,
-            attachments.clone(),
-        ),
+        Content::Attachments { attachments, text } => {
+            (text.clone().unwrap_or_default(), None, attachments.clone())
+        }
         Content::Buttons { text, buttons } => {
-            let html = format!(
-                "{}{}",
-                paragraphs(text),
-                button_row(buttons, &reply)
-            );
+            let html = format!("{}{}", paragraphs(text), button_row(buttons, &reply));
             let plain = format!("{text}\n\n{}", button_lines(buttons, &reply));
             (plain, Some(page(&html)), Vec::new())
         }
@@ -446,18 +438,16 @@ fn sent(continuation: Continuation, response: ProviderResponse) -> Step {
     let reply = String::from_utf8_lossy(&response.body).trim().to_string();
     let detail = format!("SMTP relay answered {} {reply}", response.status);
     match response.status {
-        200..=299 => Step::delivered(
-            continuation.0["message_id"]
-                .as_str()
-                .map(str::to_string),
-        ),
+        200..=299 => Step::delivered(continuation.0["message_id"].as_str().map(str::to_string)),
         400..=499 => Step::fail(AdapterError::transient(detail)),
         // No such mailbox, not local, or a bad address.
-        550 | 551 | 553 => Step::fail(
-            AdapterError::permanent(detail).with_reason(ReasonCode::INVALID_DESTINATION),
-        ),
+        550 | 551 | 553 => {
+            Step::fail(AdapterError::permanent(detail).with_reason(ReasonCode::INVALID_DESTINATION))
+        }
         // Too big for the mailbox.
-        552 => Step::fail(AdapterError::permanent(detail).with_reason(ReasonCode::INVALID_STRUCTURE)),
+        552 => {
+            Step::fail(AdapterError::permanent(detail).with_reason(ReasonCode::INVALID_STRUCTURE))
+        }
         // Refused as policy or spam.
         554 => Step::fail(AdapterError::permanent(detail).with_reason(ReasonCode::NOT_ALLOWED)),
         530 | 534 | 535 => Step::fail(AdapterError::permanent(format!(

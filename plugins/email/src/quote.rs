@@ -98,7 +98,10 @@ mod tests {
             // Only a quote: kept, not emptied.
             ("> just forwarding this", "> just forwarding this"),
             // "From:" in running text is not a header block.
-            ("From: my experience, it works.", "From: my experience, it works."),
+            (
+                "From: my experience, it works.",
+                "From: my experience, it works.",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(strip(input), want, "{input:?}");

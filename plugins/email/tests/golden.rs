@@ -88,19 +88,31 @@ fn the_inbound_token_is_accepted_three_ways_and_nothing_else() {
     );
     let bearer = format!("Bearer {TOKEN}");
     for (name, req) in [
-        ("bearer", request("POST", url, &[ct, ("authorization", &bearer)], &mime())),
-        ("basic", request("POST", url, &[ct, ("authorization", &basic)], &mime())),
+        (
+            "bearer",
+            request("POST", url, &[ct, ("authorization", &bearer)], &mime()),
+        ),
+        (
+            "basic",
+            request("POST", url, &[ct, ("authorization", &basic)], &mime()),
+        ),
         (
             "query",
             request("POST", &format!("{url}?token={TOKEN}"), &[ct], &mime()),
         ),
     ] {
         let verdict = h.verify(&req).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(verdict.dedupe_key.as_deref(), Some("message-id:x.1@example.com"));
+        assert_eq!(
+            verdict.dedupe_key.as_deref(),
+            Some("message-id:x.1@example.com")
+        );
     }
     let wrong = "Bearer not-the-token".to_string();
     for (name, req) in [
-        ("wrong", request("POST", url, &[ct, ("authorization", &wrong)], &mime())),
+        (
+            "wrong",
+            request("POST", url, &[ct, ("authorization", &wrong)], &mime()),
+        ),
         ("missing", request("POST", url, &[ct], &mime())),
         (
             "wrong query",
@@ -110,8 +122,8 @@ fn the_inbound_token_is_accepted_three_ways_and_nothing_else() {
         assert_eq!(h.verify(&req).expect_err(name).status, 401, "{name}");
     }
     // Without a configured token, raw MIME is refused, not accepted unauthenticated.
-    let open = Email::new(&config(settings("sendgrid"), &[("smtp_password", "p")]))
-        .expect("config");
+    let open =
+        Email::new(&config(settings("sendgrid"), &[("smtp_password", "p")])).expect("config");
     let h = Harness::new(open, NOW);
     let req = request("POST", url, &[ct, ("authorization", &bearer)], &mime());
     assert_eq!(h.verify(&req).expect_err("no token configured").status, 401);
@@ -155,7 +167,10 @@ fn mailgun_signatures_and_timestamps_are_checked() {
     for (name, req) in [
         ("other timestamp", post(&later, "tok1", &good, "hi")),
         ("other token", post(&now, "tok2", &good, "hi")),
-        ("stale", post(&stale, "tok1", &mailgun_signature(&stale, "tok1"), "hi")),
+        (
+            "stale",
+            post(&stale, "tok1", &mailgun_signature(&stale, "tok1"), "hi"),
+        ),
         ("missing", post(&now, "tok1", "", "hi")),
     ] {
         assert_eq!(h.verify(&req).expect_err(name).status, 401, "{name}");
@@ -169,7 +184,10 @@ fn bad_bodies_are_refused_before_storing() {
     let json = request(
         "POST",
         "https://gw.example/webhooks/email",
-        &[("content-type", "application/json"), ("authorization", &bearer)],
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &bearer),
+        ],
         b"{}",
     );
     assert_eq!(h.verify(&json).expect_err("json").status, 400);
@@ -177,7 +195,10 @@ fn bad_bodies_are_refused_before_storing() {
     let req = request(
         "POST",
         "https://gw.example/webhooks/email",
-        &[("content-type", "message/rfc822"), ("authorization", &bearer)],
+        &[
+            ("content-type", "message/rfc822"),
+            ("authorization", &bearer),
+        ],
         b"Subject: no sender\r\n\r\nbody",
     );
     let run = h.inbound(&req, vec![]);
@@ -187,7 +208,11 @@ fn bad_bodies_are_refused_before_storing() {
 #[test]
 fn config_errors_name_the_key() {
     let cases = [
-        (json!({"from": "nobody", "smtp": {"host": "h"}}), vec![], "settings.from"),
+        (
+            json!({"from": "nobody", "smtp": {"host": "h"}}),
+            vec![],
+            "settings.from",
+        ),
         (json!({"from": "a@b.example"}), vec![], "settings"),
         (
             json!({"from": "a@b.example", "smtp": {"host": ""}}),
@@ -232,10 +257,7 @@ fn default_ports_follow_the_security_mode() {
             .expect("config"),
             NOW,
         );
-        let run = h.outbound(
-            &Message::new("c@d.example", Content::text("hi")),
-            vec![],
-        );
+        let run = h.outbound(&Message::new("c@d.example", Content::text("hi")), vec![]);
         let RequestSpec::Smtp(smtp) = &run.requests[0] else {
             panic!("smtp")
         };
