@@ -456,6 +456,22 @@ pub struct ListItem {
     pub payload: String,
 }
 
+impl ListItem {
+    /// The item on one line, for choice lists that show no subtitle.
+    ///
+    /// ```
+    /// use patchbay_plugin_sdk::message::ListItem;
+    /// let item = ListItem { title: "Morning".into(), subtitle: Some("8–12".into()), ..Default::default() };
+    /// assert_eq!(item.label(), "Morning — 8–12");
+    /// ```
+    pub fn label(&self) -> String {
+        match &self.subtitle {
+            Some(sub) => format!("{} — {sub}", self.title),
+            None => self.title.clone(),
+        }
+    }
+}
+
 /// A button: a postback or a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Button {

@@ -66,13 +66,7 @@ pub(crate) fn render(teams: &Teams, message: &Message) -> Step {
         Content::ListPicker { title, items } => {
             let choices: Vec<Value> = items
                 .iter()
-                .map(|item| {
-                    let label = match &item.subtitle {
-                        Some(sub) => format!("{} — {sub}", item.title),
-                        None => item.title.clone(),
-                    };
-                    json!({"title": label, "value": item.payload})
-                })
+                .map(|item| json!({"title": item.label(), "value": item.payload}))
                 .collect();
             let card = json!({
                 "type": "AdaptiveCard",

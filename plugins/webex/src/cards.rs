@@ -62,13 +62,7 @@ pub(crate) fn buttons(text: &str, buttons: &[Button]) -> Rendered {
 pub(crate) fn list_picker(title: &str, items: &[ListItem]) -> Rendered {
     let choices: Vec<Value> = items
         .iter()
-        .map(|item| {
-            let label = match &item.subtitle {
-                Some(sub) => format!("{} — {sub}", item.title),
-                None => item.title.clone(),
-            };
-            json!({"title": label, "value": item.payload})
-        })
+        .map(|item| json!({"title": item.label(), "value": item.payload}))
         .collect();
     let body = vec![
         text_block(title, true),
