@@ -127,6 +127,7 @@
 
 #![doc(html_no_source)]
 
+pub mod abi;
 pub mod adapter;
 pub mod capabilities;
 pub mod error;

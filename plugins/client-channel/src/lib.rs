@@ -50,6 +50,11 @@ pub const ADAPTER_ID: &str = "client-channel";
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ClientChannelFactory;
 
+// Loadable as a shared library too (`[[plugin]]` in the host config). A host
+// that links several adapters in turns the entry point off (one symbol per binary).
+#[cfg(not(feature = "compiled-in"))]
+patchbay_plugin_sdk::export_adapter!(ClientChannelFactory);
+
 /// Settings under `[channels.<id>.settings]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -54,6 +54,11 @@ pub const ADAPTER_ID: &str = "email";
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EmailFactory;
 
+// Loadable as a shared library too (`[[plugin]]` in the host config). A host
+// that links several adapters in turns the entry point off (one symbol per binary).
+#[cfg(not(feature = "compiled-in"))]
+patchbay_plugin_sdk::export_adapter!(EmailFactory);
+
 /// Which provider posts forms to this channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -54,6 +54,11 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SlackFactory;
 
+// Loadable as a shared library too (`[[plugin]]` in the host config). A host
+// that links several adapters in turns the entry point off (one symbol per binary).
+#[cfg(not(feature = "compiled-in"))]
+patchbay_plugin_sdk::export_adapter!(SlackFactory);
+
 /// How outbound attachments reach Slack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

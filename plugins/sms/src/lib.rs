@@ -51,6 +51,11 @@ pub const MAX_BODY_CHARS: usize = 1600;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SmsFactory;
 
+// Loadable as a shared library too (`[[plugin]]` in the host config). A host
+// that links several adapters in turns the entry point off (one symbol per binary).
+#[cfg(not(feature = "compiled-in"))]
+patchbay_plugin_sdk::export_adapter!(SmsFactory);
+
 /// Settings under `[channels.<id>.settings]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -59,6 +59,11 @@ pub const KEYS_RESOURCE: &str = "openid_keys";
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TeamsFactory;
 
+// Loadable as a shared library too (`[[plugin]]` in the host config). A host
+// that links several adapters in turns the entry point off (one symbol per binary).
+#[cfg(not(feature = "compiled-in"))]
+patchbay_plugin_sdk::export_adapter!(TeamsFactory);
+
 /// Settings under `[channels.<id>.settings]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -49,6 +49,11 @@ pub const MAX_TEXT: usize = 7000;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WebexFactory;
 
+// Loadable as a shared library too (`[[plugin]]` in the host config). A host
+// that links several adapters in turns the entry point off (one symbol per binary).
+#[cfg(not(feature = "compiled-in"))]
+patchbay_plugin_sdk::export_adapter!(WebexFactory);
+
 /// Settings under `[channels.<id>.settings]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,320 @@
+//! [`ChannelAdapter`] over a loaded library: every method is one `call` with a
+//! JSON envelope, so nothing downstream knows how the adapter was loaded.
+//!
+//! A plugin that panics is contained: the call fails as transient (the work is
+//! retried), the instance is recreated, and three panics within a minute open
+//! a circuit breaker that fails the channel's calls fast for a minute while
+//! every other channel keeps working.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use patchbay_plugin_sdk::abi::{Envelope, op, status};
+use patchbay_plugin_sdk::adapter::{
+    AccessToken, AdapterFactory, ChannelAdapter, ChannelConfig, ConfigError, Continuation,
+    InboundRequest, Manifest, ProviderResponse, RequestSpec, ResourceSpec, Resources, Step,
+    Timestamp, Verdict, WIRE_VERSION,
+};
+use patchbay_plugin_sdk::error::{AdapterError, Rejection};
+use patchbay_plugin_sdk::message::Message;
+use serde::de::DeserializeOwned;
+
+use super::loader::{Answer, Instance, Library};
+
+const BREAKER_PANICS: usize = 3;
+const BREAKER_WINDOW: Duration = Duration::from_secs(60);
+
+/// Creates instances from a loaded library.
+#[derive(Debug, Clone)]
+pub struct DynamicFactory {
+    library: Arc<Library>,
+}
+
+impl DynamicFactory {
+    /// Wraps a library that passed the handshake.
+    pub fn new(library: Library) -> Self {
+        DynamicFactory {
+            library: Arc::new(library),
+        }
+    }
+
+    /// The library.
+    pub fn library(&self) -> &Library {
+        &self.library
+    }
+}
+
+impl AdapterFactory for DynamicFactory {
+    fn manifest(&self) -> Manifest {
+        self.library.manifest.clone()
+    }
+
+    fn create(&self, config: &ChannelConfig) -> Result<Box<dyn ChannelAdapter>, ConfigError> {
+        let instance = create(&self.library, config)?;
+        Ok(Box::new(DynamicAdapter {
+            library: self.library.clone(),
+            config: config.clone(),
+            instance: RwLock::new(instance),
+            panics: Mutex::default(),
+        }))
+    }
+}
+
+fn create(library: &Library, config: &ChannelConfig) -> Result<Instance, ConfigError> {
+    let json =
+        serde_json::to_vec(config).map_err(|e| ConfigError::new("settings", e.to_string()))?;
+    library.create(&json).map_err(|answer| match answer {
+        Answer::Failed {
+            status: status::ERROR,
+            message,
+        } => serde_json::from_slice(&message).unwrap_or_else(|_| {
+            ConfigError::new("settings", String::from_utf8_lossy(&message).into_owned())
+        }),
+        Answer::Failed { status, message } => ConfigError::new(
+            "adapter",
+            format!(
+                "plugin failed to create the channel (status {status}): {}",
+                String::from_utf8_lossy(&message)
+            ),
+        ),
+        Answer::Ok(_) => ConfigError::new("adapter", "plugin create failed"),
+    })
+}
+
+/// An adapter instance living in a library.
+#[derive(Debug)]
+pub struct DynamicAdapter {
+    library: Arc<Library>,
+    config: ChannelConfig,
+    instance: RwLock<Instance>,
+    /// When recent panics happened, for the breaker.
+    panics: Mutex<VecDeque<Instant>>,
+}
+
+impl Drop for DynamicAdapter {
+    fn drop(&mut self) {
+        let instance = *self
+            .instance
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.library.destroy(instance);
+    }
+}
+
+/// Why a call produced no result.
+enum CallError {
+    /// Panicked, or the breaker is open: try again later.
+    Transient(String),
+    /// The plugin cannot do this.
+    Permanent(String),
+}
+
+impl CallError {
+    fn into_adapter_error(self) -> AdapterError {
+        match self {
+            CallError::Transient(m) => AdapterError::transient(m),
+            CallError::Permanent(m) => AdapterError::permanent(m),
+        }
+    }
+}
+
+impl DynamicAdapter {
+    fn breaker_open(&self) -> bool {
+        let mut panics = self.panics.lock().unwrap_or_else(|p| p.into_inner());
+        while panics.front().is_some_and(|t| t.elapsed() > BREAKER_WINDOW) {
+            panics.pop_front();
+        }
+        panics.len() >= BREAKER_PANICS
+    }
+
+    /// Records a panic and replaces the instance, whose state may be broken.
+    fn after_panic(&self, message: &str) {
+        let channel = &self.config.channel;
+        tracing::error!(%channel, plugin = %self.library.path.display(), "adapter plugin panicked: {message}");
+        self.panics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(Instant::now());
+        match create(&self.library, &self.config) {
+            Ok(fresh) => {
+                let mut slot = self.instance.write().unwrap_or_else(|p| p.into_inner());
+                let old = std::mem::replace(&mut *slot, fresh);
+                drop(slot);
+                self.library.destroy(old);
+            }
+            Err(e) => tracing::error!(%channel, "recreating the plugin instance failed: {e}"),
+        }
+    }
+
+    fn invoke<T: DeserializeOwned>(
+        &self,
+        op: u32,
+        envelope: Envelope,
+        body: &[u8],
+    ) -> Result<T, CallError> {
+        if self.breaker_open() {
+            return Err(CallError::Transient(format!(
+                "plugin for channel {} panicked {BREAKER_PANICS} times within a minute; calls paused",
+                self.config.channel
+            )));
+        }
+        let envelope = serde_json::to_vec(&envelope)
+            .map_err(|e| CallError::Permanent(format!("envelope: {e}")))?;
+        let answer = {
+            let instance = *self.instance.read().unwrap_or_else(|p| p.into_inner());
+            self.library.call(instance, op, &envelope, body)
+        };
+        match answer {
+            Answer::Ok(json) => serde_json::from_slice(&json).map_err(|e| {
+                CallError::Permanent(format!(
+                    "plugin answered invalid JSON for operation {op}: {e}"
+                ))
+            }),
+            Answer::Failed {
+                status: status::PANIC,
+                message,
+            } => {
+                let message = String::from_utf8_lossy(&message).into_owned();
+                self.after_panic(&message);
+                Err(CallError::Transient(format!(
+                    "adapter plugin panicked: {message}"
+                )))
+            }
+            Answer::Failed {
+                status: status::UNKNOWN_OP,
+                ..
+            } => Err(CallError::Permanent(format!(
+                "plugin does not support operation {op}"
+            ))),
+            Answer::Failed { status, message } => Err(CallError::Permanent(format!(
+                "plugin call {op} failed (status {status}): {}",
+                String::from_utf8_lossy(&message)
+            ))),
+        }
+    }
+
+    fn envelope(now: Timestamp) -> Envelope {
+        Envelope {
+            wire: WIRE_VERSION,
+            now,
+            ..Envelope::default()
+        }
+    }
+
+    /// The request without its body: the body crosses as raw bytes.
+    fn head(request: &InboundRequest) -> InboundRequest {
+        InboundRequest {
+            body: Vec::new(),
+            ..request.clone()
+        }
+    }
+
+    fn step(&self, op: u32, envelope: Envelope, body: &[u8]) -> Step {
+        self.invoke(op, envelope, body)
+            .unwrap_or_else(|e| Step::fail(e.into_adapter_error()))
+    }
+}
+
+impl ChannelAdapter for DynamicAdapter {
+    fn manifest(&self) -> Manifest {
+        self.library.manifest.clone()
+    }
+
+    fn verify(
+        &self,
+        request: &InboundRequest,
+        now: Timestamp,
+        resources: &Resources,
+    ) -> Result<Verdict, Rejection> {
+        let envelope = Envelope {
+            request: Some(Self::head(request)),
+            resources: Some(resources.clone()),
+            ..Self::envelope(now)
+        };
+        match self.invoke::<Result<Verdict, Rejection>>(op::VERIFY, envelope, &request.body) {
+            Ok(result) => result,
+            // Nothing is stored; the provider retries on 503.
+            Err(CallError::Transient(m) | CallError::Permanent(m)) => Err(Rejection {
+                status: 503,
+                message: m,
+                stale_resources: false,
+            }),
+        }
+    }
+
+    fn parse_inbound(&self, request: &InboundRequest, now: Timestamp) -> Step {
+        let envelope = Envelope {
+            request: Some(Self::head(request)),
+            ..Self::envelope(now)
+        };
+        self.step(op::PARSE_INBOUND, envelope, &request.body)
+    }
+
+    fn render_outbound(&self, message: &Message, now: Timestamp) -> Step {
+        let envelope = Envelope {
+            message: Some(message.clone()),
+            ..Self::envelope(now)
+        };
+        self.step(op::RENDER_OUTBOUND, envelope, &[])
+    }
+
+    fn resume(
+        &self,
+        continuation: Continuation,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Step {
+        let body = response.body;
+        let envelope = Envelope {
+            continuation: Some(continuation),
+            response: Some(ProviderResponse {
+                body: Vec::new(),
+                ..response
+            }),
+            ..Self::envelope(now)
+        };
+        self.step(op::RESUME, envelope, &body)
+    }
+
+    fn resources(&self) -> Vec<ResourceSpec> {
+        self.invoke(op::RESOURCES, Self::envelope(Timestamp(0)), &[])
+            .unwrap_or_default()
+    }
+
+    fn fetch_resource(&self, name: &str, now: Timestamp) -> Step {
+        let envelope = Envelope {
+            name: Some(name.to_string()),
+            ..Self::envelope(now)
+        };
+        self.step(op::FETCH_RESOURCE, envelope, &[])
+    }
+
+    fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError> {
+        let envelope = Envelope {
+            name: Some(profile.to_string()),
+            ..Self::envelope(now)
+        };
+        self.invoke::<Result<RequestSpec, AdapterError>>(op::TOKEN_REQUEST, envelope, &[])
+            .unwrap_or_else(|e| Err(e.into_adapter_error()))
+    }
+
+    fn token_response(
+        &self,
+        profile: &str,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Result<AccessToken, AdapterError> {
+        let body = response.body;
+        let envelope = Envelope {
+            name: Some(profile.to_string()),
+            response: Some(ProviderResponse {
+                body: Vec::new(),
+                ..response
+            }),
+            ..Self::envelope(now)
+        };
+        self.invoke::<Result<AccessToken, AdapterError>>(op::TOKEN_RESPONSE, envelope, &body)
+            .unwrap_or_else(|e| Err(e.into_adapter_error()))
+    }
+}

@@ -1,0 +1,278 @@
+//! Opening adapter libraries and checking their descriptor.
+//!
+//! With the SDK's `abi` module, the only place `unsafe` is allowed. Libraries
+//! are opened with `RTLD_NOW | RTLD_LOCAL` (every symbol resolved up front, none
+//! leaking into other plugins) and never unloaded: their code may still be on
+//! some thread's stack, and a process holds few of them.
+
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+
+use patchbay_plugin_sdk::abi::{ABI_MAJOR, AdapterDescriptor, ENTRY_SYMBOL, MAGIC, RawBuf, status};
+use patchbay_plugin_sdk::adapter::{Manifest, WireRange};
+
+/// Biggest answer accepted from a plugin; more is a misbehaving plugin.
+pub const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A library that passed the handshake.
+#[derive(Debug)]
+pub struct Library {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// Its adapter's manifest.
+    pub manifest: Manifest,
+    /// ABI version it was built for.
+    pub abi: (u32, u32),
+    /// Wire versions it reads.
+    pub wire: WireRange,
+    descriptor: &'static AdapterDescriptor,
+}
+
+// SAFETY: the descriptor is immutable static data of a library that is never
+// unloaded, and its functions are thread-safe by the ABI's contract (adapters
+// are `Send + Sync`).
+unsafe impl Send for Library {}
+// SAFETY: as above.
+unsafe impl Sync for Library {}
+
+/// Why a library was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {path}: {message}")]
+pub struct LoadError {
+    /// The library.
+    pub path: String,
+    /// What mismatched.
+    pub message: String,
+}
+
+fn refuse(path: &Path, message: impl Into<String>) -> LoadError {
+    LoadError {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// The fields every descriptor version starts with, read before trusting the
+/// rest.
+#[repr(C)]
+struct Header {
+    magic: u64,
+    abi_major: u32,
+    abi_minor: u32,
+    struct_size: u32,
+}
+
+/// Opens `path` and checks magic, ABI major, descriptor size, wire range and
+/// manifest, naming what mismatched.
+pub fn open(path: &Path) -> Result<Library, LoadError> {
+    #[cfg(unix)]
+    let library = {
+        use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+        // SAFETY: loading a library runs its initialisers. Patchbay only loads
+        // files from directories the operator configured (and optionally
+        // pinned by sha256), which is the trust decision this rests on.
+        unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
+            .map_err(|e| refuse(path, format!("cannot be loaded: {e}")))?
+    };
+    #[cfg(not(unix))]
+    let library = {
+        // SAFETY: as above.
+        unsafe { libloading::Library::new(path) }
+            .map_err(|e| refuse(path, format!("cannot be loaded: {e}")))?
+    };
+    let entry = {
+        // SAFETY: the symbol, if present, is the SDK's entry point with this
+        // exact signature (its name carries the ABI major).
+        let symbol = unsafe {
+            library.get::<extern "C" fn() -> *const AdapterDescriptor>(ENTRY_SYMBOL.as_bytes())
+        }
+        .map_err(|_| {
+            refuse(
+                path,
+                format!(
+                    "no `{ENTRY_SYMBOL}` symbol: not a Patchbay adapter, or built for another ABI major (this host speaks ABI {ABI_MAJOR})"
+                ),
+            )
+        })?;
+        *symbol
+    };
+    // Never unloaded (see the module docs).
+    std::mem::forget(library);
+    let descriptor = entry();
+    if descriptor.is_null() {
+        return Err(refuse(path, "the entry point returned no descriptor"));
+    }
+    // SAFETY: every descriptor version starts with these fields; they are read
+    // before anything else so a foreign or older struct is refused, not misread.
+    let header = unsafe { &*(descriptor as *const Header) };
+    if header.magic != MAGIC {
+        return Err(refuse(
+            path,
+            format!(
+                "wrong magic {:#018x} (expected {MAGIC:#018x})",
+                header.magic
+            ),
+        ));
+    }
+    if header.abi_major != ABI_MAJOR {
+        return Err(refuse(
+            path,
+            format!(
+                "built for ABI {}.{}, this host speaks ABI {ABI_MAJOR}.x",
+                header.abi_major, header.abi_minor
+            ),
+        ));
+    }
+    let needed = std::mem::size_of::<AdapterDescriptor>() as u32;
+    if header.struct_size < needed {
+        return Err(refuse(
+            path,
+            format!(
+                "descriptor is {} bytes, ABI {ABI_MAJOR} needs at least {needed}",
+                header.struct_size
+            ),
+        ));
+    }
+    // SAFETY: magic, major and size say this is a full ABI-1 descriptor, which
+    // lives in the library's static storage for the life of the process.
+    let descriptor: &'static AdapterDescriptor = unsafe { &*descriptor };
+    let wire = WireRange {
+        min: descriptor.wire_min,
+        max: descriptor.wire_max,
+    };
+    let ours = WireRange::CURRENT;
+    if wire.max < ours.min || wire.min > ours.max {
+        return Err(refuse(
+            path,
+            format!(
+                "reads wire versions {}..={}, this host writes {}..={}",
+                wire.min, wire.max, ours.min, ours.max
+            ),
+        ));
+    }
+    // SAFETY: the manifest bytes are static data of the library, `manifest_len` long.
+    let manifest_bytes = unsafe { slice(descriptor.manifest_ptr, descriptor.manifest_len) };
+    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
+        .map_err(|e| refuse(path, format!("manifest is not valid JSON: {e}")))?;
+    Ok(Library {
+        path: path.to_path_buf(),
+        manifest,
+        abi: (descriptor.abi_major, descriptor.abi_minor),
+        wire,
+        descriptor,
+    })
+}
+
+/// # Safety
+/// `ptr` must point to `len` readable bytes or be null.
+unsafe fn slice<'a>(ptr: *const u8, len: u64) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(ptr, len as usize) }
+    }
+}
+
+/// A plugin instance pointer. The plugin's adapter is `Send + Sync` (the SDK
+/// only exports such adapters), so the pointer may move between threads.
+#[derive(Debug, Clone, Copy)]
+pub struct Instance(*mut c_void);
+
+// SAFETY: see the type's docs.
+unsafe impl Send for Instance {}
+// SAFETY: see the type's docs.
+unsafe impl Sync for Instance {}
+
+/// What a call came back with.
+#[derive(Debug)]
+pub enum Answer {
+    /// `status::OK` and the JSON.
+    Ok(Vec<u8>),
+    /// Any other status and the library's message.
+    Failed { status: i32, message: Vec<u8> },
+}
+
+impl Library {
+    /// Creates an instance from a JSON `ChannelConfig`.
+    pub fn create(&self, config: &[u8]) -> Result<Instance, Answer> {
+        let mut instance: *mut c_void = std::ptr::null_mut();
+        let mut out = RawBuf::EMPTY;
+        // SAFETY: `create` is the library's function with the ABI-1 signature;
+        // the config slice and both out-slots are valid for the call.
+        let code = unsafe {
+            (self.descriptor.create)(
+                config.as_ptr(),
+                config.len() as u64,
+                &mut instance,
+                &mut out,
+            )
+        };
+        let bytes = self.take(out);
+        match (code, instance.is_null()) {
+            (status::OK, false) => Ok(Instance(instance)),
+            (status::OK, true) => Err(Answer::Failed {
+                status: status::ERROR,
+                message: b"create returned no instance".to_vec(),
+            }),
+            (code, _) => Err(Answer::Failed {
+                status: code,
+                message: bytes.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Destroys an instance made by [`Library::create`].
+    pub fn destroy(&self, instance: Instance) {
+        // SAFETY: `instance` came from this library's `create` and is destroyed
+        // once (callers drop their copy).
+        unsafe { (self.descriptor.destroy)(instance.0) }
+    }
+
+    /// Runs operation `op`.
+    pub fn call(&self, instance: Instance, op: u32, envelope: &[u8], body: &[u8]) -> Answer {
+        let mut out = RawBuf::EMPTY;
+        // SAFETY: `call` is the library's function with the ABI-1 signature; the
+        // instance is live, and the slices and the out-slot are valid for the call.
+        let code = unsafe {
+            (self.descriptor.call)(
+                instance.0,
+                op,
+                envelope.as_ptr(),
+                envelope.len() as u64,
+                body.as_ptr(),
+                body.len() as u64,
+                &mut out,
+            )
+        };
+        match (code, self.take(out)) {
+            (status::OK, Ok(bytes)) => Answer::Ok(bytes),
+            (status::OK, Err(too_big)) => Answer::Failed {
+                status: status::ERROR,
+                message: too_big.into_bytes(),
+            },
+            (code, bytes) => Answer::Failed {
+                status: code,
+                message: bytes.unwrap_or_else(String::into_bytes),
+            },
+        }
+    }
+
+    /// Copies a library buffer out and hands it back to the library's allocator.
+    fn take(&self, buf: RawBuf) -> Result<Vec<u8>, String> {
+        let len = buf.len;
+        let copied = if len > MAX_OUTPUT_BYTES {
+            Err(format!(
+                "plugin answered {len} bytes, more than the {MAX_OUTPUT_BYTES}-byte limit"
+            ))
+        } else {
+            // SAFETY: the library filled `buf` with `len` initialised bytes.
+            Ok(unsafe { slice(buf.ptr, len) }.to_vec())
+        };
+        // SAFETY: `buf` came from this library and is freed exactly once, here.
+        unsafe { (self.descriptor.free_buf)(buf) };
+        copied
+    }
+}
