@@ -102,6 +102,53 @@ pub trait ChannelAdapter: Send + Sync {
     }
 }
 
+/// A boxed adapter is an adapter, so the testkit and the conformance checks run
+/// on `Box<dyn ChannelAdapter>` — for example one loaded from a shared library.
+impl<A: ChannelAdapter + ?Sized> ChannelAdapter for Box<A> {
+    fn manifest(&self) -> Manifest {
+        (**self).manifest()
+    }
+    fn verify(
+        &self,
+        request: &InboundRequest,
+        now: Timestamp,
+        resources: &Resources,
+    ) -> Result<Verdict, Rejection> {
+        (**self).verify(request, now, resources)
+    }
+    fn parse_inbound(&self, request: &InboundRequest, now: Timestamp) -> Step {
+        (**self).parse_inbound(request, now)
+    }
+    fn render_outbound(&self, message: &Message, now: Timestamp) -> Step {
+        (**self).render_outbound(message, now)
+    }
+    fn resume(
+        &self,
+        continuation: Continuation,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Step {
+        (**self).resume(continuation, response, now)
+    }
+    fn resources(&self) -> Vec<ResourceSpec> {
+        (**self).resources()
+    }
+    fn fetch_resource(&self, name: &str, now: Timestamp) -> Step {
+        (**self).fetch_resource(name, now)
+    }
+    fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError> {
+        (**self).token_request(profile, now)
+    }
+    fn token_response(
+        &self,
+        profile: &str,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Result<AccessToken, AdapterError> {
+        (**self).token_response(profile, response, now)
+    }
+}
+
 /// Creates configured adapter instances. One per adapter kind.
 pub trait AdapterFactory: Send + Sync {
     /// What the adapter is and can do, before any configuration.
