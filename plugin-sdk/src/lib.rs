@@ -135,6 +135,7 @@ pub mod message;
 pub mod signature;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod url;
 
 mod bytes_b64;
 

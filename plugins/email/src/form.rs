@@ -4,7 +4,7 @@
 //! `multipart/form-data` is MIME (RFC 7578), so `mail-parser` reads it once
 //! given the `Content-Type` line that carries the boundary.
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::{ContentType, MessageParser, MimeHeaders};
 
 /// One form field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +57,7 @@ fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<Field>> {
             let name = disposition.attribute("name")?.to_string();
             let file = disposition.attribute("filename").map(|filename| FileMeta {
                 filename: filename.to_string(),
-                content_type: part.content_type().map(|ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{sub}", ct.ctype()),
-                    None => ct.ctype().to_string(),
-                }),
+                content_type: part.content_type().map(media_type),
             });
             Some(Field {
                 name,
@@ -70,6 +67,14 @@ fn multipart(content_type: &str, body: &[u8]) -> Option<Vec<Field>> {
         })
         .collect();
     Some(fields)
+}
+
+/// `type/subtype` of a part's `Content-Type`, without parameters.
+pub(crate) fn media_type(content_type: &ContentType<'_>) -> String {
+    match content_type.subtype() {
+        Some(sub) => format!("{}/{sub}", content_type.ctype()),
+        None => content_type.ctype().to_string(),
+    }
 }
 
 /// The first text field called `name`.

@@ -44,24 +44,45 @@ pub(crate) fn verify(
     now: Timestamp,
 ) -> Result<Verdict, Rejection> {
     let source = source(request).map_err(Rejection::bad_request)?;
-    let mail = match (&source, email.inbound) {
+    // Only the headers are read here: the full parse waits for the worker.
+    let message_id = match (&source, email.inbound) {
         (Source::Form(fields), InboundProvider::Mailgun) => {
             check_mailgun(email, fields, now)?;
-            Mail::from_mailgun(fields)
+            match form::text(fields, "body-mime") {
+                Some(raw) => mime_message_id(raw.as_bytes())?,
+                None => mailgun_message_id(fields),
+            }
         }
         (Source::Form(fields), InboundProvider::Sendgrid) => {
             check_token(email, request)?;
-            Mail::from_sendgrid(fields)
+            match fields
+                .iter()
+                .find(|f| f.name == "email" && f.file.is_none())
+            {
+                Some(raw) => mime_message_id(&raw.value)?,
+                // Parsed fields: the header block may be missing; the mail is not.
+                None => {
+                    let headers = form::text(fields, "headers").unwrap_or_default();
+                    mime_message_id(headers.as_bytes()).unwrap_or_default()
+                }
+            }
         }
         (Source::Mime, _) => {
             check_token(email, request)?;
-            Mail::from_mime(&request.body)
+            mime_message_id(&request.body)?
         }
     };
-    let mail = mail.ok_or_else(|| Rejection::bad_request("not a parsable email"))?;
     Ok(Verdict::accept(
-        mail.message_id.map(|id| format!("message-id:{id}")),
+        message_id.map(|id| format!("message-id:{id}")),
     ))
+}
+
+/// The `Message-ID` of a raw message, reading its headers only.
+fn mime_message_id(raw: &[u8]) -> Result<Option<String>, Rejection> {
+    let message = MessageParser::default()
+        .parse_headers(raw)
+        .ok_or_else(|| Rejection::bad_request("not a parsable email"))?;
+    Ok(message.message_id().map(str::to_string))
 }
 
 /// The shared inbound token, as a bearer token, a basic-auth password or a
@@ -192,10 +213,7 @@ impl Mail {
             .attachments()
             .map(|part| File {
                 filename: part.attachment_name().map(str::to_string),
-                content_type: part.content_type().map(|ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{sub}", ct.ctype()),
-                    None => ct.ctype().to_string(),
-                }),
+                content_type: part.content_type().map(form::media_type),
                 bytes: part.contents().to_vec(),
             })
             .collect();
@@ -276,9 +294,7 @@ impl Mail {
             to: address_list("To"),
             cc: address_list("Cc"),
             subject: form::text(fields, "subject").map(str::to_string),
-            message_id: form::text(fields, "Message-Id")
-                .or_else(|| header("Message-Id"))
-                .and_then(|id| ids(id).into_iter().next()),
+            message_id: mailgun_message_id(fields),
             in_reply_to: header("In-Reply-To").map(ids).unwrap_or_default(),
             references: header("References").map(ids).unwrap_or_default(),
             text: form::text(fields, "body-plain").map(str::to_string),
@@ -354,6 +370,23 @@ impl Mail {
         }
         Some(m)
     }
+}
+
+/// Mailgun's `Message-Id` field, or the header of that name.
+fn mailgun_message_id(fields: &[Field]) -> Option<String> {
+    let from_headers = || {
+        let headers: Vec<(String, String)> = form::text(fields, "message-headers")
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or_default();
+        headers
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Message-Id"))
+            .map(|(_, v)| v)
+    };
+    form::text(fields, "Message-Id")
+        .map(str::to_string)
+        .or_else(from_headers)
+        .and_then(|id| ids(&id).into_iter().next())
 }
 
 /// File fields of a provider form (`attachment1`, `attachment-1`…).

@@ -10,6 +10,7 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::MimePart;
 use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::signature::{base64_decode, base64_encode};
+use patchbay_plugin_sdk::url::encode_component;
 use pulldown_cmark_escape::escape_html;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -188,7 +189,7 @@ impl ReplyLink {
                 format!(
                     "mailto:{}?subject={}",
                     self.address,
-                    percent_encode(&format!("{base} {POSTBACK_MARK}{payload}]"))
+                    encode_component(&format!("{base} {POSTBACK_MARK}{payload}]"))
                 )
             }
         }
@@ -199,19 +200,6 @@ fn is_reply(subject: &str) -> bool {
     subject
         .get(..3)
         .is_some_and(|p| p.eq_ignore_ascii_case("re:"))
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters (a
-/// `mailto:` subject must not turn spaces into `+`).
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn escape(text: &str) -> String {

@@ -2,6 +2,7 @@
 //! delivered or classified errors.
 
 use patchbay_plugin_sdk::prelude::*;
+use patchbay_plugin_sdk::url::encode_component;
 use serde_json::{Value, json};
 
 use crate::{AUTH_PROFILE, Teams};
@@ -111,14 +112,14 @@ pub(crate) fn render(teams: &Teams, message: &Message) -> Step {
         }
         other => return Step::fail(AdapterError::unsupported("Teams", other.kind())),
     }
-    let conversation = encode(&message.conversation.id);
+    let conversation = encode_component(&message.conversation.id);
     let base = service_url.trim_end_matches('/');
     let url = match &message.conversation.thread_id {
         Some(reply_to) => {
             activity["replyToId"] = json!(reply_to);
             format!(
                 "{base}/v3/conversations/{conversation}/activities/{}",
-                encode(reply_to)
+                encode_component(reply_to)
             )
         }
         None => format!("{base}/v3/conversations/{conversation}/activities"),
@@ -201,19 +202,6 @@ fn hero(
         content["buttons"] = Value::Array(buttons.iter().map(card_action).collect());
     }
     json!({"contentType": HERO, "content": content})
-}
-
-/// Percent-encodes a path segment (conversation ids hold `:`, `@`, `;`).
-fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// The connector's answer: the activity id, or a classified error.

@@ -2,6 +2,7 @@
 
 use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::signature::{hmac_sha1_hex, verify_hex};
+use patchbay_plugin_sdk::url::encode_component;
 use serde_json::{Value, json};
 
 use crate::Webex;
@@ -54,7 +55,7 @@ pub(crate) fn parse(webex: &Webex, request: &InboundRequest) -> Step {
         // Memberships, rooms, deletions: acknowledged, nothing to deliver.
         _ => return Step::messages(Vec::new()),
     };
-    let url = format!("{}/v1/{path}/{}", webex.api, encode(id));
+    let url = format!("{}/v1/{path}/{}", webex.api, encode_component(id));
     Step::Request {
         request: webex.api_request(HttpRequestSpec::get(url)),
         continuation: Continuation(json!({"op": op, "bot": bot})),
@@ -186,17 +187,4 @@ fn mention_name<'a>(html: &'a str, bot: &str) -> Option<&'a str> {
     let start = html.find(&marker)? + marker.len();
     let len = html[start..].find("</spark-mention>")?;
     Some(&html[start..start + len])
-}
-
-/// Webex ids are base64url-ish; escape anything that would change the path.
-pub(crate) fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'=' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
