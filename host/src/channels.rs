@@ -9,6 +9,7 @@ use patchbay_plugin_sdk::adapter::{AdapterFactory, ChannelAdapter, ChannelConfig
 use patchbay_plugin_sdk::capabilities::{ChannelCapabilities, SystemMessages};
 
 use crate::config::{ChannelSection, Config, ConfigError};
+use crate::plugins;
 
 /// The adapters compiled into this build, by id.
 pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
@@ -38,6 +39,86 @@ pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
         Arc::new(patchbay_adapter_email::EmailFactory),
     );
     adapters
+}
+
+/// How an adapter came into this process.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// Linked into the `patchbay` binary.
+    CompiledIn,
+    /// Loaded from a `[[plugin]]` library.
+    Library {
+        /// The library file.
+        path: std::path::PathBuf,
+        /// Its SHA-256, hex.
+        sha256: String,
+        /// The ABI (major, minor) it was built for.
+        abi: (u32, u32),
+        /// Wire versions it reads.
+        wire: patchbay_plugin_sdk::adapter::WireRange,
+    },
+}
+
+/// An adapter channels can use.
+#[derive(Clone)]
+pub struct Registered {
+    /// Makes channel instances.
+    pub factory: Arc<dyn AdapterFactory>,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every adapter available to channels, by the id channels use.
+pub type Registry = BTreeMap<String, Registered>;
+
+/// The compiled-in adapters plus the configured `[[plugin]]` libraries. A
+/// library whose id is taken is an error unless its entry sets `name`.
+pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
+    let mut registry: Registry = builtin_adapters()
+        .into_iter()
+        .map(|(id, factory)| {
+            let origin = Origin::CompiledIn;
+            (id.to_string(), Registered { factory, origin })
+        })
+        .collect();
+    for (i, loaded) in plugins::load_configured(config)?.into_iter().enumerate() {
+        if let Some(taken) = registry.get(&loaded.name) {
+            let by = match &taken.origin {
+                Origin::CompiledIn => "a compiled-in adapter".to_string(),
+                Origin::Library { path, .. } => path.display().to_string(),
+            };
+            return Err(ConfigError::new(
+                format!("plugin[{i}]"),
+                format!(
+                    "adapter id {:?} is already provided by {by}; set `name` to load this library under another id",
+                    loaded.name
+                ),
+            ));
+        }
+        let library = loaded.factory.library();
+        let origin = Origin::Library {
+            path: library.path.clone(),
+            sha256: loaded.sha256,
+            abi: library.abi,
+            wire: library.wire,
+        };
+        registry.insert(
+            loaded.name,
+            Registered {
+                factory: Arc::new(loaded.factory),
+                origin,
+            },
+        );
+    }
+    Ok(registry)
 }
 
 /// One configured channel.
@@ -70,10 +151,18 @@ pub type Channels = BTreeMap<String, Arc<Channel>>;
 
 /// Builds every configured channel; a bad channel is an error naming its key.
 pub fn build(config: &Config, public_url: &str) -> Result<Channels, ConfigError> {
-    let adapters = builtin_adapters();
+    build_with(config, &registry(config)?, public_url)
+}
+
+/// Builds every configured channel from adapters already loaded.
+pub fn build_with(
+    config: &Config,
+    registry: &Registry,
+    public_url: &str,
+) -> Result<Channels, ConfigError> {
     let mut channels = Channels::new();
     for (id, section) in &config.channels {
-        let channel = build_one(id, section, &adapters, public_url)?;
+        let channel = build_one(id, section, registry, public_url)?;
         channels.insert(id.clone(), Arc::new(channel));
     }
     Ok(channels)
@@ -82,20 +171,23 @@ pub fn build(config: &Config, public_url: &str) -> Result<Channels, ConfigError>
 fn build_one(
     id: &str,
     section: &ChannelSection,
-    adapters: &BTreeMap<&'static str, Arc<dyn AdapterFactory>>,
+    registry: &Registry,
     public_url: &str,
 ) -> Result<Channel, ConfigError> {
-    let factory = adapters.get(section.adapter.as_str()).ok_or_else(|| {
-        let known: Vec<&str> = adapters.keys().copied().collect();
-        ConfigError::new(
-            format!("channels.{id}.adapter"),
-            format!(
-                "unknown adapter {:?}; known: {}",
-                section.adapter,
-                known.join(", ")
-            ),
-        )
-    })?;
+    let factory = &registry
+        .get(section.adapter.as_str())
+        .ok_or_else(|| {
+            let known: Vec<&str> = registry.keys().map(String::as_str).collect();
+            ConfigError::new(
+                format!("channels.{id}.adapter"),
+                format!(
+                    "unknown adapter {:?}; known: {}",
+                    section.adapter,
+                    known.join(", ")
+                ),
+            )
+        })?
+        .factory;
     let settings = serde_json::to_value(&section.settings)
         .map_err(|e| ConfigError::new(format!("channels.{id}.settings"), e.to_string()))?;
     let channel_config = ChannelConfig {

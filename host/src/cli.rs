@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Inspect adapter libraries and see which adapters a config loads.
+    Plugins {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
     /// Show queue counts.
     Status {
         /// The config file.
@@ -69,6 +74,28 @@ enum DeadLetterAction {
         config: PathBuf,
         /// The dead letter's id.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginAction {
+    /// Print a library's manifest and ABI/wire versions without enabling it.
+    Inspect {
+        /// The shared library (`.so`, `.dylib`, `.dll`).
+        path: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the adapters a config makes available, how each is loaded, and
+    /// the channels using it.
+    List {
+        /// The config file.
+        #[arg(long, short, env = "PATCHBAY_CONFIG", default_value = "patchbay.toml")]
+        config: PathBuf,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -141,6 +168,7 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::DeadLetters { action } => dead_letters(action).await,
+        Command::Plugins { action } => plugins(action),
         Command::Status { config, json } => {
             let config = match load(&config) {
                 Ok(c) => c,
@@ -249,4 +277,147 @@ async fn dead_letters(action: DeadLetterAction) -> ExitCode {
             }
         }
     }
+}
+
+fn plugins(action: PluginAction) -> ExitCode {
+    match action {
+        PluginAction::Inspect { path, json } => inspect(&path, json),
+        PluginAction::List { config, json } => list(&config, json),
+    }
+}
+
+/// Opens a library (running its initialisers, as any load does) and prints
+/// what it declares; nothing is enabled.
+fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
+    use patchbay_plugin_sdk::abi::{ABI_MAJOR, ABI_MINOR};
+    use patchbay_plugin_sdk::adapter::WireRange;
+
+    let library = match crate::plugins::open(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sha256 = crate::plugins::file_sha256(path).unwrap_or_default();
+    let m = &library.manifest;
+    if json {
+        let out = serde_json::json!({
+            "path": library.path,
+            "sha256": sha256,
+            "abi": {"major": library.abi.0, "minor": library.abi.1},
+            "wire": library.wire,
+            "host": {"abi": {"major": ABI_MAJOR, "minor": ABI_MINOR}, "wire": WireRange::CURRENT},
+            "manifest": m,
+        });
+        println!("{out}");
+        return ExitCode::SUCCESS;
+    }
+    let names = |specs: &[patchbay_plugin_sdk::adapter::SettingSpec]| {
+        specs
+            .iter()
+            .map(|s| {
+                if s.required {
+                    s.name.clone()
+                } else {
+                    format!("{} (optional)", s.name)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let host_wire = WireRange::CURRENT;
+    println!("library   {}", library.path.display());
+    println!("sha256    {sha256}");
+    println!("adapter   {} — {} {}", m.id, m.name, m.version);
+    println!(
+        "abi       {}.{} (this host: {ABI_MAJOR}.{ABI_MINOR})",
+        library.abi.0, library.abi.1
+    );
+    println!(
+        "wire      {}..={} (this host: {}..={})",
+        library.wire.min, library.wire.max, host_wire.min, host_wire.max
+    );
+    println!("settings  {}", names(&m.settings));
+    println!("secrets   {}", names(&m.secrets));
+    let rich: Vec<String> = m
+        .capabilities
+        .outbound
+        .rich_types
+        .iter()
+        .map(|t| t.as_str().to_string())
+        .collect();
+    println!("rich      {}", rich.join(", "));
+    ExitCode::SUCCESS
+}
+
+fn list(path: &std::path::Path, json: bool) -> ExitCode {
+    use crate::channels::Origin;
+
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let registry = match crate::channels::registry(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: invalid config {}: {e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !json {
+        println!(
+            "{:<16} {:<10} {:<24} SOURCE",
+            "ADAPTER", "VERSION", "CHANNELS"
+        );
+    }
+    for (id, adapter) in &registry {
+        let manifest = adapter.factory.manifest();
+        let channels: Vec<&str> = config
+            .channels
+            .iter()
+            .filter(|(_, c)| &c.adapter == id)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if json {
+            let source = match &adapter.origin {
+                Origin::CompiledIn => serde_json::json!({"kind": "compiled-in"}),
+                Origin::Library {
+                    path,
+                    sha256,
+                    abi,
+                    wire,
+                } => serde_json::json!({
+                    "kind": "library", "path": path, "sha256": sha256,
+                    "abi": {"major": abi.0, "minor": abi.1}, "wire": wire,
+                }),
+            };
+            let line = serde_json::json!({
+                "adapter": id, "manifest_id": manifest.id, "version": manifest.version,
+                "channels": channels, "source": source,
+            });
+            println!("{line}");
+            continue;
+        }
+        let source = match &adapter.origin {
+            Origin::CompiledIn => "compiled-in".to_string(),
+            Origin::Library {
+                path, abi, wire, ..
+            } => format!(
+                "{} (abi {}.{}, wire {}..={})",
+                path.display(),
+                abi.0,
+                abi.1,
+                wire.min,
+                wire.max
+            ),
+        };
+        let channels = if channels.is_empty() {
+            "-".to_string()
+        } else {
+            channels.join(",")
+        };
+        println!("{id:<16} {:<10} {channels:<24} {source}", manifest.version);
+    }
+    ExitCode::SUCCESS
 }

@@ -57,6 +57,37 @@ pub struct Config {
     /// Channel instances by id; the id is the `{channel}` in URLs.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelSection>,
+    /// Where adapter libraries may be loaded from.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Adapter libraries to load (`[[plugin]]`), in order.
+    #[serde(default, rename = "plugin")]
+    pub plugin_libraries: Vec<PluginEntry>,
+}
+
+/// `[plugins]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// The only directories libraries are loaded from (relative to the config
+    /// file). Keep them writable by the operator alone: loading a library runs
+    /// its code.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+}
+
+/// `[[plugin]]`: one adapter library.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// The library file, inside one of `plugins.dirs` (relative to the config file).
+    pub path: PathBuf,
+    /// The file's expected SHA-256 (hex); a different file is refused.
+    pub sha256: Option<String>,
+    /// The adapter id channels use (`adapter = "..."`); defaults to the
+    /// manifest's id. Needed when that id is already taken, e.g. to run a
+    /// compiled-in adapter's library build next to it.
+    pub name: Option<String>,
 }
 
 /// `[server]`.
@@ -264,8 +295,20 @@ impl Config {
                     e.inner().to_string(),
                 )
             })?;
+        let mut config = config;
+        config.resolve_plugin_paths(base);
         config.validate()?;
         Ok(config)
+    }
+
+    /// Plugin paths are relative to the config file, like `*_file` secrets.
+    fn resolve_plugin_paths(&mut self, base: &Path) {
+        for dir in &mut self.plugins.dirs {
+            *dir = base.join(&*dir);
+        }
+        for entry in &mut self.plugin_libraries {
+            entry.path = base.join(&entry.path);
+        }
     }
 
     /// Checks what types cannot.
@@ -318,6 +361,22 @@ impl Config {
                 "server.public_url",
                 "must be an http:// or https:// URL",
             ));
+        }
+        if !self.plugin_libraries.is_empty() && self.plugins.dirs.is_empty() {
+            return Err(ConfigError::new(
+                "plugins.dirs",
+                "name the directories adapter libraries may be loaded from",
+            ));
+        }
+        for (i, entry) in self.plugin_libraries.iter().enumerate() {
+            if let Some(pin) = &entry.sha256
+                && !(pin.len() == 64 && pin.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(ConfigError::new(
+                    format!("plugin[{i}].sha256"),
+                    "must be 64 hex digits (the output of `sha256sum`)",
+                ));
+            }
         }
         for id in self.channels.keys() {
             let ok = !id.is_empty()

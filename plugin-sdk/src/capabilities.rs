@@ -161,6 +161,18 @@ impl RichType {
         RichType::TimePicker,
         RichType::RichLink,
     ];
+
+    /// Its name in JSON and config (`"list_picker"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RichType::ListPicker => "list_picker",
+            RichType::Buttons => "buttons",
+            RichType::Carousel => "carousel",
+            RichType::QuickReplies => "quick_replies",
+            RichType::TimePicker => "time_picker",
+            RichType::RichLink => "rich_link",
+        }
+    }
 }
 
 /// Which attachments a direction accepts.
@@ -310,5 +322,17 @@ impl SystemMessages {
             .map(String::as_str)
             .unwrap_or(key.default_text());
         template.replace("{0}", arg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RichType;
+
+    #[test]
+    fn rich_type_names_match_their_json() {
+        for t in RichType::ALL {
+            assert_eq!(serde_json::to_value(t).ok(), Some(t.as_str().into()));
+        }
     }
 }

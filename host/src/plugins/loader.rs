@@ -74,6 +74,7 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
         // files from directories the operator configured (and optionally
         // pinned by sha256), which is the trust decision this rests on.
         unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
+            .map(libloading::Library::from)
             .map_err(|e| refuse(path, format!("cannot be loaded: {e}")))?
     };
     #[cfg(not(unix))]
@@ -88,13 +89,15 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
         let symbol = unsafe {
             library.get::<extern "C" fn() -> *const AdapterDescriptor>(ENTRY_SYMBOL.as_bytes())
         }
-        .map_err(|_| {
-            refuse(
+        .map_err(|_| match other_abi_major(&library) {
+            Some(major) => refuse(
                 path,
-                format!(
-                    "no `{ENTRY_SYMBOL}` symbol: not a Patchbay adapter, or built for another ABI major (this host speaks ABI {ABI_MAJOR})"
-                ),
-            )
+                format!("built for ABI {major}, this host speaks ABI {ABI_MAJOR}; use a Patchbay release for ABI {major} or rebuild the plugin against SDK ABI {ABI_MAJOR}"),
+            ),
+            None => refuse(
+                path,
+                format!("no `{ENTRY_SYMBOL}` symbol: not a Patchbay adapter (build it with `export_adapter!` as a cdylib)"),
+            ),
         })?;
         *symbol
     };
@@ -162,6 +165,16 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
         abi: (descriptor.abi_major, descriptor.abi_minor),
         wire,
         descriptor,
+    })
+}
+
+/// The ABI major of another `patchbay_adapter_abi_v<N>` entry point, if the
+/// library has one: a plugin built for an older or newer host.
+fn other_abi_major(library: &libloading::Library) -> Option<u32> {
+    (0..=32).filter(|&n| n != ABI_MAJOR).find(|n| {
+        let name = format!("patchbay_adapter_abi_v{n}");
+        // SAFETY: only looked up, never called.
+        unsafe { library.get::<*const c_void>(name.as_bytes()) }.is_ok()
     })
 }
 

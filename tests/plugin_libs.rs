@@ -1,0 +1,72 @@
+//! Builds the adapter libraries the plugin tests load, once per test process.
+//!
+//! They go to their own target directory: the workspace build links the
+//! first-party adapters into the host with their entry points turned off
+//! (feature `compiled-in`), and the example third-party adapter is a crate of
+//! its own outside the workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The first-party adapters, by crate suffix.
+pub const FIRST_PARTY: &[&str] = &["client_channel", "slack", "teams", "sms", "webex", "email"];
+
+/// The deliberately broken libraries under `tests/misbehaving`.
+pub const MISBEHAVING: &[&str] = &[
+    "wrong_magic",
+    "abi_v2",
+    "short_descriptor",
+    "bad_manifest",
+    "panics",
+    "oversized",
+    "unknown_op",
+];
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace());
+    command
+}
+
+/// Builds every library (once) and returns the directory holding them.
+pub fn dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = workspace().join("target/plugin-libs");
+        let mut build = cargo();
+        build
+            .args(["build", "--quiet", "--target-dir"])
+            .arg(&target);
+        for name in FIRST_PARTY {
+            build.args([
+                "-p",
+                &format!("patchbay-adapter-{}", name.replace('_', "-")),
+            ]);
+        }
+        for name in MISBEHAVING {
+            build.args(["-p", &format!("misbehaving-{}", name.replace('_', "-"))]);
+        }
+        assert!(
+            build.status().expect("run cargo build").success(),
+            "building the adapter libraries failed"
+        );
+        target.join("debug")
+    })
+}
+
+/// The path of library `name` (`patchbay_adapter_sms`, `misbehaving_panics`).
+pub fn path(name: &str) -> PathBuf {
+    dir().join(format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
