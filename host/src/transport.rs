@@ -126,7 +126,18 @@ impl Transport {
     }
 
     /// Sends one HTTP request. Connection failures and timeouts are transient.
+    /// A `GET` of a `data:` URL (an attachment the application inlined) is
+    /// answered here, as a server holding those bytes would.
     pub async fn http(&self, spec: HttpRequestSpec) -> Result<ProviderResponse, AdapterError> {
+        if spec.url.starts_with("data:") && spec.method.eq_ignore_ascii_case("GET") {
+            let (media_type, body) = patchbay_plugin_sdk::url::decode_data_url(&spec.url)
+                .ok_or_else(|| AdapterError::bad_input("malformed data: URL"))?;
+            return Ok(ProviderResponse {
+                status: 200,
+                headers: vec![("content-type".into(), media_type)],
+                body,
+            });
+        }
         let method = reqwest::Method::from_bytes(spec.method.as_bytes()).map_err(|_| {
             AdapterError::permanent(format!("invalid HTTP method {:?}", spec.method))
         })?;
@@ -230,4 +241,42 @@ pub fn error_chain(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchbay_plugin_sdk::error::ErrorClass;
+
+    fn transport() -> Transport {
+        let timeout = Duration::from_secs(1);
+        Transport::new(http_client(timeout), SmtpSender::new(timeout))
+    }
+
+    fn get(url: &str) -> HttpRequestSpec {
+        HttpRequestSpec {
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+            auth_profile: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn data_urls_are_answered_without_a_network() {
+        let t = transport();
+        let ok = t
+            .http(get("data:image/png;base64,iVBORw=="))
+            .await
+            .expect("ok");
+        assert_eq!(ok.status, 200);
+        assert_eq!(
+            ok.headers,
+            vec![("content-type".into(), "image/png".into())]
+        );
+        assert_eq!(ok.body, [0x89, b'P', b'N', b'G']);
+        let bad = t.http(get("data:nocomma")).await.expect_err("malformed");
+        assert_eq!(bad.class(), ErrorClass::BadInput);
+    }
 }

@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod conformance;
 pub mod fixtures;
 
 use std::collections::VecDeque;

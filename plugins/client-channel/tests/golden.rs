@@ -240,3 +240,19 @@ fn config_errors_name_the_key() {
         "secrets.signing_secret"
     );
 }
+
+#[test]
+fn passes_the_conformance_kit() {
+    let sign = |r: &mut InboundRequest| {
+        let sig = format!("sha256={}", hmac_sha256_hex(SECRET.as_bytes(), &r.body));
+        r.headers.push(("x-hub-signature-256".into(), sig));
+    };
+    patchbay_plugin_sdk::testkit::conformance::Conformance::new(adapter().adapter, NOW)
+        .inbound(
+            br#"{"message_id":"m-1","conversation":{"id":"c-1"},"content":{"type":"text","text":"hi"}}"#,
+            sign,
+        )
+        .conversation("c-1")
+        .run()
+        .assert_passed();
+}

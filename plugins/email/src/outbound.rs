@@ -10,6 +10,7 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::mime::MimePart;
 use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::signature::{base64_decode, base64_encode};
+use patchbay_plugin_sdk::url::decode_data_url;
 use patchbay_plugin_sdk::url::encode_component;
 use pulldown_cmark_escape::escape_html;
 use serde::{Deserialize, Serialize};
@@ -326,18 +327,6 @@ fn push_file(draft: &mut Draft, attachment: &Attachment, served_type: Option<&st
         .or_else(|| served_type.map(str::to_string))
         .unwrap_or_else(|| "application/octet-stream".into());
     draft.files.push((name, content_type, base64_encode(bytes)));
-}
-
-/// The media type and bytes of a `data:…;base64,…` URL.
-fn decode_data_url(url: &str) -> Option<(String, Vec<u8>)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
-    let media_type = match media_type.split(';').next() {
-        Some(t) if !t.is_empty() => t.to_string(),
-        _ => "application/octet-stream".to_string(),
-    };
-    Some((media_type, base64_decode(data)?))
 }
 
 fn build(email: &Email, draft: &Draft) -> std::io::Result<Vec<u8>> {

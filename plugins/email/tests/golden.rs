@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use patchbay_adapter_email::Email;
 use patchbay_plugin_sdk::prelude::*;
+use patchbay_plugin_sdk::testkit::conformance::Conformance;
 use patchbay_plugin_sdk::testkit::{Harness, fixtures, request};
 use serde_json::{Value, json};
 
@@ -263,4 +264,28 @@ fn default_ports_follow_the_security_mode() {
         };
         assert_eq!(smtp.relay.port, port, "{security}");
     }
+}
+
+#[test]
+fn passes_the_conformance_kit() {
+    let bearer = |r: &mut InboundRequest| {
+        r.headers
+            .push(("authorization".into(), format!("Bearer {TOKEN}")));
+    };
+    let mime = b"From: Ann <ann@example.com>\r\nTo: support@shop.example\r\nSubject: Help\r\nMessage-ID: <m1@example.com>\r\n\r\nHello there\r\n";
+    let sample = request(
+        "POST",
+        "https://gw.example/webhooks/email",
+        &[("content-type", "message/rfc822")],
+        mime,
+    );
+    Conformance::new(harness("sendgrid").adapter, NOW)
+        .inbound_request(sample, bearer)
+        // A shared token authenticates the post; the mail itself is not signed.
+        .body_not_signed()
+        .conversation("ann@example.com")
+        .inbound_fixtures(dir("inbound"), bearer)
+        .outbound_fixtures(dir("outbound"))
+        .run()
+        .assert_passed();
 }

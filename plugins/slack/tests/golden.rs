@@ -5,6 +5,7 @@ use std::path::Path;
 use patchbay_adapter_slack::Slack;
 use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::signature::hmac_sha256_hex;
+use patchbay_plugin_sdk::testkit::conformance::Conformance;
 use patchbay_plugin_sdk::testkit::{Harness, fixtures, request};
 use serde_json::{Value, json};
 
@@ -236,4 +237,18 @@ fn config_errors_name_the_key() {
         Slack::new(&config).expect_err("no token").key,
         "secrets.bot_token"
     );
+}
+
+#[test]
+fn passes_the_conformance_kit() {
+    let body = json!({"type": "event_callback", "team_id": "T1", "event_id": "Ev1",
+                      "event": {"type": "message", "channel": "C1", "user": "U1",
+                                "text": "hello", "ts": "1.000100"}});
+    Conformance::new(harness().adapter, NOW)
+        .inbound(body.to_string().as_bytes(), sign)
+        .conversation("C1")
+        .inbound_fixtures(dir("inbound"), sign)
+        .outbound_fixtures(dir("outbound"))
+        .run()
+        .assert_passed();
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use patchbay_adapter_sms::{Sms, signature};
 use patchbay_plugin_sdk::prelude::*;
+use patchbay_plugin_sdk::testkit::conformance::Conformance;
 use patchbay_plugin_sdk::testkit::{Harness, fixtures, request};
 use serde_json::{Value, json};
 
@@ -242,4 +243,18 @@ fn config_errors_name_the_key() {
     for (settings, key) in cases {
         assert_eq!(Sms::new(&config(settings)).expect_err(key).key, key);
     }
+}
+
+#[test]
+fn passes_the_conformance_kit() {
+    Conformance::new(harness().adapter, NOW)
+        .inbound(
+            b"MessageSid=SM1&AccountSid=AC0000000000000000000000000000test&From=%2B14155550100&To=%2B15005550006&Body=hi&NumMedia=0",
+            sign,
+        )
+        .conversation("+14155550100")
+        .inbound_fixtures(dir("inbound"), sign)
+        .outbound_fixtures(dir("outbound"))
+        .run()
+        .assert_passed();
 }

@@ -321,3 +321,22 @@ fn client_credentials_token() {
     assert!(refused.message().contains("secrets.app_password"));
     assert!(!refused.message().contains("app-password-for-tests"));
 }
+
+#[test]
+fn passes_the_conformance_kit() {
+    let sign = |req: &mut InboundRequest| bearer(req, &Token::valid(SERVICE_URL));
+    patchbay_plugin_sdk::testkit::conformance::Conformance::new(teams(), NOW)
+        .resource(KEYS_RESOURCE, json_file("keys/jwks.json"))
+        .inbound(&activity(SERVICE_URL), sign)
+        // The Bot Framework token authenticates the sender, not the body.
+        .body_not_signed()
+        .conversation("a:1")
+        .inbound_fixtures(path("fixtures/inbound"), move |req| {
+            let body: Value = serde_json::from_slice(&req.body).expect("json");
+            let service_url = body["serviceUrl"].as_str().expect("serviceUrl").to_string();
+            bearer(req, &Token::valid(&service_url));
+        })
+        .outbound_fixtures(path("fixtures/outbound"))
+        .run()
+        .assert_passed();
+}

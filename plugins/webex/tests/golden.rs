@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use patchbay_adapter_webex::Webex;
 use patchbay_plugin_sdk::prelude::*;
+use patchbay_plugin_sdk::testkit::conformance::Conformance;
 use patchbay_plugin_sdk::testkit::{Harness, fixtures, request};
 use serde_json::{Value, json};
 
@@ -162,4 +163,18 @@ fn config_errors_name_the_key() {
         let err = Webex::new(&config).expect_err(key);
         assert!(err.key.starts_with(key), "{key}: {err}");
     }
+}
+
+#[test]
+fn passes_the_conformance_kit() {
+    let body = json!({"id": "wh1", "resource": "messages", "event": "created",
+                      "createdBy": "bot-person", "data": {"id": "m1", "roomId": "r1",
+                      "personId": "p1", "personEmail": "ann@example.com"}});
+    Conformance::new(webex(json!({"api_base_url": "https://webex.example"})), NOW)
+        .inbound(body.to_string().as_bytes(), sign)
+        .conversation("room-1")
+        .inbound_fixtures(dir("inbound"), sign)
+        .outbound_fixtures(dir("outbound"))
+        .run()
+        .assert_passed();
 }
