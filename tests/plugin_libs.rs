@@ -23,6 +23,9 @@ pub const MISBEHAVING: &[&str] = &[
     "unknown_op",
 ];
 
+/// The example third-party adapter, a crate outside the workspace.
+pub const TELEGRAM_EXAMPLE: &str = "examples/telegram-adapter";
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -58,11 +61,20 @@ pub fn dir() -> &'static Path {
             build.status().expect("run cargo build").success(),
             "building the adapter libraries failed"
         );
+        let example = cargo()
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(workspace().join(TELEGRAM_EXAMPLE).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .expect("run cargo build");
+        assert!(example.success(), "building {TELEGRAM_EXAMPLE} failed");
         target.join("debug")
     })
 }
 
-/// The path of library `name` (`patchbay_adapter_sms`, `misbehaving_panics`).
+/// The path of library `name` (`patchbay_adapter_sms`, `misbehaving_panics`,
+/// `patchbay_telegram_example`).
 pub fn path(name: &str) -> PathBuf {
     dir().join(format!(
         "{}{name}{}",

@@ -582,6 +582,18 @@ mod tests {
                 "bogus",
                 "unknown field `bogus`",
             ),
+            (
+                format!("{MINIMAL}\n[[plugin]]\npath = \"libx.so\"\n"),
+                "plugins.dirs",
+                "directories",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[plugins]\ndirs = [\".\"]\n[[plugin]]\npath = \"libx.so\"\nsha256 = \"abc\"\n"
+                ),
+                "plugin[0].sha256",
+                "64 hex digits",
+            ),
             ("[application\n".to_string(), "(syntax)", ""),
         ];
         for (text, key, message) in table {
@@ -589,6 +601,21 @@ mod tests {
             assert_eq!(err.key, key, "{err}");
             assert!(err.message.contains(message), "{err}");
         }
+    }
+
+    #[test]
+    fn plugin_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("secret.txt"), "x").expect("write");
+        let text = format!(
+            "{MINIMAL}\n[plugins]\ndirs = [\"plugins\", \"/opt/pb\"]\n[[plugin]]\npath = \"plugins/libx.so\"\nname = \"x2\"\n"
+        );
+        let config = Config::parse(&text, dir.path(), &env).expect("valid");
+        assert_eq!(config.plugins.dirs[0], dir.path().join("plugins"));
+        assert_eq!(config.plugins.dirs[1], Path::new("/opt/pb"));
+        let entry = &config.plugin_libraries[0];
+        assert_eq!(entry.path, dir.path().join("plugins/libx.so"));
+        assert_eq!(entry.name.as_deref(), Some("x2"));
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! (the client-channel provider) and a mock application, all on 127.0.0.1.
 
 mod harness;
+#[path = "../plugin_libs.rs"]
+mod plugin_libs;
 
 mod delivery;
 mod email;
 mod flows;
 mod ingress;
+mod plugins;
 mod slack;
 mod sms;
 mod smtp_server;

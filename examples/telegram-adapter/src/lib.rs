@@ -1,0 +1,175 @@
+//! A Patchbay adapter for the Telegram Bot API, built as a shared library.
+//!
+//! - Inbound: Telegram POSTs each `Update` to the webhook set with
+//!   `setWebhook(url, secret_token)`, carrying the secret in
+//!   `X-Telegram-Bot-Api-Secret-Token`. Messages become text; button presses
+//!   (`callback_query`) become postbacks after `answerCallbackQuery` stops the
+//!   button's spinner.
+//! - Outbound: `sendMessage` (buttons, quick replies and list pickers as an
+//!   inline keyboard), `sendChatAction` for typing, `sendDocument` per file.
+//!
+//! Settings: `api_base_url` (default `https://api.telegram.org`).
+//! Secrets: `bot_token`, `webhook_secret`.
+
+mod inbound;
+mod outbound;
+
+use patchbay_plugin_sdk::prelude::*;
+use serde::Deserialize;
+
+/// The adapter id used in configs.
+pub const ADAPTER_ID: &str = "telegram";
+
+/// Telegram's limit on a message's text, in characters.
+pub const MAX_TEXT: usize = 4096;
+
+/// Telegram's limit on a button's `callback_data`, in bytes.
+pub const MAX_CALLBACK_DATA: usize = 64;
+
+/// Makes Telegram channel instances; exported as the plugin's entry point.
+#[derive(Debug, Default)]
+pub struct TelegramFactory;
+
+patchbay_plugin_sdk::export_adapter!(TelegramFactory);
+
+/// One configured Telegram bot.
+#[derive(Debug)]
+pub struct Telegram {
+    api: String,
+    bot_token: Secret,
+    webhook_secret: Secret,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    #[serde(default = "default_api")]
+    api_base_url: String,
+}
+
+fn default_api() -> String {
+    "https://api.telegram.org".into()
+}
+
+fn manifest() -> Manifest {
+    let limits = RichLimits {
+        max_buttons: Some(10),
+        max_choices: Some(10),
+        max_cards: None,
+        max_title_length: Some(64),
+    };
+    let outbound = DirectionCapabilities {
+        max_text_length: Some(MAX_TEXT),
+        features: [Feature::Typing, Feature::Attachments].into(),
+        rich_types: [
+            RichType::Buttons,
+            RichType::QuickReplies,
+            RichType::ListPicker,
+        ]
+        .into(),
+        attachment_policy: AttachmentPolicy {
+            // sendDocument by URL: 20 MB.
+            max_size: Some(20 * 1024 * 1024),
+            ..AttachmentPolicy::default()
+        },
+        limits,
+    };
+    Manifest {
+        id: ADAPTER_ID.into(),
+        name: "Telegram (example plugin)".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        wire: WireRange::CURRENT,
+        capabilities: ChannelCapabilities {
+            inbound: DirectionCapabilities::plain_text(MAX_TEXT),
+            outbound,
+        },
+        secrets: vec![
+            SettingSpec::required("bot_token", "the token @BotFather gave the bot"),
+            SettingSpec::required(
+                "webhook_secret",
+                "the secret_token passed to setWebhook (1-256 of A-Z a-z 0-9 _ -)",
+            ),
+        ],
+        settings: vec![SettingSpec::optional(
+            "api_base_url",
+            "the Bot API base URL (default https://api.telegram.org)",
+        )],
+        auth_profiles: vec![],
+    }
+}
+
+impl AdapterFactory for TelegramFactory {
+    fn manifest(&self) -> Manifest {
+        manifest()
+    }
+
+    fn create(&self, config: &ChannelConfig) -> Result<Box<dyn ChannelAdapter>, ConfigError> {
+        Ok(Box::new(Telegram::new(config)?))
+    }
+}
+
+impl Telegram {
+    /// Builds an instance from its channel config.
+    pub fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
+        let settings: Settings = config.settings()?;
+        let api = settings.api_base_url.trim_end_matches('/').to_string();
+        ConfigError::check_http_url("settings.api_base_url", &api)?;
+        let webhook_secret = config.secret("webhook_secret")?.clone();
+        let valid = (1..=256).contains(&webhook_secret.expose().len())
+            && webhook_secret
+                .expose()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(ConfigError::new(
+                "secrets.webhook_secret",
+                "Telegram allows 1-256 characters of A-Z, a-z, 0-9, _ and -",
+            ));
+        }
+        Ok(Telegram {
+            api,
+            bot_token: config.secret("bot_token")?.clone(),
+            webhook_secret,
+        })
+    }
+
+    /// The URL of Bot API `method`. It holds the token: never log it.
+    fn method_url(&self, method: &str) -> String {
+        format!("{}/bot{}/{method}", self.api, self.bot_token.expose())
+    }
+}
+
+impl ChannelAdapter for Telegram {
+    fn manifest(&self) -> Manifest {
+        manifest()
+    }
+
+    fn verify(
+        &self,
+        request: &InboundRequest,
+        _now: Timestamp,
+        _resources: &Resources,
+    ) -> Result<Verdict, Rejection> {
+        inbound::verify(self, request)
+    }
+
+    fn parse_inbound(&self, request: &InboundRequest, _now: Timestamp) -> Step {
+        inbound::parse(self, request)
+    }
+
+    fn render_outbound(&self, message: &Message, _now: Timestamp) -> Step {
+        outbound::render(self, message)
+    }
+
+    fn resume(
+        &self,
+        continuation: Continuation,
+        response: ProviderResponse,
+        _now: Timestamp,
+    ) -> Step {
+        match continuation.0["op"].as_str() {
+            Some("callback") => inbound::after_answer(continuation, response),
+            _ => outbound::resume(self, continuation, response),
+        }
+    }
+}
