@@ -5,6 +5,9 @@
 //! (feature `compiled-in`), and the example third-party adapter is a crate of
 //! its own outside the workspace.
 
+// Shared by test and bench targets, each using part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -79,6 +82,31 @@ pub fn path(name: &str) -> PathBuf {
     dir().join(format!(
         "{}{name}{}",
         std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+/// Builds one workspace adapter crate as an optimised library (for
+/// benchmarks) and returns the library's path.
+pub fn release(package: &str) -> PathBuf {
+    let target = workspace().join("target/plugin-libs");
+    let status = cargo()
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            package,
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {package} failed");
+    target.join("release").join(format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
         std::env::consts::DLL_SUFFIX
     ))
 }

@@ -123,12 +123,21 @@
 //!
 //! [`WIRE_VERSION`](adapter::WIRE_VERSION) versions the JSON payloads that cross
 //! the shared-library boundary. Wire payloads accept unknown fields; config structs
-//! reject them.
+//! reject them. The [guide] ends with the host ↔ SDK ↔ ABI ↔ wire
+//! compatibility table.
+//!
+//! ## Writing your own
+//!
+//! The [guide] goes from `cargo new` to a plugin loaded by `patchbay serve`;
+//! `testkit::conformance` (feature `testkit`) checks an adapter from its own
+//! `cargo test`.
 
 #![doc(html_no_source)]
 
 pub mod abi;
 pub mod adapter;
+#[doc = include_str!("../docs/writing-an-adapter.md")]
+pub mod guide {}
 pub mod capabilities;
 pub mod error;
 pub mod message;
