@@ -79,11 +79,16 @@ pub fn dir() -> &'static Path {
 /// The path of library `name` (`patchbay_adapter_sms`, `misbehaving_panics`,
 /// `patchbay_telegram_example`).
 pub fn path(name: &str) -> PathBuf {
-    dir().join(format!(
+    dir().join(file_name(name))
+}
+
+/// `libNAME.so`, `libNAME.dylib` or `NAME.dll`.
+fn file_name(name: &str) -> String {
+    format!(
         "{}{name}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
-    ))
+    )
 }
 
 /// Builds one workspace adapter crate as an optimised library (for
@@ -103,10 +108,7 @@ pub fn release(package: &str) -> PathBuf {
         .status()
         .expect("run cargo build");
     assert!(status.success(), "building {package} failed");
-    target.join("release").join(format!(
-        "{}{}{}",
-        std::env::consts::DLL_PREFIX,
-        package.replace('-', "_"),
-        std::env::consts::DLL_SUFFIX
-    ))
+    target
+        .join("release")
+        .join(file_name(&package.replace('-', "_")))
 }

@@ -13,21 +13,16 @@
 //! run in this one. Patchbay runs with durability on: WAL, `synchronous=FULL`,
 //! every request committed before its 200.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 
-const SECRET: &str = "bench-channel-secret";
+mod support;
+use support::{env_usize, spawn};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+const SECRET: &str = "bench-channel-secret";
 
 fn main() {
     // Re-executed as the bare server.
@@ -62,33 +57,6 @@ fn bare_server() {
         let app = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
         axum::serve(listener, app).await.expect("serve");
     });
-}
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(mut cmd: Command) -> Server {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let url = line
-        .trim()
-        .strip_prefix("patchbay listening on ")
-        .expect("address line")
-        .to_string();
-    Server(child, url)
 }
 
 async fn run() {

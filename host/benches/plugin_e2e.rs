@@ -14,8 +14,7 @@
 //!
 //! Rounds alternate between the two hosts; the median round is reported.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,16 +23,11 @@ use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 
 #[path = "../../tests/plugin_libs.rs"]
 mod plugin_libs;
+mod support;
+use support::{Server, env_usize, spawn};
 
 const SECRET: &str = "bench-channel-secret";
 const API_KEY: &str = "bench-api-key-0123456789";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful.
@@ -45,15 +39,6 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(run());
-}
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A mock that answers 200 and counts what it received.
@@ -118,23 +103,9 @@ secrets = {{ signing_secret = "{SECRET}" }}
         ),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_patchbay"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let url = line
-        .trim()
-        .strip_prefix("patchbay listening on ")
-        .unwrap_or_else(|| panic!("unexpected {line:?}"))
-        .to_string();
-    Server(child, url)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_patchbay"));
+    cmd.args(["serve", "--config"]).arg(&config);
+    spawn(cmd)
 }
 
 async fn run() {

@@ -1,10 +1,30 @@
-//! What the hand-made misbehaving libraries share: a descriptor they can
-//! corrupt one field at a time, and `create`/`destroy`/`call`/`free_buf` that
-//! would work if the host ever got that far.
+//! What the misbehaving libraries share: a plain-text manifest, and for the
+//! hand-made ones a descriptor they can corrupt one field at a time, with
+//! `create`/`destroy`/`call`/`free_buf` that would work if the host ever got
+//! that far. Each crate uses part of it.
+#![allow(dead_code)]
 
 use std::ffi::c_void;
 
 use patchbay_plugin_sdk::abi::{ABI_MAJOR, ABI_MINOR, AdapterDescriptor, MAGIC, RawBuf, status};
+use patchbay_plugin_sdk::prelude::*;
+
+/// A valid manifest for a plain-text adapter called `id`.
+pub fn manifest(id: &str) -> Manifest {
+    Manifest {
+        id: id.into(),
+        name: id.into(),
+        version: "0.0.0".into(),
+        wire: WireRange::CURRENT,
+        capabilities: ChannelCapabilities {
+            inbound: DirectionCapabilities::plain_text(1000),
+            outbound: DirectionCapabilities::plain_text(1000),
+        },
+        secrets: vec![],
+        settings: vec![],
+        auth_profiles: vec![],
+    }
+}
 
 /// A descriptor in static storage (raw pointers are not `Sync` by default).
 pub struct Static(pub AdapterDescriptor);

@@ -3,24 +3,15 @@
 
 use patchbay_plugin_sdk::prelude::*;
 
-#[derive(Debug, Default)]
-pub struct PanicsFactory;
+#[path = "../../common.rs"]
+mod common;
 
 fn manifest() -> Manifest {
-    Manifest {
-        id: "panics".into(),
-        name: "Panics".into(),
-        version: "0.0.0".into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities {
-            inbound: DirectionCapabilities::plain_text(1000),
-            outbound: DirectionCapabilities::plain_text(1000),
-        },
-        secrets: vec![],
-        settings: vec![],
-        auth_profiles: vec![],
-    }
+    common::manifest("panics")
 }
+
+#[derive(Debug, Default)]
+pub struct PanicsFactory;
 
 impl AdapterFactory for PanicsFactory {
     fn manifest(&self) -> Manifest {

@@ -5,7 +5,6 @@
 use std::sync::OnceLock;
 
 use patchbay_plugin_sdk::abi::AdapterDescriptor;
-use patchbay_plugin_sdk::prelude::*;
 
 #[path = "../../common.rs"]
 mod common;
@@ -15,19 +14,7 @@ pub extern "C" fn patchbay_adapter_abi_v1() -> *const AdapterDescriptor {
     static DESCRIPTOR: OnceLock<common::Static> = OnceLock::new();
     &DESCRIPTOR
         .get_or_init(|| {
-            let manifest = Manifest {
-                id: "unknown-op".into(),
-                name: "Unknown operations".into(),
-                version: "0.0.0".into(),
-                wire: WireRange::CURRENT,
-                capabilities: ChannelCapabilities {
-                    inbound: DirectionCapabilities::plain_text(1000),
-                    outbound: DirectionCapabilities::plain_text(1000),
-                },
-                secrets: vec![],
-                settings: vec![],
-                auth_profiles: vec![],
-            };
+            let manifest = common::manifest("unknown-op");
             let bytes = serde_json::to_vec(&manifest).unwrap_or_default().leak();
             common::Static(common::descriptor(bytes))
         })
