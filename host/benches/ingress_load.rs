@@ -3,24 +3,29 @@
 //!
 //! ```text
 //! cargo bench -p patchbay-host --bench ingress_load
-//! PATCHBAY_BENCH_REQUESTS=50000 PATCHBAY_BENCH_CONCURRENCY=128 cargo bench -p patchbay-host --bench ingress_load
-//! # how much of the cost is delivering to the application at the same time:
-//! PATCHBAY_BENCH_APP_CONCURRENCY=1 cargo bench -p patchbay-host --bench ingress_load
+//! PATCHBAY_BENCH_ROUNDS=5 PATCHBAY_BENCH_REQUESTS=50000 cargo bench -p patchbay-host --bench ingress_load
+//! # workers' writes not held back while webhooks arrive ([store] background_write_delay_ms):
+//! PATCHBAY_BENCH_BACKGROUND_DELAY_MS=0 cargo bench -p patchbay-host --bench ingress_load
 //! ```
 //!
 //! Both servers run as separate processes; the load generator and a mock
 //! application (answering 200, so the host's workers deliver while it accepts)
 //! run in this one. Patchbay runs with durability on: WAL, `synchronous=FULL`,
-//! every request committed before its 200.
+//! every request committed before its 200. Besides acknowledgements, each round
+//! reports when the application had received every accepted message, so what
+//! accepting fast costs the delivery behind it stays visible. Rounds alternate
+//! bare and Patchbay (a fresh database each); the medians are compared.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 
 mod support;
-use support::{env_usize, spawn};
+use support::{env_usize, median, spawn};
 
 const SECRET: &str = "bench-channel-secret";
 
@@ -62,22 +67,88 @@ fn bare_server() {
 async fn run() {
     let requests = env_usize("PATCHBAY_BENCH_REQUESTS", 20_000);
     let concurrency = env_usize("PATCHBAY_BENCH_CONCURRENCY", 64);
+    let rounds = env_usize("PATCHBAY_BENCH_ROUNDS", 3).max(1);
 
-    // The application: answers 200 to every delivery.
+    // The application: answers 200 to every delivery, counting them.
     let app = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind app");
     let app_addr = app.local_addr().expect("addr");
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let counter = delivered.clone();
     tokio::spawn(async move {
         axum::serve(
             app,
-            axum::Router::new().fallback(|_b: axum::body::Bytes| async { "" }),
+            axum::Router::new().fallback(move |_b: axum::body::Bytes| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                async { "" }
+            }),
         )
         .await
     });
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("bench.toml");
+    println!(
+        "ingress load: {requests} signed webhooks, {concurrency} concurrent connections, {rounds} rounds, loopback"
+    );
+    println!(
+        "{:<34} {:>11} {:>8} {:>8} {:>7} {:>18}",
+        "target", "requests/s", "p50 ms", "p99 ms", "errors", "all delivered in"
+    );
+    let (mut bare_results, mut host_results) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let bare = {
+            let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+            cmd.env("PATCHBAY_BENCH_BARE", "1");
+            spawn(cmd)
+        };
+        let result = load(&bare.1, requests, concurrency, &format!("bare{round}")).await;
+        drop(bare);
+        report(
+            &format!("bare handler (200 only), round {round}"),
+            &result,
+            None,
+        );
+        bare_results.push(result);
+
+        // A fresh database each round.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_patchbay"));
+            cmd.args(["serve", "--config"])
+                .arg(write_config(dir.path(), app_addr));
+            spawn(cmd)
+        };
+        delivered.store(0, Ordering::Relaxed);
+        let start = Instant::now();
+        let result = load(&host.1, requests, concurrency, &format!("pb{round}")).await;
+        // Accepted is not the end: every message must also reach the application.
+        let accepted = requests - result.errors;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while delivered.load(Ordering::Relaxed) < accepted && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let drained = (delivered.load(Ordering::Relaxed) >= accepted).then(|| start.elapsed());
+        drop(host);
+        report(
+            &format!("patchbay serve (durable), round {round}"),
+            &result,
+            Some(drained),
+        );
+        host_results.push(result);
+    }
+    let bare = LoadResult::median(&bare_results);
+    let host = LoadResult::median(&host_results);
+    report("bare handler, median", &bare, None);
+    report("patchbay serve, median", &host, None);
+    println!(
+        "ratio: patchbay / bare = {:.2} (medians of {rounds} rounds)",
+        host.per_sec / bare.per_sec.max(f64::MIN_POSITIVE)
+    );
+}
+
+/// The host's config for one round: durability on, the client-channel adapter.
+fn write_config(dir: &Path, app_addr: std::net::SocketAddr) -> PathBuf {
+    let config = dir.join("bench.toml");
     std::fs::write(
         &config,
         format!(
@@ -86,6 +157,7 @@ async fn run() {
 listen = "127.0.0.1:0"
 [store]
 path = "{}"
+background_write_delay_ms = {delay}
 [application]
 webhook_url = "http://{app_addr}/hook"
 secret = "bench-app-secret"
@@ -97,53 +169,13 @@ adapter = "client-channel"
 settings = {{ webhook_url = "http://127.0.0.1:9/unused" }}
 secrets = {{ signing_secret = "{SECRET}" }}
 "#,
-            dir.path().join("bench.db").display(),
+            dir.join("bench.db").display(),
             app_concurrency = env_usize("PATCHBAY_BENCH_APP_CONCURRENCY", 32),
+            delay = env_usize("PATCHBAY_BENCH_BACKGROUND_DELAY_MS", 20),
         ),
     )
     .expect("config");
-
-    println!(
-        "ingress load: {requests} signed webhooks, {concurrency} concurrent connections, loopback"
-    );
-    println!(
-        "{:<28} {:>12} {:>10} {:>10} {:>10}",
-        "target", "requests/s", "p50 ms", "p99 ms", "errors"
-    );
-
-    let bare = {
-        let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-        cmd.env("PATCHBAY_BENCH_BARE", "1");
-        spawn(cmd)
-    };
-    let bare_result = load(
-        &format!("{}/webhooks/bench", bare.1),
-        requests,
-        concurrency,
-        "bare",
-    )
-    .await;
-    drop(bare);
-    report("bare handler (200 only)", &bare_result);
-
-    let host = {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_patchbay"));
-        cmd.args(["serve", "--config"]).arg(&config);
-        spawn(cmd)
-    };
-    let host_result = load(
-        &format!("{}/webhooks/bench", host.1),
-        requests,
-        concurrency,
-        "pb",
-    )
-    .await;
-    report("patchbay serve (durable)", &host_result);
-    drop(host);
-    println!(
-        "ratio: patchbay / bare = {:.2}",
-        host_result.per_sec / bare_result.per_sec.max(f64::MIN_POSITIVE)
-    );
+    config
 }
 
 struct LoadResult {
@@ -153,17 +185,41 @@ struct LoadResult {
     errors: usize,
 }
 
-fn report(name: &str, r: &LoadResult) {
+impl LoadResult {
+    /// The median of each figure over rounds.
+    fn median(results: &[LoadResult]) -> LoadResult {
+        let secs = |f: fn(&LoadResult) -> Duration| {
+            Duration::from_secs_f64(median(results.iter().map(|r| f(r).as_secs_f64())))
+        };
+        LoadResult {
+            per_sec: median(results.iter().map(|r| r.per_sec)),
+            p50: secs(|r| r.p50),
+            p99: secs(|r| r.p99),
+            errors: results.iter().map(|r| r.errors).sum(),
+        }
+    }
+}
+
+/// One line; `drained` is `Some` for Patchbay: when the application had every
+/// accepted message (`None` inside: not within the deadline).
+fn report(name: &str, r: &LoadResult, drained: Option<Option<Duration>>) {
+    let drained = match drained {
+        None => String::new(),
+        Some(Some(d)) => format!("{:.2} s", d.as_secs_f64()),
+        Some(None) => "not within 300 s".into(),
+    };
     println!(
-        "{name:<28} {:>12.0} {:>10.2} {:>10.2} {:>10}",
+        "{name:<34} {:>11.0} {:>8.2} {:>8.2} {:>7} {:>18}",
         r.per_sec,
         r.p50.as_secs_f64() * 1e3,
         r.p99.as_secs_f64() * 1e3,
-        r.errors
+        r.errors,
+        drained
     );
 }
 
-async fn load(url: &str, requests: usize, concurrency: usize, prefix: &str) -> LoadResult {
+async fn load(base: &str, requests: usize, concurrency: usize, prefix: &str) -> LoadResult {
+    let url = format!("{base}/webhooks/bench");
     let client = patchbay_host::transport::http_client(Duration::from_secs(30));
     // Bodies and signatures are prepared up front so only the server is measured.
     let prepared: Arc<Vec<(Vec<u8>, String)>> = Arc::new(
@@ -181,12 +237,9 @@ async fn load(url: &str, requests: usize, concurrency: usize, prefix: &str) -> L
     );
     // Warm up connections.
     for _ in 0..concurrency.min(8) {
-        let _ = client
-            .get(url.replace("/webhooks/bench", "/healthz"))
-            .send()
-            .await;
+        let _ = client.get(format!("{base}/healthz")).send().await;
     }
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -200,7 +253,7 @@ async fn load(url: &str, requests: usize, concurrency: usize, prefix: &str) -> L
             let mut latencies = Vec::new();
             let mut errors = 0;
             loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((body, sig)) = prepared.get(i) else {
                     break;
                 };

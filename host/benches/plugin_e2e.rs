@@ -24,7 +24,7 @@ use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 #[path = "../../tests/plugin_libs.rs"]
 mod plugin_libs;
 mod support;
-use support::{Server, env_usize, spawn};
+use support::{Server, env_usize, median, spawn};
 
 const SECRET: &str = "bench-channel-secret";
 const API_KEY: &str = "bench-api-key-0123456789";
@@ -147,12 +147,6 @@ async fn run() {
         diff(medians[0].0, medians[1].0),
         diff(medians[0].1, medians[1].1)
     );
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Messages per second from the first webhook to the last delivery.

@@ -139,6 +139,10 @@ pub struct StoreConfig {
     /// Most webhooks committed in one transaction.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
+    /// While webhooks keep arriving, workers' writes (claims, completions) wait
+    /// up to this long so acknowledgements commit first; 0 turns this off.
+    #[serde(default = "default_background_delay")]
+    pub background_write_delay_ms: u64,
     /// How long a worker may hold a job before another may take it, in seconds.
     #[serde(default = "default_lease")]
     pub lease_secs: u64,
@@ -150,6 +154,9 @@ fn default_db() -> PathBuf {
 fn default_batch() -> usize {
     512
 }
+fn default_background_delay() -> u64 {
+    20
+}
 fn default_lease() -> u64 {
     60
 }
@@ -159,6 +166,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: default_db(),
             max_batch: default_batch(),
+            background_write_delay_ms: default_background_delay(),
             lease_secs: default_lease(),
         }
     }

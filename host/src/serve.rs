@@ -12,13 +12,17 @@ use crate::config::Config;
 use crate::resources::ResourceCache;
 use crate::runtime::{Runtime, Wakers};
 use crate::smtp::SmtpSender;
-use crate::store::{Queue, SqliteStore, Store};
+use crate::store::{Queue, SqliteStore, Store, WriterSettings};
 use crate::transport::{Transport, http_client};
 use crate::workers;
 
 /// Opens the configured store; `serving` releases a previous process's leases.
 pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(&config.store.path, config.store.max_batch, serving)
+    let settings = WriterSettings {
+        max_batch: config.store.max_batch,
+        background_delay: Duration::from_millis(config.store.background_write_delay_ms),
+    };
+    let store = SqliteStore::open(&config.store.path, settings, serving)
         .await
         .with_context(|| format!("opening store {}", config.store.path.display()))?;
     Ok(Arc::new(store))

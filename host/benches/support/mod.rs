@@ -12,6 +12,13 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The median of `values` (the upper one of an even count).
+pub fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// A server process, killed when dropped, and its base URL.
 #[derive(Debug)]
 pub struct Server(pub Child, pub String);

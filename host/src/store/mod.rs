@@ -25,7 +25,7 @@ pub(crate) mod sqlite;
 use async_trait::async_trait;
 use serde::Serialize;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WriterSettings};
 
 /// Store failures. Messages never contain payloads.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,9 @@ pub enum StoreError {
     /// The transaction holding this write failed to commit.
     #[error("commit failed: {0}")]
     Commit(String),
+    /// The writer thread could not be started.
+    #[error("cannot start the store writer: {0}")]
+    Writer(std::io::Error),
     /// The store is shutting down.
     #[error("the store is shutting down")]
     Closed,

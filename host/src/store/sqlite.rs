@@ -1,16 +1,30 @@
 //! The embedded SQLite store: one file, WAL, `synchronous=FULL`, group commit.
 //!
-//! Writes go through one writer task that owns the only write connection. It
-//! takes every write waiting in its channel (up to `max_batch`), runs each inside
-//! a savepoint of one `BEGIN IMMEDIATE` transaction, commits once, and only then
-//! answers the callers — so a caller that got `Ok` knows its write is on disk,
-//! and a burst of N webhooks costs one fsync rather than N. Reads use a separate
-//! small pool (WAL lets them run beside the writer).
+//! Writes go through one writer that owns the only write connection and runs on
+//! its own thread, so its turns never queue behind HTTP connections. It takes
+//! every write waiting in its channel (up to `max_batch`), runs them in one
+//! transaction and only then answers the callers — a caller that got `Ok` knows
+//! its write is on disk, and a burst of N webhooks costs one fsync rather than N.
+//!
+//! Two things keep the writer's turns short, because each turn is what every
+//! waiting webhook waits for:
+//!
+//! - **Few statements per turn.** The ops of a turn were all submitted
+//!   concurrently (each caller awaits its answer), so any order is a valid one:
+//!   a turn runs all inserts as one multi-row `INSERT`, all completions as one
+//!   `UPDATE`, then the rest. A turn of webhooks alone is one `INSERT`, which
+//!   SQLite commits by itself — one trip to the database thread.
+//! - **Acknowledgements first.** Accepting a webhook or an application message
+//!   is what a caller is waiting on; workers' claims and completions are not.
+//!   While acknowledgements keep arriving, background writes are held back (at
+//!   most `background_delay`) and then run together in one turn.
+//!
+//! Reads use a separate small pool (WAL lets them run beside the writer).
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -53,6 +67,9 @@ CREATE TABLE IF NOT EXISTS menus (
 "#;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// The jobs of one `Add` op and where its answer goes.
+type AddOp = (Vec<NewJob>, Reply<Vec<Added>>);
 
 /// One write, with where to send its result once the transaction commits.
 enum Op {
@@ -101,6 +118,25 @@ pub struct SqliteStore {
     reader: SqlitePool,
 }
 
+/// How the writer batches; see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    /// Most writes in one transaction.
+    pub max_batch: usize,
+    /// Longest a background write (a worker's claim or completion) waits while
+    /// acknowledgements keep arriving. Zero runs everything in arrival batches.
+    pub background_delay: Duration,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings {
+            max_batch: 512,
+            background_delay: Duration::from_millis(20),
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     ///
@@ -109,7 +145,7 @@ impl SqliteStore {
     /// jobs run again at once. Inspection commands open without it.
     pub async fn open(
         path: &Path,
-        max_batch: usize,
+        settings: WriterSettings,
         release_leases: bool,
     ) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
@@ -132,8 +168,19 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        let (writer, rx) = mpsc::channel(max_batch.max(1) * 4);
-        tokio::spawn(write_loop(conn, rx, max_batch.max(1)));
+        let max_batch = settings.max_batch.max(1);
+        let (writer, rx) = mpsc::channel(max_batch * 4);
+        // Its own thread and runtime: the writer's turn comes when the database
+        // answers, not when the HTTP tasks ahead of it in a shared queue are done.
+        let thread = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(StoreError::Writer)?;
+        let scheduler = Scheduler::new(settings.background_delay);
+        std::thread::Builder::new()
+            .name("patchbay-store".into())
+            .spawn(move || thread.block_on(write_loop(conn, rx, max_batch, scheduler)))
+            .map_err(StoreError::Writer)?;
         Ok(SqliteStore { writer, reader })
     }
 
@@ -147,90 +194,194 @@ impl SqliteStore {
     }
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
-        let commit_error = match sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
-            Err(e) => Some(e.to_string()),
-            Ok(_) => {
-                let mut ops = batch.drain(..).peekable();
-                while let Some(op) = ops.next() {
-                    match op {
-                        // Consecutive adds (a burst of webhooks) become one multi-row insert.
-                        Op::Add(jobs, reply) => {
-                            let mut adds = vec![(jobs, reply)];
-                            while let Some(Op::Add(..)) = ops.peek() {
-                                if let Some(Op::Add(jobs, reply)) = ops.next() {
-                                    adds.push((jobs, reply));
-                                }
-                            }
-                            finishers.extend(add_many(&mut conn, adds).await);
-                        }
-                        // Consecutive completions (workers finishing jobs) become one update.
-                        Op::Complete(..) | Op::CompleteMany(..) => {
-                            let mut group = vec![op];
-                            while let Some(Op::Complete(..) | Op::CompleteMany(..)) = ops.peek() {
-                                if let Some(next) = ops.next() {
-                                    group.push(next);
-                                }
-                            }
-                            finishers.extend(complete_group(&mut conn, group).await);
-                        }
-                        op => finishers.push(run_one(&mut conn, op).await),
-                    }
-                }
-                match sqlx::query("COMMIT").execute(&mut conn).await {
-                    Ok(_) => None,
-                    Err(e) => {
-                        let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-                        Some(e.to_string())
-                    }
+async fn write_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Op>,
+    max_batch: usize,
+    mut scheduler: Scheduler,
+) {
+    let mut incoming = Vec::with_capacity(max_batch);
+    loop {
+        let open = match scheduler.due_at() {
+            None => rx.recv_many(&mut incoming, max_batch).await > 0,
+            // Held writes fall due even if nothing else arrives.
+            Some(due) => {
+                match tokio::time::timeout_at(due.into(), rx.recv_many(&mut incoming, max_batch))
+                    .await
+                {
+                    Ok(received) => received > 0,
+                    Err(_due) => true,
                 }
             }
         };
-        if let Some(e) = &commit_error {
-            tracing::error!(error = %e, "store transaction failed");
-            // Ops never started (BEGIN failed) still get an answer.
-            for op in batch.drain(..) {
-                finishers.push(fail_op(op, e));
-            }
+        if !open && scheduler.is_empty() {
+            break;
         }
+        let mut turn = scheduler.next_turn(&mut incoming, Instant::now(), !open);
+        if turn.is_empty() {
+            continue;
+        }
+        if let Some(adds) = only_adds(&mut turn) {
+            // Webhooks alone: one multi-row INSERT is atomic by itself, so it runs
+            // (and commits, and syncs) without BEGIN/COMMIT.
+            for finish in add_many(&mut conn, adds).await {
+                finish(None);
+            }
+            continue;
+        }
+        let (finishers, commit_error) = transaction(&mut conn, turn).await;
         for finish in finishers {
             finish(commit_error.as_deref());
         }
     }
 }
 
-/// Inserts the jobs of several `Add` ops with as few statements as possible.
-async fn add_many(
-    conn: &mut SqliteConnection,
-    adds: Vec<(Vec<NewJob>, Reply<Vec<Added>>)>,
-) -> Vec<Finisher> {
-    let all: Vec<&NewJob> = adds.iter().flat_map(|(jobs, _)| jobs.iter()).collect();
-    match insert_jobs(conn, &all).await {
-        Ok(stored) => adds
-            .into_iter()
-            .map(|(jobs, reply)| {
-                let result = jobs
-                    .iter()
-                    .map(|j| {
-                        if stored.contains(&j.id) {
-                            Added::Stored(j.id.clone())
-                        } else {
-                            Added::Duplicate
-                        }
-                    })
-                    .collect();
-                finisher(reply, Ok(result))
+/// Decides which writes run in the writer's next turn: acknowledgements at
+/// once, background writes held while acknowledgements keep coming, for at
+/// most `delay`. Pure, so its policy is tested without a database.
+struct Scheduler {
+    delay: Duration,
+    held: Vec<Op>,
+    held_since: Instant,
+}
+
+impl Scheduler {
+    fn new(delay: Duration) -> Scheduler {
+        Scheduler {
+            delay,
+            held: Vec::new(),
+            held_since: Instant::now(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// When the held writes must run, if any are held.
+    fn due_at(&self) -> Option<Instant> {
+        (!self.held.is_empty()).then(|| self.held_since + self.delay)
+    }
+
+    /// The ops to run now, taken from `incoming` and the held ones. `closing`
+    /// (no more writes will come) releases everything.
+    fn next_turn(&mut self, incoming: &mut Vec<Op>, now: Instant, closing: bool) -> Vec<Op> {
+        let (mut turn, background): (Vec<Op>, Vec<Op>) =
+            incoming.drain(..).partition(Op::acknowledges);
+        if self.held.is_empty() {
+            self.held_since = now;
+        }
+        self.held.extend(background);
+        let release = turn.is_empty() || closing || now >= self.held_since + self.delay;
+        if release && !self.held.is_empty() {
+            turn.append(&mut self.held);
+        }
+        turn
+    }
+}
+
+impl Op {
+    /// Whether a caller outside the process is waiting on this write (a webhook
+    /// or an application message being accepted).
+    fn acknowledges(&self) -> bool {
+        matches!(self, Op::Add(..) | Op::Remember { .. })
+    }
+}
+
+/// Takes the turn if it holds only adds that fit one INSERT statement.
+fn only_adds(turn: &mut Vec<Op>) -> Option<Vec<AddOp>> {
+    let mut rows = 0;
+    for op in turn.iter() {
+        match op {
+            Op::Add(jobs, _) => rows += jobs.len(),
+            _ => return None,
+        }
+    }
+    if rows > INSERT_CHUNK {
+        return None;
+    }
+    Some(
+        turn.drain(..)
+            .filter_map(|op| match op {
+                Op::Add(jobs, reply) => Some((jobs, reply)),
+                _ => None,
             })
             .collect(),
+    )
+}
+
+/// Runs a turn in one `BEGIN IMMEDIATE` transaction, grouped by kind (any
+/// order is valid for concurrent ops): inserts, completions, the rest, then
+/// claims (which so see this turn's completions). Returns what answers the
+/// callers and the commit's error, if any.
+async fn transaction(
+    conn: &mut SqliteConnection,
+    turn: Vec<Op>,
+) -> (Vec<Finisher>, Option<String>) {
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        let e = e.to_string();
+        tracing::error!(error = %e, "store transaction failed to begin");
+        let finishers = turn.into_iter().map(|op| fail_op(op, &e)).collect();
+        return (finishers, Some(e));
+    }
+    let mut adds = Vec::new();
+    let mut completions = Vec::new();
+    let mut claims = Vec::new();
+    let mut rest = Vec::new();
+    for op in turn {
+        match op {
+            Op::Add(jobs, reply) => adds.push((jobs, reply)),
+            op @ (Op::Complete(..) | Op::CompleteMany(..)) => completions.push(op),
+            op @ Op::Claim { .. } => claims.push(op),
+            op => rest.push(op),
+        }
+    }
+    let mut finishers: Vec<Finisher> = Vec::with_capacity(adds.len() + 8);
+    if !adds.is_empty() {
+        finishers.extend(add_many(conn, adds).await);
+    }
+    if !completions.is_empty() {
+        finishers.extend(complete_group(conn, completions).await);
+    }
+    for op in rest.into_iter().chain(claims) {
+        finishers.push(run_one(conn, op).await);
+    }
+    let commit_error = match sqlx::query("COMMIT").execute(&mut *conn).await {
+        Ok(_) => None,
         Err(e) => {
-            let why = e.to_string();
+            tracing::error!(error = %e, "store transaction failed to commit");
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Some(e.to_string())
+        }
+    };
+    (finishers, commit_error)
+}
+
+/// Inserts the jobs of several `Add` ops with one statement; if that fails,
+/// op by op, so one bad op does not fail the others.
+async fn add_many(conn: &mut SqliteConnection, adds: Vec<AddOp>) -> Vec<Finisher> {
+    let all: Vec<&NewJob> = adds.iter().flat_map(|(jobs, _)| jobs.iter()).collect();
+    let merged = insert_jobs(conn, &all).await;
+    drop(all);
+    match merged {
+        Ok(added) => {
+            let mut added = added.into_iter();
             adds.into_iter()
-                .map(|(_, reply)| finisher(reply, Err(StoreError::Commit(why.clone()))))
+                .map(|(jobs, reply)| finisher(reply, Ok(added.by_ref().take(jobs.len()).collect())))
                 .collect()
         }
+        Err(e) => match <[AddOp; 1]>::try_from(adds) {
+            Ok([(_, reply)]) => vec![finisher(reply, Err(StoreError::Database(e)))],
+            // Again one by one, so only the bad op fails.
+            Err(adds) => {
+                let mut finishers = Vec::with_capacity(adds.len());
+                for (jobs, reply) in adds {
+                    let result = add(conn, &jobs).await.map_err(StoreError::Database);
+                    finishers.push(finisher(reply, result));
+                }
+                finishers
+            }
+        },
     }
 }
 
@@ -257,23 +408,7 @@ async fn complete_group(conn: &mut SqliteConnection, group: Vec<Op>) -> Vec<Fini
             _ => unreachable!("complete_group takes completions only"),
         }
     }
-    let result = async {
-        sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
-        let r = async {
-            finish_jobs(conn, &ids, "done", None).await?;
-            let refs: Vec<&NewJob> = follow_ups.iter().collect();
-            insert_jobs(conn, &refs).await.map(drop)
-        }
-        .await;
-        let end = if r.is_ok() {
-            "RELEASE op"
-        } else {
-            "ROLLBACK TO op; RELEASE op"
-        };
-        sqlx::raw_sql(end).execute(&mut *conn).await?;
-        r
-    }
-    .await;
+    let result = finish_with_follow_ups(conn, &ids, &follow_ups).await;
     let why = result.as_ref().err().map(|e| e.to_string());
     replies
         .into_iter()
@@ -444,72 +579,125 @@ async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
 
 async fn add(conn: &mut SqliteConnection, jobs: &[NewJob]) -> Result<Vec<Added>, sqlx::Error> {
     let refs: Vec<&NewJob> = jobs.iter().collect();
-    let stored = insert_jobs(conn, &refs).await?;
-    Ok(jobs
-        .iter()
-        .map(|j| {
-            if stored.contains(&j.id) {
+    insert_jobs(conn, &refs).await
+}
+
+/// Rows per INSERT: a whole batch of webhooks in one statement. Parameters are
+/// anonymous `?`, which binding looks up in constant time (numbered ones are
+/// searched linearly, quadratic in the row count).
+const INSERT_CHUNK: usize = 512;
+
+/// Values bound per job row (`now` twice: created and updated).
+const INSERT_SQL: &str = "INSERT INTO jobs (id, queue, channel, conversation_key, dedupe_key, payload, run_at, created_at, updated_at) VALUES ";
+const ROW_SQL: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const ON_DUPLICATE_SQL: &str =
+    " ON CONFLICT (queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING";
+
+/// Appends an INSERT of `rows` jobs, skipping dedupe-key duplicates, to `sql`.
+fn push_insert(sql: &mut String, rows: usize) {
+    sql.push_str(INSERT_SQL);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(ROW_SQL);
+    }
+    sql.push_str(ON_DUPLICATE_SQL);
+}
+
+/// Binds the values of [`push_insert`]'s rows.
+fn bind_jobs<'q>(mut query: SqliteQuery<'q>, jobs: &[&'q NewJob], now: i64) -> SqliteQuery<'q> {
+    for job in jobs {
+        query = query
+            .bind(&job.id)
+            .bind(job.queue.as_str())
+            .bind(&job.channel)
+            .bind(&job.conversation_key)
+            .bind(&job.dedupe_key)
+            .bind(&job.payload)
+            .bind(job.run_at)
+            .bind(now)
+            .bind(now);
+    }
+    query
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Inserts jobs, skipping dedupe-key duplicates; says which were stored.
+async fn insert_jobs(
+    conn: &mut SqliteConnection,
+    jobs: &[&NewJob],
+) -> Result<Vec<Added>, sqlx::Error> {
+    let now = now_ms();
+    let mut added = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        let mut sql = String::with_capacity(INSERT_SQL.len() + chunk.len() * 28 + 90);
+        push_insert(&mut sql, chunk.len());
+        // Built only from placeholders; every value is bound.
+        let query = bind_jobs(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk, now);
+        let inserted = query.execute(&mut *conn).await?.rows_affected() as usize;
+        if inserted == chunk.len() {
+            added.extend(chunk.iter().map(|j| Added::Stored(j.id.clone())));
+            continue;
+        }
+        // Some were duplicates. The ids present now are the ones just stored: an id
+        // that already existed would have failed the whole statement.
+        let ids = serde_json::to_string(&chunk.iter().map(|j| &j.id).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into());
+        let present: HashSet<String> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?1))")
+                .bind(ids)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
+        added.extend(chunk.iter().map(|j| {
+            if present.contains(&j.id) {
                 Added::Stored(j.id.clone())
             } else {
                 Added::Duplicate
             }
-        })
-        .collect())
+        }));
+    }
+    Ok(added)
 }
 
-/// Rows per INSERT: wide enough to amortise the statement, narrow enough that
-/// binding (which looks parameters up by position) stays cheap.
-const INSERT_CHUNK: usize = 64;
-
-/// Inserts jobs, skipping dedupe-key duplicates; returns the ids stored.
-async fn insert_jobs(
+/// Marks jobs done and inserts what follows from them, atomically, in one trip
+/// to the database thread.
+async fn finish_with_follow_ups(
     conn: &mut SqliteConnection,
-    jobs: &[&NewJob],
-) -> Result<HashSet<String>, sqlx::Error> {
+    ids: &[String],
+    follow_ups: &[NewJob],
+) -> Result<(), sqlx::Error> {
+    if follow_ups.is_empty() {
+        // One statement is atomic by itself.
+        return finish_jobs(conn, ids, "done", None).await;
+    }
+    let mut sql = String::from("SAVEPOINT op; ");
+    sql.push_str(FINISH_SQL);
+    let refs: Vec<&NewJob> = follow_ups.iter().collect();
+    for chunk in refs.chunks(INSERT_CHUNK) {
+        sql.push_str("; ");
+        push_insert(&mut sql, chunk.len());
+    }
+    sql.push_str("; RELEASE op");
     let now = now_ms();
-    let mut stored = HashSet::with_capacity(jobs.len());
-    if jobs.is_empty() {
-        return Ok(stored);
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind("done")
+        .bind(None::<&str>)
+        .bind(now)
+        .bind(json_ids(ids));
+    for chunk in refs.chunks(INSERT_CHUNK) {
+        query = bind_jobs(query, chunk, now);
     }
-    for chunk in jobs.chunks(INSERT_CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO jobs (id, queue, channel, conversation_key, dedupe_key, payload, run_at, created_at, updated_at) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let b = i * 8;
-            sql.push_str(&format!(
-                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 8
-            ));
-        }
-        sql.push_str(" ON CONFLICT (queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id");
-        // Built only from placeholders; every value is bound.
-        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-        for job in chunk {
-            query = query
-                .bind(&job.id)
-                .bind(job.queue.as_str())
-                .bind(&job.channel)
-                .bind(&job.conversation_key)
-                .bind(&job.dedupe_key)
-                .bind(&job.payload)
-                .bind(job.run_at)
-                .bind(now);
-        }
-        stored.extend(query.fetch_all(&mut *conn).await?);
+    let result = query.execute(&mut *conn).await.map(drop);
+    if result.is_err() {
+        sqlx::raw_sql("ROLLBACK TO op; RELEASE op")
+            .execute(&mut *conn)
+            .await?;
     }
-    Ok(stored)
+    result
 }
 
 async fn claim(
@@ -558,6 +746,14 @@ async fn claim(
     Ok(jobs.into_iter().map(|(_, job)| job).collect())
 }
 
+/// Sets the state of the jobs in a JSON array of ids (bound as the 4th value).
+const FINISH_SQL: &str = "UPDATE jobs SET state = ?, lease_until = 0, last_error = COALESCE(?, last_error), updated_at = ?
+     WHERE id IN (SELECT value FROM json_each(?))";
+
+fn json_ids(ids: &[String]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
 /// Sets the state of many jobs in one statement.
 async fn finish_jobs(
     conn: &mut SqliteConnection,
@@ -568,18 +764,14 @@ async fn finish_jobs(
     if ids.is_empty() {
         return Ok(());
     }
-    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-    sqlx::query(
-        "UPDATE jobs SET state = ?1, lease_until = 0, last_error = COALESCE(?2, last_error), updated_at = ?3
-         WHERE id IN (SELECT value FROM json_each(?4))",
-    )
-    .bind(state)
-    .bind(error)
-    .bind(now_ms())
-    .bind(ids)
-    .execute(&mut *conn)
-    .await
-    .map(drop)
+    sqlx::query(FINISH_SQL)
+        .bind(state)
+        .bind(error)
+        .bind(now_ms())
+        .bind(json_ids(ids))
+        .execute(&mut *conn)
+        .await
+        .map(drop)
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -741,3 +933,6 @@ impl Store for SqliteStore {
         self.call(|r| Op::SetMenu(key, menu, now, r)).await
     }
 }
+
+#[cfg(test)]
+mod tests;

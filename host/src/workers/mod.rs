@@ -70,10 +70,14 @@ pub async fn run_queue<F, Fut>(
             }
         }
         if claimed > 0 && claimed == free {
-            // Saturated: wait for a slot.
-            tokio::select! {
-                _ = inflight.join_next() => {}
-                _ = shutdown.changed() => {}
+            // Saturated: claim again once a quarter of the slots are free, so a busy
+            // queue costs one claim per few jobs rather than one per finished job.
+            let refill_at = concurrency - (concurrency / 4).max(1);
+            while inflight.len() > refill_at {
+                tokio::select! {
+                    _ = inflight.join_next() => {}
+                    _ = shutdown.changed() => break,
+                }
             }
             continue;
         }
