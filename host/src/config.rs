@@ -139,8 +139,9 @@ pub struct StoreConfig {
     /// Most webhooks committed in one transaction.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
-    /// While webhooks keep arriving, workers' writes (claims, completions) wait
-    /// up to this long so acknowledgements commit first; 0 turns this off.
+    /// When webhooks arrive in numbers, workers' writes (claims, completions)
+    /// wait while they keep arriving, up to this long, so acknowledgements
+    /// commit first; 0 turns this off.
     #[serde(default = "default_background_delay")]
     pub background_write_delay_ms: u64,
     /// How long a worker may hold a job before another may take it, in seconds.

@@ -21,6 +21,7 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
     let settings = WriterSettings {
         max_batch: config.store.max_batch,
         background_delay: Duration::from_millis(config.store.background_write_delay_ms),
+        ..WriterSettings::default()
     };
     let store = SqliteStore::open(&config.store.path, settings, serving)
         .await

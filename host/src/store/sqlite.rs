@@ -16,8 +16,10 @@
 //!   SQLite commits by itself — one trip to the database thread.
 //! - **Acknowledgements first.** Accepting a webhook or an application message
 //!   is what a caller is waiting on; workers' claims and completions are not.
-//!   While acknowledgements keep arriving, background writes are held back (at
-//!   most `background_delay`) and then run together in one turn.
+//!   Once the writer is busy (many acknowledgements arriving at once),
+//!   background writes are held back while acknowledgements keep arriving (at
+//!   most `background_delay`) and then run together in one turn. Under lighter
+//!   load nothing waits, so workers keep their pace.
 //!
 //! Reads use a separate small pool (WAL lets them run beside the writer).
 
@@ -124,8 +126,12 @@ pub struct WriterSettings {
     /// Most writes in one transaction.
     pub max_batch: usize,
     /// Longest a background write (a worker's claim or completion) waits while
-    /// acknowledgements keep arriving. Zero runs everything in arrival batches.
+    /// acknowledgements keep arriving in numbers. Zero runs everything in
+    /// arrival batches.
     pub background_delay: Duration,
+    /// Acknowledgements arriving together that count as a busy writer and
+    /// start holding background writes.
+    pub busy_at: usize,
 }
 
 impl Default for WriterSettings {
@@ -133,6 +139,7 @@ impl Default for WriterSettings {
         WriterSettings {
             max_batch: 512,
             background_delay: Duration::from_millis(20),
+            busy_at: 16,
         }
     }
 }
@@ -176,7 +183,7 @@ impl SqliteStore {
             .enable_time()
             .build()
             .map_err(StoreError::Writer)?;
-        let scheduler = Scheduler::new(settings.background_delay);
+        let scheduler = Scheduler::new(settings.background_delay, settings.busy_at.max(1));
         std::thread::Builder::new()
             .name("patchbay-store".into())
             .spawn(move || thread.block_on(write_loop(conn, rx, max_batch, scheduler)))
@@ -236,19 +243,24 @@ async fn write_loop(
     }
 }
 
-/// Decides which writes run in the writer's next turn: acknowledgements at
-/// once, background writes held while acknowledgements keep coming, for at
-/// most `delay`. Pure, so its policy is tested without a database.
+/// Decides which writes run in the writer's next turn. Acknowledgements run
+/// at once. When many arrive together (the writer is what callers are waiting
+/// on), background writes start being held: for as long as acknowledgements
+/// keep coming, at most `delay`, then they all run in one turn. Under lighter
+/// load nothing is held. Pure, so its policy is tested without a database.
 struct Scheduler {
     delay: Duration,
+    /// Acknowledgements in one receive that start holding background writes.
+    busy_at: usize,
     held: Vec<Op>,
     held_since: Instant,
 }
 
 impl Scheduler {
-    fn new(delay: Duration) -> Scheduler {
+    fn new(delay: Duration, busy_at: usize) -> Scheduler {
         Scheduler {
             delay,
+            busy_at,
             held: Vec::new(),
             held_since: Instant::now(),
         }
@@ -268,12 +280,17 @@ impl Scheduler {
     fn next_turn(&mut self, incoming: &mut Vec<Op>, now: Instant, closing: bool) -> Vec<Op> {
         let (mut turn, background): (Vec<Op>, Vec<Op>) =
             incoming.drain(..).partition(Op::acknowledges);
-        if self.held.is_empty() {
+        let holding = !self.held.is_empty();
+        if !holding && turn.len() < self.busy_at.max(1) {
+            turn.extend(background);
+            return turn;
+        }
+        if !holding {
             self.held_since = now;
         }
         self.held.extend(background);
         let release = turn.is_empty() || closing || now >= self.held_since + self.delay;
-        if release && !self.held.is_empty() {
+        if release {
             turn.append(&mut self.held);
         }
         turn

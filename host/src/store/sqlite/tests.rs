@@ -36,7 +36,7 @@ const DELAY: Duration = Duration::from_millis(20);
 
 #[test]
 fn a_background_write_alone_runs_at_once() {
-    let mut scheduler = Scheduler::new(DELAY);
+    let mut scheduler = Scheduler::new(DELAY, 2);
     let now = Instant::now();
     let turn = scheduler.next_turn(&mut vec![claim_op()], now, false);
     assert_eq!(kinds(&turn), ["claim"]);
@@ -46,7 +46,7 @@ fn a_background_write_alone_runs_at_once() {
 
 #[test]
 fn background_writes_wait_while_acknowledgements_arrive_then_join_them() {
-    let mut scheduler = Scheduler::new(DELAY);
+    let mut scheduler = Scheduler::new(DELAY, 2);
     let start = Instant::now();
     let turn = scheduler.next_turn(&mut vec![add_op(), claim_op(), add_op()], start, false);
     assert_eq!(kinds(&turn), ["add", "add"], "the claim is held back");
@@ -55,21 +55,29 @@ fn background_writes_wait_while_acknowledgements_arrive_then_join_them() {
     // More webhooks before the deadline: they still go alone, and the deadline
     // does not move for the writes held first.
     let later = start + DELAY / 2;
-    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], later, false);
-    assert_eq!(kinds(&turn), ["add"]);
+    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op(), add_op()], later, false);
+    assert_eq!(kinds(&turn), ["add", "add"]);
     assert_eq!(scheduler.due_at(), Some(start + DELAY));
 
     // At the deadline everything held runs with the webhooks of that turn.
-    let turn = scheduler.next_turn(&mut vec![add_op()], start + DELAY, false);
-    assert_eq!(kinds(&turn), ["add", "claim", "claim"]);
+    let turn = scheduler.next_turn(&mut vec![add_op(), add_op()], start + DELAY, false);
+    assert_eq!(kinds(&turn), ["add", "add", "claim", "claim"]);
+    assert!(scheduler.is_empty());
+}
+
+#[test]
+fn under_light_load_nothing_is_held() {
+    let mut scheduler = Scheduler::new(DELAY, 2);
+    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], Instant::now(), false);
+    assert_eq!(kinds(&turn), ["add", "claim"]);
     assert!(scheduler.is_empty());
 }
 
 #[test]
 fn held_writes_run_when_their_deadline_passes_with_nothing_new() {
-    let mut scheduler = Scheduler::new(DELAY);
+    let mut scheduler = Scheduler::new(DELAY, 2);
     let start = Instant::now();
-    scheduler.next_turn(&mut vec![add_op(), claim_op()], start, false);
+    scheduler.next_turn(&mut vec![add_op(), add_op(), claim_op()], start, false);
     // The writer woke at the deadline with nothing received.
     let turn = scheduler.next_turn(&mut vec![], start + DELAY, false);
     assert_eq!(kinds(&turn), ["claim"]);
@@ -77,20 +85,21 @@ fn held_writes_run_when_their_deadline_passes_with_nothing_new() {
 
 #[test]
 fn held_writes_run_as_soon_as_no_acknowledgement_is_waiting() {
-    let mut scheduler = Scheduler::new(DELAY);
+    let mut scheduler = Scheduler::new(DELAY, 2);
     let start = Instant::now();
-    scheduler.next_turn(&mut vec![add_op(), claim_op()], start, false);
-    let turn = scheduler.next_turn(
-        &mut vec![claim_op()],
-        start + Duration::from_millis(1),
-        false,
-    );
-    assert_eq!(kinds(&turn), ["claim", "claim"]);
+    scheduler.next_turn(&mut vec![add_op(), add_op(), claim_op()], start, false);
+    let soon = start + Duration::from_millis(1);
+    // Fewer webhooks than "busy" still keep the held writes waiting...
+    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], soon, false);
+    assert_eq!(kinds(&turn), ["add"]);
+    // ...until a turn has none.
+    let turn = scheduler.next_turn(&mut vec![claim_op()], soon, false);
+    assert_eq!(kinds(&turn), ["claim", "claim", "claim"]);
 }
 
 #[test]
 fn closing_releases_held_writes() {
-    let mut scheduler = Scheduler::new(Duration::from_secs(3600));
+    let mut scheduler = Scheduler::new(Duration::from_secs(3600), 1);
     let start = Instant::now();
     scheduler.next_turn(&mut vec![add_op(), claim_op()], start, false);
     let turn = scheduler.next_turn(&mut vec![add_op()], start, true);
@@ -99,7 +108,7 @@ fn closing_releases_held_writes() {
 
 #[test]
 fn zero_delay_keeps_each_arrival_batch_together() {
-    let mut scheduler = Scheduler::new(Duration::ZERO);
+    let mut scheduler = Scheduler::new(Duration::ZERO, 1);
     let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], Instant::now(), false);
     assert_eq!(kinds(&turn), ["add", "claim"]);
 }
@@ -109,6 +118,8 @@ fn zero_delay_keeps_each_arrival_batch_together() {
 async fn store(dir: &tempfile::TempDir, delay: Duration) -> Arc<SqliteStore> {
     let settings = WriterSettings {
         background_delay: delay,
+        // Busy as soon as two webhooks wait together, so tests hold writes.
+        busy_at: 2,
         ..WriterSettings::default()
     };
     Arc::new(
