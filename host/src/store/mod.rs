@@ -15,12 +15,13 @@
 //! happen in one transaction, so a crash never loses or doubles a step.
 //!
 //! The SQLite implementation is the embedded default. It **group-commits**: one
-//! writer task drains every pending write (accepted webhooks, claims,
-//! completions) into one transaction, so many requests share one fsync and
-//! nothing is acknowledged before its commit. The trait is written so a
+//! writer, on its own thread, drains every pending write (accepted webhooks,
+//! claims, completions) into one transaction, so many requests share one fsync
+//! and nothing is acknowledged before its commit; in a burst, acknowledgements
+//! go before workers' writes (see [`sqlite`]). The trait is written so a
 //! PostgreSQL implementation (`FOR UPDATE SKIP LOCKED` claims) can follow.
 
-pub(crate) mod sqlite;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use serde::Serialize;

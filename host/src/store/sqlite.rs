@@ -680,8 +680,7 @@ async fn insert_jobs(
     Ok(added)
 }
 
-/// Marks jobs done and inserts what follows from them, atomically, in one trip
-/// to the database thread.
+/// Marks jobs done and inserts what follows from them, atomically.
 async fn finish_with_follow_ups(
     conn: &mut SqliteConnection,
     ids: &[String],
@@ -691,29 +690,19 @@ async fn finish_with_follow_ups(
         // One statement is atomic by itself.
         return finish_jobs(conn, ids, "done", None).await;
     }
-    let mut sql = String::from("SAVEPOINT op; ");
-    sql.push_str(FINISH_SQL);
-    let refs: Vec<&NewJob> = follow_ups.iter().collect();
-    for chunk in refs.chunks(INSERT_CHUNK) {
-        sql.push_str("; ");
-        push_insert(&mut sql, chunk.len());
+    sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
+    let result = async {
+        finish_jobs(conn, ids, "done", None).await?;
+        let refs: Vec<&NewJob> = follow_ups.iter().collect();
+        insert_jobs(conn, &refs).await.map(drop)
     }
-    sql.push_str("; RELEASE op");
-    let now = now_ms();
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind("done")
-        .bind(None::<&str>)
-        .bind(now)
-        .bind(json_ids(ids));
-    for chunk in refs.chunks(INSERT_CHUNK) {
-        query = bind_jobs(query, chunk, now);
-    }
-    let result = query.execute(&mut *conn).await.map(drop);
-    if result.is_err() {
-        sqlx::raw_sql("ROLLBACK TO op; RELEASE op")
-            .execute(&mut *conn)
-            .await?;
-    }
+    .await;
+    let end = if result.is_ok() {
+        "RELEASE op"
+    } else {
+        "ROLLBACK TO op; RELEASE op"
+    };
+    sqlx::raw_sql(end).execute(&mut *conn).await?;
     result
 }
 
