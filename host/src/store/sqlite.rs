@@ -281,7 +281,7 @@ impl Scheduler {
         let (mut turn, background): (Vec<Op>, Vec<Op>) =
             incoming.drain(..).partition(Op::acknowledges);
         let holding = !self.held.is_empty();
-        if !holding && turn.len() < self.busy_at.max(1) {
+        if !holding && turn.len() < self.busy_at {
             turn.extend(background);
             return turn;
         }
