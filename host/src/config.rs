@@ -147,6 +147,11 @@ pub struct StoreConfig {
     /// How long a worker may hold a job before another may take it, in seconds.
     #[serde(default = "default_lease")]
     pub lease_secs: u64,
+    /// How long finished jobs are kept (their dedupe keys catch provider
+    /// redeliveries meanwhile), in hours; 0 keeps them forever. Dead letters
+    /// are always kept.
+    #[serde(default = "default_keep_done")]
+    pub keep_done_hours: u64,
 }
 
 fn default_db() -> PathBuf {
@@ -157,6 +162,9 @@ fn default_batch() -> usize {
 }
 fn default_background_delay() -> u64 {
     20
+}
+fn default_keep_done() -> u64 {
+    72
 }
 fn default_lease() -> u64 {
     60
@@ -169,6 +177,7 @@ impl Default for StoreConfig {
             max_batch: default_batch(),
             background_write_delay_ms: default_background_delay(),
             lease_secs: default_lease(),
+            keep_done_hours: default_keep_done(),
         }
     }
 }
@@ -541,6 +550,16 @@ mod tests {
         assert_eq!(
             config.channels["web"].capabilities.outbound.max_text_length,
             Some(160)
+        );
+        // Store defaults: durable group commit with a bounded retention window.
+        let store = &config.store;
+        assert_eq!(
+            (
+                store.max_batch,
+                store.background_write_delay_ms,
+                store.keep_done_hours
+            ),
+            (512, 20, 72)
         );
     }
 

@@ -96,6 +96,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stop_rx.clone(),
         workers::outbound::handle,
     ));
+    tasks.spawn(workers::retention::run(
+        rt.clone(),
+        Duration::from_secs(config.store.keep_done_hours.saturating_mul(3600)),
+        stop_rx.clone(),
+    ));
 
     let router = crate::server::router(rt.clone(), config.server.max_body_bytes);
     tracing::info!(listen = %local, public_url = %public_url, channels = rt.channels.len(), "patchbay started");

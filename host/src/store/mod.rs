@@ -67,6 +67,9 @@ impl Queue {
         }
     }
 
+    /// Every queue.
+    pub const ALL: [Queue; 3] = [Queue::Inbound, Queue::Deliver, Queue::Outbound];
+
     fn parse(s: &str) -> Option<Queue> {
         Some(match s {
             "inbound" => Queue::Inbound,
@@ -205,6 +208,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The menu last degraded to numbers in a conversation (JSON), if any.
     async fn menu(&self, conversation_key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Deletes up to `limit` finished (`done`) jobs of `queue` last due before
+    /// `before` (ms since the epoch); returns how many. Dead letters and pending
+    /// jobs are kept. A deleted job's dedupe key no longer catches a redelivery.
+    async fn prune(&self, queue: Queue, before: i64, limit: u32) -> Result<u64, StoreError>;
 
     /// Records (or with `None` clears) a conversation's degraded menu.
     async fn set_menu(

@@ -97,6 +97,7 @@ enum Op {
         reply: Reply<Remembered>,
     },
     SetMenu(String, Option<String>, i64, Reply<()>),
+    Prune(Queue, i64, u32, Reply<u64>),
 }
 
 /// Sends a result after the commit: the op's own result, or the commit's failure.
@@ -473,6 +474,7 @@ fn fail_op(op: Op, why: &str) -> Finisher {
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
         Op::SetMenu(_, _, _, r) => f(r, why),
+        Op::Prune(_, _, _, r) => f(r, why),
     }
 }
 
@@ -569,6 +571,22 @@ async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
                 Ok(Remembered::New)
             }
             .await;
+            done(reply, r)
+        }
+        Op::Prune(queue, before, limit, reply) => {
+            // `run_at` is when a job last fell due, at most its finishing time, so
+            // the due index finds old finished jobs without a scan.
+            let r = sqlx::query(
+                "DELETE FROM jobs WHERE seq IN (
+                     SELECT seq FROM jobs WHERE queue = ?1 AND state = 'done' AND run_at < ?2
+                     ORDER BY run_at LIMIT ?3)",
+            )
+            .bind(queue.as_str())
+            .bind(before)
+            .bind(limit as i64)
+            .execute(&mut *conn)
+            .await
+            .map(|r| r.rows_affected());
             done(reply, r)
         }
         Op::SetMenu(key, menu, now, reply) => {
@@ -881,7 +899,7 @@ impl Store for SqliteStore {
             sqlx::query("SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state")
                 .fetch_all(&self.reader)
                 .await?;
-        let mut out: Vec<(Queue, QueueCounts)> = [Queue::Inbound, Queue::Deliver, Queue::Outbound]
+        let mut out: Vec<(Queue, QueueCounts)> = Queue::ALL
             .into_iter()
             .map(|q| (q, QueueCounts::default()))
             .collect();
@@ -927,6 +945,10 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.reader)
                 .await?,
         )
+    }
+
+    async fn prune(&self, queue: Queue, before: i64, limit: u32) -> Result<u64, StoreError> {
+        self.call(|r| Op::Prune(queue, before, limit, r)).await
     }
 
     async fn set_menu(

@@ -6,6 +6,7 @@
 //! | [`inbound`] | `inbound` | adapter `parse_inbound` (+ provider calls) → canonical messages → `deliver` jobs |
 //! | [`deliver`] | `deliver` | POST to the application webhook, signed; retry or dead-letter |
 //! | [`outbound`] | `outbound` | fit (core) → `render_outbound` → provider; receipt → `deliver` |
+//! | [`retention`] | all | deletes finished jobs older than `keep_done_hours` |
 //!
 //! On shutdown a loop stops claiming and waits for its in-flight jobs. A job a
 //! crash interrupted is leased again after restart (SQLite releases leases at open).
@@ -13,6 +14,7 @@
 pub mod deliver;
 pub mod inbound;
 pub mod outbound;
+pub mod retention;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -340,3 +340,73 @@ async fn workers_writes_go_through_while_webhooks_keep_arriving() {
     assert_eq!(counts(&store, Queue::Outbound).await.pending, sent);
     assert_eq!(counts(&store, Queue::Deliver).await.pending, 1);
 }
+
+#[tokio::test]
+async fn pruning_deletes_old_finished_jobs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    let at = |id: &str, run_at: i64, dedupe: &str| NewJob {
+        run_at,
+        ..job(id, Queue::Inbound, Some(dedupe))
+    };
+    store
+        .add(vec![
+            at("old-done", 1_000, "k-old-done"),
+            at("old-dead", 1_000, "k-old-dead"),
+            at("old-pending", 1_000, "k-old-pending"),
+            at("new-done", 5_000, "k-new-done"),
+        ])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(Queue::Inbound, 6_000, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    store.complete("old-done", vec![]).await.unwrap();
+    store.complete("new-done", vec![]).await.unwrap();
+    store.bury("old-dead", "refused", vec![]).await.unwrap();
+
+    let deleted = crate::workers::retention::prune(store.as_ref(), 2_000).await;
+    assert_eq!(deleted, 1, "only the finished job due before the cutoff");
+    let inbound = counts(&store, Queue::Inbound).await;
+    assert_eq!((inbound.pending, inbound.done, inbound.dead), (1, 1, 1));
+    assert_eq!(store.dead_letters(10).await.unwrap().len(), 1);
+
+    // Its dedupe key is free again; the kept jobs' keys still catch duplicates.
+    let again = store
+        .add(vec![
+            at("old-done-again", 7_000, "k-old-done"),
+            at("new-done-again", 7_000, "k-new-done"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        [Added::Stored("old-done-again".into()), Added::Duplicate]
+    );
+}
+
+#[tokio::test]
+async fn pruning_goes_through_large_backlogs_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    let jobs: Vec<NewJob> = (0..12_000)
+        .map(|i| job(&format!("j{i}"), Queue::Deliver, None))
+        .collect();
+    for chunk in jobs.chunks(1_000) {
+        store.add(chunk.to_vec()).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    loop {
+        let claimed = store.claim(Queue::Deliver, 1, 60_000, 2_000).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        ids.extend(claimed.into_iter().map(|j| (j.id, vec![])));
+    }
+    store.complete_many(ids).await.unwrap();
+    let deleted = crate::workers::retention::prune(store.as_ref(), i64::MAX).await;
+    assert_eq!(deleted, 12_000);
+    assert_eq!(counts(&store, Queue::Deliver).await, QueueCounts::default());
+}
