@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 
 mod support;
-use support::{env_usize, median, spawn};
+use support::{bench_main, block_on, counter, env_usize, median, spawn};
 
 const SECRET: &str = "bench-channel-secret";
 
@@ -35,23 +35,11 @@ fn main() {
         bare_server();
         return;
     }
-    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(run());
+    bench_main(run);
 }
 
 fn bare_server() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -70,22 +58,7 @@ async fn run() {
     let rounds = env_usize("PATCHBAY_BENCH_ROUNDS", 3).max(1);
 
     // The application: answers 200 to every delivery, counting them.
-    let app = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind app");
-    let app_addr = app.local_addr().expect("addr");
-    let delivered = Arc::new(AtomicUsize::new(0));
-    let counter = delivered.clone();
-    tokio::spawn(async move {
-        axum::serve(
-            app,
-            axum::Router::new().fallback(move |_b: axum::body::Bytes| {
-                counter.fetch_add(1, Ordering::Relaxed);
-                async { "" }
-            }),
-        )
-        .await
-    });
+    let (app, delivered) = counter().await;
 
     println!(
         "ingress load: {requests} signed webhooks, {concurrency} concurrent connections, {rounds} rounds, loopback"
@@ -115,7 +88,7 @@ async fn run() {
         let host = {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_patchbay"));
             cmd.args(["serve", "--config"])
-                .arg(write_config(dir.path(), app_addr));
+                .arg(write_config(dir.path(), &app));
             spawn(cmd)
         };
         delivered.store(0, Ordering::Relaxed);
@@ -147,7 +120,7 @@ async fn run() {
 }
 
 /// The host's config for one round: durability on, the client-channel adapter.
-fn write_config(dir: &Path, app_addr: std::net::SocketAddr) -> PathBuf {
+fn write_config(dir: &Path, app: &str) -> PathBuf {
     let config = dir.join("bench.toml");
     std::fs::write(
         &config,
@@ -159,7 +132,7 @@ listen = "127.0.0.1:0"
 path = "{}"
 background_write_delay_ms = {delay}
 [application]
-webhook_url = "http://{app_addr}/hook"
+webhook_url = "{app}/hook"
 secret = "bench-app-secret"
 concurrency = {app_concurrency}
 [log]

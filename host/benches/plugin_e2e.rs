@@ -24,40 +24,13 @@ use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 #[path = "../../tests/plugin_libs.rs"]
 mod plugin_libs;
 mod support;
-use support::{Server, env_usize, median, spawn};
+use support::{Server, bench_main, counter, env_usize, median, spawn};
 
 const SECRET: &str = "bench-channel-secret";
 const API_KEY: &str = "bench-api-key-0123456789";
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(run());
-}
-
-/// A mock that answers 200 and counts what it received.
-async fn counter() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    let app = axum::Router::new().fallback(move |_b: axum::body::Bytes| {
-        let seen = seen.clone();
-        async move {
-            seen.fetch_add(1, Ordering::Relaxed);
-            r#"{"message_id":"il-1"}"#
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), count)
+    bench_main(run);
 }
 
 fn start(

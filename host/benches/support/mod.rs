@@ -1,8 +1,46 @@
-//! What the load benchmarks share: environment knobs and starting a server
-//! process that prints `patchbay listening on http://ADDR` first.
+//! What the load benchmarks share: environment knobs, a counting mock server,
+//! and starting a server process that prints `patchbay listening on http://ADDR`
+//! first.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Runs `main` on a multi-threaded runtime when invoked by `cargo bench`
+/// (which passes `--bench`); `cargo test --benches` runs nothing.
+pub fn bench_main<F: Future<Output = ()>>(main: impl FnOnce() -> F) {
+    if std::env::args().any(|a| a == "--bench") {
+        block_on(main());
+    }
+}
+
+/// Runs `future` to completion on a new multi-threaded runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// A mock server on a random port that answers 200 (with a provider-style
+/// JSON body) and counts what it received; returns its base URL.
+pub async fn counter() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = axum::Router::new().fallback(move |_b: axum::body::Bytes| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        async { r#"{"message_id":"il-1"}"# }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), count)
+}
 
 /// `name` from the environment as a number, or `default`.
 pub fn env_usize(name: &str, default: usize) -> usize {
