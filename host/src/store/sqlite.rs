@@ -73,6 +73,21 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// The jobs of one `Add` op and where its answer goes.
 type AddOp = (Vec<NewJob>, Reply<Vec<Added>>);
 
+/// The jobs one `Complete`/`CompleteMany` op finishes, each with its
+/// follow-ups, and where its answer goes.
+type CompleteOp = (Vec<(String, Vec<NewJob>)>, Reply<()>);
+
+impl Op {
+    /// A completion in one shape, whether of one job or many.
+    fn into_completion(self) -> Result<CompleteOp, Op> {
+        match self {
+            Op::Complete(id, jobs, reply) => Ok((vec![(id, jobs)], reply)),
+            Op::CompleteMany(done, reply) => Ok((done, reply)),
+            op => Err(op),
+        }
+    }
+}
+
 /// One write, with where to send its result once the transaction commits.
 enum Op {
     Add(Vec<NewJob>, Reply<Vec<Added>>),
@@ -349,9 +364,11 @@ async fn transaction(
     for op in turn {
         match op {
             Op::Add(jobs, reply) => adds.push((jobs, reply)),
-            op @ (Op::Complete(..) | Op::CompleteMany(..)) => completions.push(op),
             op @ Op::Claim { .. } => claims.push(op),
-            op => rest.push(op),
+            op => match op.into_completion() {
+                Ok(completion) => completions.push(completion),
+                Err(op) => rest.push(op),
+            },
         }
     }
     let mut finishers: Vec<Finisher> = Vec::with_capacity(adds.len() + 8);
@@ -405,26 +422,16 @@ async fn add_many(conn: &mut SqliteConnection, adds: Vec<AddOp>) -> Vec<Finisher
 
 /// Completes the jobs of several `Complete`/`CompleteMany` ops with one update
 /// and one insert, inside one savepoint.
-async fn complete_group(conn: &mut SqliteConnection, group: Vec<Op>) -> Vec<Finisher> {
+async fn complete_group(conn: &mut SqliteConnection, group: Vec<CompleteOp>) -> Vec<Finisher> {
     let mut ids: Vec<String> = Vec::new();
     let mut follow_ups: Vec<NewJob> = Vec::new();
     let mut replies = Vec::with_capacity(group.len());
-    for op in group {
-        match op {
-            Op::Complete(id, jobs, reply) => {
-                ids.push(id);
-                follow_ups.extend(jobs);
-                replies.push(reply);
-            }
-            Op::CompleteMany(done, reply) => {
-                for (id, jobs) in done {
-                    ids.push(id);
-                    follow_ups.extend(jobs);
-                }
-                replies.push(reply);
-            }
-            _ => unreachable!("complete_group takes completions only"),
+    for (done, reply) in group {
+        for (id, jobs) in done {
+            ids.push(id);
+            follow_ups.extend(jobs);
         }
+        replies.push(reply);
     }
     let result = finish_with_follow_ups(conn, &ids, &follow_ups).await;
     let why = result.as_ref().err().map(|e| e.to_string());
@@ -489,10 +496,14 @@ async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Finisher, bool) {
         (finisher(reply, r.map_err(StoreError::Database)), ok)
     }
     match op {
-        // The write loop coalesces these; one arriving alone takes the same path.
+        // A turn groups these itself; here they take the same path alone.
         Op::Add(jobs, reply) => (all(add_many(conn, vec![(jobs, reply)]).await), true),
-        op @ (Op::Complete(..) | Op::CompleteMany(..)) => {
-            (all(complete_group(conn, vec![op]).await), true)
+        Op::Complete(id, jobs, reply) => (
+            all(complete_group(conn, vec![(vec![(id, jobs)], reply)]).await),
+            true,
+        ),
+        Op::CompleteMany(done, reply) => {
+            (all(complete_group(conn, vec![(done, reply)]).await), true)
         }
         Op::Claim {
             queue,
