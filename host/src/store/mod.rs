@@ -31,9 +31,12 @@ pub use sqlite::{SqliteStore, WriterSettings};
 /// Store failures. Messages never contain payloads.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed.
+    /// The database failed a write.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
+    /// The database failed a read.
+    #[error("database error: {0}")]
+    Read(#[from] sqlx::Error),
     /// The transaction holding this write failed to commit.
     #[error("commit failed: {0}")]
     Commit(String),

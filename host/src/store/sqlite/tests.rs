@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{Op, Scheduler, SqliteStore, WriterSettings};
+use super::writer::{Op, Scheduler};
+use super::{SqliteStore, WriterSettings};
 use crate::store::{Added, NewJob, Queue, QueueCounts, Store, StoreError};
 
 fn add_op() -> Op {
@@ -409,4 +410,26 @@ async fn pruning_goes_through_large_backlogs_in_chunks() {
     let deleted = crate::workers::retention::prune(store.as_ref(), i64::MAX).await;
     assert_eq!(deleted, 12_000);
     assert_eq!(counts(&store, Queue::Deliver).await, QueueCounts::default());
+}
+
+#[tokio::test]
+async fn a_menu_is_found_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    assert_eq!(store.menu("c1").await.unwrap(), None);
+    store.set_menu("c1", Some("{\"m\":1}"), 1).await.unwrap();
+    assert_eq!(
+        store.menu("c1").await.unwrap().as_deref(),
+        Some("{\"m\":1}")
+    );
+    drop(store);
+
+    // A new process knows from the file that menus exist.
+    let reopened = self::store(&dir, DELAY).await;
+    assert_eq!(
+        reopened.menu("c1").await.unwrap().as_deref(),
+        Some("{\"m\":1}")
+    );
+    reopened.set_menu("c1", None, 2).await.unwrap();
+    assert_eq!(reopened.menu("c1").await.unwrap(), None);
 }

@@ -1,0 +1,487 @@
+//! The writer: one thread owning the only write connection, group commit.
+//!
+//! It takes every write waiting in its channel (up to `max_batch`), runs them
+//! in one transaction and only then answers the callers — a caller that got
+//! `Ok` knows its write is on disk, and a burst of N webhooks costs one fsync
+//! rather than N.
+//!
+//! The thread talks to SQLite directly (rusqlite, prepared statements cached
+//! on the connection): a statement is a function call, not a message to
+//! another thread, so a turn's cost is SQLite's own work and its fsync.
+//!
+//! **Acknowledgements first.** Accepting a webhook or an application message
+//! is what a caller is waiting on; workers' claims and completions are not.
+//! Once the writer is busy (many acknowledgements arriving at once), background
+//! writes are held back while acknowledgements keep arriving (at most
+//! `background_delay`) and then run together in one turn. Under lighter load
+//! nothing waits, so workers keep their pace. The policy is [`Scheduler`].
+
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::now_ms;
+use crate::store::{Added, Job, NewJob, Queue, Remembered, StoreError};
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One write, with where to send its result once the transaction commits.
+pub(super) enum Op {
+    Add(Vec<NewJob>, Reply<Vec<Added>>),
+    Claim {
+        queue: Queue,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+        reply: Reply<Vec<Job>>,
+    },
+    Complete(String, Vec<NewJob>, Reply<()>),
+    CompleteMany(Vec<(String, Vec<NewJob>)>, Reply<()>),
+    Progress(String, Vec<u8>, Reply<()>),
+    Retry(String, i64, String, Reply<()>),
+    Bury(String, String, Vec<NewJob>, Reply<()>),
+    Replay(String, i64, Reply<bool>),
+    Remember {
+        scope: String,
+        key: String,
+        value: String,
+        jobs: Vec<NewJob>,
+        reply: Reply<Remembered>,
+    },
+    SetMenu(String, Option<String>, i64, Reply<()>),
+    Prune(Queue, i64, u32, Reply<u64>),
+}
+
+impl Op {
+    /// Whether a caller outside the process is waiting on this write (a webhook
+    /// or an application message being accepted).
+    fn acknowledges(&self) -> bool {
+        matches!(self, Op::Add(..) | Op::Remember { .. })
+    }
+
+    /// Where the op runs in its turn. Any order is valid (the ops of a turn
+    /// were submitted concurrently): acknowledgements first, claims last so
+    /// they see this turn's completions.
+    fn place(&self) -> u8 {
+        match self {
+            Op::Add(..) | Op::Remember { .. } => 0,
+            Op::Claim { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Sends a result after the commit: the op's own result, or the commit's failure.
+type Finisher = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn finisher<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Finisher {
+    Box::new(move |commit_error| {
+        let result = match commit_error {
+            Some(e) => Err(StoreError::Commit(e.to_string())),
+            None => result,
+        };
+        // The caller may have gone away (request cancelled); the write stands.
+        let _ = reply.send(result);
+    })
+}
+
+/// Starts the writer thread on `conn`; it stops once every sender is dropped
+/// and what they sent is written.
+pub(super) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Op>,
+    max_batch: usize,
+    scheduler: Scheduler,
+) -> std::io::Result<()> {
+    // Its own thread and runtime: the writer's turn comes when the database
+    // answers, not when the HTTP tasks ahead of it in a shared queue are done.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    std::thread::Builder::new()
+        .name("patchbay-store".into())
+        .spawn(move || runtime.block_on(write_loop(conn, rx, max_batch, scheduler)))?;
+    Ok(())
+}
+
+async fn write_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Op>,
+    max_batch: usize,
+    mut scheduler: Scheduler,
+) {
+    let mut incoming = Vec::with_capacity(max_batch);
+    loop {
+        let open = match scheduler.due_at() {
+            None => rx.recv_many(&mut incoming, max_batch).await > 0,
+            // Held writes fall due even if nothing else arrives.
+            Some(due) => {
+                match tokio::time::timeout_at(due.into(), rx.recv_many(&mut incoming, max_batch))
+                    .await
+                {
+                    Ok(received) => received > 0,
+                    Err(_due) => true,
+                }
+            }
+        };
+        if !open && scheduler.is_empty() {
+            break;
+        }
+        let turn = scheduler.next_turn(&mut incoming, Instant::now(), !open);
+        if !turn.is_empty() {
+            run_turn(&conn, turn);
+        }
+    }
+}
+
+/// Decides which writes run in the writer's next turn. Acknowledgements run
+/// at once. When many arrive together (the writer is what callers are waiting
+/// on), background writes start being held: for as long as acknowledgements
+/// keep coming, at most `delay`, then they all run in one turn. Under lighter
+/// load nothing is held. Pure, so its policy is tested without a database.
+pub(super) struct Scheduler {
+    delay: Duration,
+    /// Acknowledgements in one receive that start holding background writes.
+    busy_at: usize,
+    held: Vec<Op>,
+    held_since: Instant,
+}
+
+impl Scheduler {
+    pub(super) fn new(delay: Duration, busy_at: usize) -> Scheduler {
+        Scheduler {
+            delay,
+            busy_at: busy_at.max(1),
+            held: Vec::new(),
+            held_since: Instant::now(),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// When the held writes must run, if any are held.
+    pub(super) fn due_at(&self) -> Option<Instant> {
+        (!self.held.is_empty()).then(|| self.held_since + self.delay)
+    }
+
+    /// The ops to run now, taken from `incoming` and the held ones. `closing`
+    /// (no more writes will come) releases everything.
+    pub(super) fn next_turn(
+        &mut self,
+        incoming: &mut Vec<Op>,
+        now: Instant,
+        closing: bool,
+    ) -> Vec<Op> {
+        let (mut turn, background): (Vec<Op>, Vec<Op>) =
+            incoming.drain(..).partition(Op::acknowledges);
+        let holding = !self.held.is_empty();
+        if !holding && turn.len() < self.busy_at {
+            turn.extend(background);
+            return turn;
+        }
+        if !holding {
+            self.held_since = now;
+        }
+        self.held.extend(background);
+        let release = turn.is_empty() || closing || now >= self.held_since + self.delay;
+        if release {
+            turn.append(&mut self.held);
+        }
+        turn
+    }
+}
+
+/// Runs a turn in one `BEGIN IMMEDIATE` transaction and answers its callers
+/// once it has committed. An op that fails is undone alone (see
+/// [`atomically`]); the others commit.
+fn run_turn(conn: &Connection, mut turn: Vec<Op>) {
+    turn.sort_by_key(Op::place);
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        tracing::error!(error = %e, "store transaction failed to begin");
+        let why = e.to_string();
+        turn.into_iter().for_each(|op| fail(op, &why));
+        return;
+    }
+    let mut finishers = Vec::with_capacity(turn.len());
+    for op in turn {
+        finishers.push(run_op(conn, op));
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (disk full, I/O error):
+            // nothing of this turn is stored, whatever the ops said.
+            tracing::error!("store transaction was rolled back");
+            let why = "the transaction was rolled back";
+            finishers.into_iter().for_each(|f| f(Some(why)));
+            return;
+        }
+    }
+    let commit_error = match exec(conn, "COMMIT") {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "store transaction failed to commit");
+            let _ = exec(conn, "ROLLBACK");
+            Some(e.to_string())
+        }
+    };
+    for finish in finishers {
+        finish(commit_error.as_deref());
+    }
+}
+
+/// Answers an op that did not run.
+fn fail(op: Op, why: &str) {
+    fn f<T>(reply: Reply<T>, why: &str) {
+        let _ = reply.send(Err(StoreError::Commit(why.to_string())));
+    }
+    match op {
+        Op::Add(_, r) => f(r, why),
+        Op::Claim { reply, .. } => f(reply, why),
+        Op::Complete(_, _, r)
+        | Op::CompleteMany(_, r)
+        | Op::Progress(_, _, r)
+        | Op::Retry(_, _, _, r)
+        | Op::Bury(_, _, _, r)
+        | Op::SetMenu(_, _, _, r) => f(r, why),
+        Op::Replay(_, _, r) => f(r, why),
+        Op::Remember { reply, .. } => f(reply, why),
+        Op::Prune(_, _, _, r) => f(r, why),
+    }
+}
+
+fn run_op(conn: &Connection, op: Op) -> Finisher {
+    match op {
+        Op::Add(jobs, reply) => {
+            let several = jobs.len() > 1;
+            finisher(reply, atomically(conn, several, |c| insert_jobs(c, &jobs)))
+        }
+        Op::Claim {
+            queue,
+            now,
+            lease_ms,
+            limit,
+            reply,
+        } => finisher(
+            reply,
+            claim(conn, queue, now, lease_ms, limit).map_err(Into::into),
+        ),
+        Op::Complete(id, follow_ups, reply) => {
+            let several = !follow_ups.is_empty();
+            let r = atomically(conn, several, |c| finish(c, &id, "done", None, &follow_ups));
+            finisher(reply, r)
+        }
+        Op::CompleteMany(done, reply) => {
+            let r = atomically(conn, true, |c| {
+                done.iter()
+                    .try_for_each(|(id, follow_ups)| finish(c, id, "done", None, follow_ups))
+            });
+            finisher(reply, r)
+        }
+        Op::Bury(id, error, follow_ups, reply) => {
+            let several = !follow_ups.is_empty();
+            let r = atomically(conn, several, |c| {
+                finish(c, &id, "dead", Some(&error), &follow_ups)
+            });
+            finisher(reply, r)
+        }
+        Op::Progress(id, payload, reply) => {
+            let r = conn
+                .prepare_cached("UPDATE jobs SET payload = ?1 WHERE id = ?2")
+                .and_then(|mut s| s.execute(params![payload, id]))
+                .map(drop);
+            finisher(reply, r.map_err(Into::into))
+        }
+        Op::Retry(id, run_at, error, reply) => {
+            let r = conn
+                .prepare_cached(
+                    "UPDATE jobs SET run_at = ?1, lease_until = 0, last_error = ?2, updated_at = ?3
+                     WHERE id = ?4",
+                )
+                .and_then(|mut s| s.execute(params![run_at, error, now_ms(), id]))
+                .map(drop);
+            finisher(reply, r.map_err(Into::into))
+        }
+        Op::Replay(id, now, reply) => {
+            let r = conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?1, lease_until = 0,
+                     updated_at = ?1 WHERE id = ?2 AND state = 'dead'",
+                )
+                .and_then(|mut s| s.execute(params![now, id]))
+                .map(|changed| changed == 1);
+            finisher(reply, r.map_err(Into::into))
+        }
+        Op::Remember {
+            scope,
+            key,
+            value,
+            jobs,
+            reply,
+        } => {
+            let r = atomically(conn, true, |c| remember(c, &scope, &key, &value, &jobs));
+            finisher(reply, r)
+        }
+        Op::SetMenu(key, menu, now, reply) => {
+            let r = match menu {
+                Some(menu) => conn
+                    .prepare_cached(
+                        "INSERT INTO menus (conversation_key, menu, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (conversation_key) DO UPDATE
+                         SET menu = excluded.menu, updated_at = excluded.updated_at",
+                    )
+                    .and_then(|mut s| s.execute(params![key, menu, now])),
+                None => conn
+                    .prepare_cached("DELETE FROM menus WHERE conversation_key = ?1")
+                    .and_then(|mut s| s.execute(params![key])),
+            };
+            finisher(reply, r.map(drop).map_err(Into::into))
+        }
+        Op::Prune(queue, before, limit, reply) => {
+            // `run_at` is when a job last fell due, at most its finishing time, so
+            // the due index finds old finished jobs without a scan.
+            let r = conn
+                .prepare_cached(
+                    "DELETE FROM jobs WHERE seq IN (
+                         SELECT seq FROM jobs WHERE queue = ?1 AND state = 'done' AND run_at < ?2
+                         ORDER BY run_at LIMIT ?3)",
+                )
+                .and_then(|mut s| s.execute(params![queue.as_str(), before, limit]))
+                .map(|deleted| deleted as u64);
+            finisher(reply, r.map_err(Into::into))
+        }
+    }
+}
+
+/// Runs a cached statement without values.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Runs `f`, in a savepoint when it takes `several` statements, so that a
+/// failure undoes this op only (one statement is atomic by itself).
+fn atomically<T>(
+    conn: &Connection,
+    several: bool,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    if !several {
+        return Ok(f(conn)?);
+    }
+    exec(conn, "SAVEPOINT op")?;
+    let result = f(conn);
+    if result.is_err() {
+        exec(conn, "ROLLBACK TO op")?;
+    }
+    exec(conn, "RELEASE op")?;
+    Ok(result?)
+}
+
+/// Inserts jobs, skipping dedupe-key duplicates; says which were stored.
+/// A job whose id exists already is an error.
+fn insert_jobs(conn: &Connection, jobs: &[NewJob]) -> rusqlite::Result<Vec<Added>> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO jobs (id, queue, channel, conversation_key, dedupe_key, payload, run_at,
+                           created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+         ON CONFLICT (queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+    )?;
+    let now = now_ms();
+    jobs.iter()
+        .map(|job| {
+            let inserted = insert.execute(params![
+                job.id,
+                job.queue.as_str(),
+                job.channel,
+                job.conversation_key,
+                job.dedupe_key,
+                job.payload,
+                job.run_at,
+                now,
+            ])?;
+            Ok(if inserted == 1 {
+                Added::Stored(job.id.clone())
+            } else {
+                Added::Duplicate
+            })
+        })
+        .collect()
+}
+
+/// Sets a job's final state and inserts what follows from it.
+fn finish(
+    conn: &Connection,
+    id: &str,
+    state: &str,
+    error: Option<&str>,
+    follow_ups: &[NewJob],
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?1, lease_until = 0, last_error = COALESCE(?2, last_error),
+         updated_at = ?3 WHERE id = ?4",
+    )?
+    .execute(params![state, error, now_ms(), id])?;
+    if !follow_ups.is_empty() {
+        insert_jobs(conn, follow_ups)?;
+    }
+    Ok(())
+}
+
+fn claim(
+    conn: &Connection,
+    queue: Queue,
+    now: i64,
+    lease_ms: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<Job>> {
+    // At most one job per conversation: a job waits while an older job of its
+    // conversation is still pending (queued, leased or backing off).
+    let mut claim = conn.prepare_cached(
+        "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1, updated_at = ?2
+         WHERE seq IN (
+             SELECT j.seq FROM jobs j
+             WHERE j.queue = ?3 AND j.state = 'pending' AND j.run_at <= ?2 AND j.lease_until <= ?2
+               AND (j.conversation_key IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM jobs e
+                   WHERE e.queue = j.queue AND e.conversation_key = j.conversation_key
+                     AND e.state = 'pending' AND e.seq < j.seq))
+             ORDER BY j.run_at, j.seq LIMIT ?4)
+         RETURNING seq, id, channel, payload, attempts",
+    )?;
+    let mut jobs = claim
+        .query_map(params![now + lease_ms, now, queue.as_str(), limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                Job {
+                    id: row.get(1)?,
+                    queue,
+                    channel: row.get(2)?,
+                    payload: row.get(3)?,
+                    attempts: row.get(4)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    jobs.sort_by_key(|(seq, _)| *seq);
+    Ok(jobs.into_iter().map(|(_, job)| job).collect())
+}
+
+fn remember(
+    conn: &Connection,
+    scope: &str,
+    key: &str,
+    value: &str,
+    jobs: &[NewJob],
+) -> rusqlite::Result<Remembered> {
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT value FROM idempotency WHERE scope = ?1 AND key = ?2")?
+        .query_row(params![scope, key], |row| row.get(0))
+        .optional()?;
+    if let Some(value) = existing {
+        return Ok(Remembered::Existing(value));
+    }
+    conn.prepare_cached("INSERT INTO idempotency (scope, key, value) VALUES (?1, ?2, ?3)")?
+        .execute(params![scope, key, value])?;
+    insert_jobs(conn, jobs)?;
+    Ok(Remembered::New)
+}
