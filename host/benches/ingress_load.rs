@@ -6,6 +6,8 @@
 //! PATCHBAY_BENCH_ROUNDS=5 PATCHBAY_BENCH_REQUESTS=50000 cargo bench -p patchbay-host --bench ingress_load
 //! # workers' writes not held back while webhooks arrive ([store] background_write_delay_ms):
 //! PATCHBAY_BENCH_BACKGROUND_DELAY_MS=0 cargo bench -p patchbay-host --bench ingress_load
+//! # another build of `patchbay` (say, the previous commit's) under the same load:
+//! PATCHBAY_BENCH_BIN=/tmp/patchbay-before cargo bench -p patchbay-host --bench ingress_load
 //! ```
 //!
 //! Both servers run as separate processes; the load generator and a mock
@@ -86,7 +88,9 @@ async fn run() {
         // A fresh database each round.
         let dir = tempfile::tempdir().expect("tempdir");
         let host = {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_patchbay"));
+            let bin = std::env::var_os("PATCHBAY_BENCH_BIN")
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_patchbay").into());
+            let mut cmd = Command::new(bin);
             cmd.args(["serve", "--config"])
                 .arg(write_config(dir.path(), &app));
             spawn(cmd)
@@ -130,7 +134,7 @@ fn write_config(dir: &Path, app: &str) -> PathBuf {
 listen = "127.0.0.1:0"
 [store]
 path = "{}"
-background_write_delay_ms = {delay}
+{delay}
 [application]
 webhook_url = "{app}/hook"
 secret = "bench-app-secret"
@@ -144,7 +148,10 @@ secrets = {{ signing_secret = "{SECRET}" }}
 "#,
             dir.join("bench.db").display(),
             app_concurrency = env_usize("PATCHBAY_BENCH_APP_CONCURRENCY", 32),
-            delay = env_usize("PATCHBAY_BENCH_BACKGROUND_DELAY_MS", 20),
+            // The product's default unless the run asks for another.
+            delay = std::env::var("PATCHBAY_BENCH_BACKGROUND_DELAY_MS")
+                .map(|ms| format!("background_write_delay_ms = {ms}"))
+                .unwrap_or_default(),
         ),
     )
     .expect("config");

@@ -36,13 +36,13 @@ pub enum AppOutcome {
 #[derive(Debug, Clone)]
 pub struct AppClient {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     secret: Secret,
 }
 
 impl AppClient {
     /// A client for `url`, signing with `secret`.
-    pub fn new(client: reqwest::Client, url: String, secret: Secret) -> Self {
+    pub fn new(client: reqwest::Client, url: reqwest::Url, secret: Secret) -> Self {
         AppClient {
             client,
             url,
@@ -61,7 +61,7 @@ impl AppClient {
         let key = self.secret.expose().as_bytes();
         let mut request = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header("content-type", "application/json")
             .header(
                 "x-hub-signature",
@@ -89,7 +89,7 @@ impl AppClient {
                     retry_after_ms: None,
                     reason: format!(
                         "application at {} unreachable: {}",
-                        host_of(&self.url),
+                        host_of(self.url.as_str()),
                         error_chain(&e)
                     ),
                 };

@@ -139,9 +139,8 @@ pub struct StoreConfig {
     /// Most webhooks committed in one transaction.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
-    /// When webhooks arrive in numbers, workers' writes (claims, completions)
-    /// wait while they keep arriving, up to this long, so acknowledgements
-    /// commit first; 0 turns this off.
+    /// While webhooks keep arriving, workers' writes (claims, completions)
+    /// wait up to this long, so acknowledgements commit first; 0 turns this off.
     #[serde(default = "default_background_delay")]
     pub background_write_delay_ms: u64,
     /// How long a worker may hold a job before another may take it, in seconds.
@@ -161,7 +160,7 @@ fn default_batch() -> usize {
     512
 }
 fn default_background_delay() -> u64 {
-    20
+    100
 }
 fn default_keep_done() -> u64 {
     72
@@ -331,8 +330,8 @@ impl Config {
 
     /// Checks what types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = &self.application.webhook_url;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        let url = reqwest::Url::parse(&self.application.webhook_url);
+        if !url.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
             return Err(ConfigError::new(
                 "application.webhook_url",
                 "must be an http:// or https:// URL",
@@ -559,7 +558,7 @@ mod tests {
                 store.background_write_delay_ms,
                 store.keep_done_hours
             ),
-            (512, 20, 72)
+            (512, 100, 72)
         );
     }
 
@@ -590,6 +589,11 @@ mod tests {
             ),
             (
                 MINIMAL.replace("http://127.0.0.1:9000/hook", "ftp://x"),
+                "application.webhook_url",
+                "http",
+            ),
+            (
+                MINIMAL.replace("http://127.0.0.1:9000/hook", "http://"),
                 "application.webhook_url",
                 "http",
             ),

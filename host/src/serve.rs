@@ -21,7 +21,6 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
     let settings = WriterSettings {
         max_batch: config.store.max_batch,
         background_delay: Duration::from_millis(config.store.background_write_delay_ms),
-        ..WriterSettings::default()
     };
     let store = SqliteStore::open(&config.store.path, settings, serving)
         .await
@@ -58,7 +57,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         app: AppClient::new(
             app_client,
-            config.application.webhook_url.clone(),
+            config
+                .application
+                .webhook_url
+                .parse()
+                .context("application.webhook_url")?,
             config.application.secret.clone(),
         ),
         app_retry: config.application.retry,

@@ -70,20 +70,15 @@ pub struct WriterSettings {
     /// Most writes in one transaction.
     pub max_batch: usize,
     /// Longest a background write (a worker's claim or completion) waits while
-    /// acknowledgements keep arriving in numbers. Zero runs everything in
-    /// arrival batches.
+    /// acknowledgements keep arriving. Zero runs everything in arrival batches.
     pub background_delay: Duration,
-    /// Acknowledgements arriving together that count as a busy writer and
-    /// start holding background writes.
-    pub busy_at: usize,
 }
 
 impl Default for WriterSettings {
     fn default() -> Self {
         WriterSettings {
             max_batch: 512,
-            background_delay: Duration::from_millis(20),
-            busy_at: 16,
+            background_delay: Duration::from_millis(100),
         }
     }
 }
@@ -129,7 +124,7 @@ impl SqliteStore {
             .await?;
         let max_batch = settings.max_batch.max(1);
         let (tx, rx) = mpsc::channel(max_batch * 4);
-        let scheduler = Scheduler::new(settings.background_delay, settings.busy_at);
+        let scheduler = Scheduler::new(settings.background_delay);
         writer::spawn(conn, rx, max_batch, scheduler).map_err(StoreError::Writer)?;
         Ok(SqliteStore {
             writer: tx,

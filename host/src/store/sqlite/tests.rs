@@ -37,7 +37,7 @@ const DELAY: Duration = Duration::from_millis(20);
 
 #[test]
 fn a_background_write_alone_runs_at_once() {
-    let mut scheduler = Scheduler::new(DELAY, 2);
+    let mut scheduler = Scheduler::new(DELAY);
     let now = Instant::now();
     let turn = scheduler.next_turn(&mut vec![claim_op()], now, false);
     assert_eq!(kinds(&turn), ["claim"]);
@@ -47,7 +47,7 @@ fn a_background_write_alone_runs_at_once() {
 
 #[test]
 fn background_writes_wait_while_acknowledgements_arrive_then_join_them() {
-    let mut scheduler = Scheduler::new(DELAY, 2);
+    let mut scheduler = Scheduler::new(DELAY);
     let start = Instant::now();
     let turn = scheduler.next_turn(&mut vec![add_op(), claim_op(), add_op()], start, false);
     assert_eq!(kinds(&turn), ["add", "add"], "the claim is held back");
@@ -56,8 +56,8 @@ fn background_writes_wait_while_acknowledgements_arrive_then_join_them() {
     // More webhooks before the deadline: they still go alone, and the deadline
     // does not move for the writes held first.
     let later = start + DELAY / 2;
-    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op(), add_op()], later, false);
-    assert_eq!(kinds(&turn), ["add", "add"]);
+    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], later, false);
+    assert_eq!(kinds(&turn), ["add"]);
     assert_eq!(scheduler.due_at(), Some(start + DELAY));
 
     // At the deadline everything held runs with the webhooks of that turn.
@@ -67,40 +67,26 @@ fn background_writes_wait_while_acknowledgements_arrive_then_join_them() {
 }
 
 #[test]
-fn under_light_load_nothing_is_held() {
-    let mut scheduler = Scheduler::new(DELAY, 2);
-    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], Instant::now(), false);
-    assert_eq!(kinds(&turn), ["add", "claim"]);
-    assert!(scheduler.is_empty());
-}
-
-#[test]
-fn held_writes_run_when_their_deadline_passes_with_nothing_new() {
-    let mut scheduler = Scheduler::new(DELAY, 2);
-    let start = Instant::now();
-    scheduler.next_turn(&mut vec![add_op(), add_op(), claim_op()], start, false);
-    // The writer woke at the deadline with nothing received.
-    let turn = scheduler.next_turn(&mut vec![], start + DELAY, false);
-    assert_eq!(kinds(&turn), ["claim"]);
-}
-
-#[test]
 fn held_writes_run_as_soon_as_no_acknowledgement_is_waiting() {
-    let mut scheduler = Scheduler::new(DELAY, 2);
+    let mut scheduler = Scheduler::new(DELAY);
     let start = Instant::now();
-    scheduler.next_turn(&mut vec![add_op(), add_op(), claim_op()], start, false);
+    scheduler.next_turn(&mut vec![add_op(), claim_op()], start, false);
+    // The writer found nothing waiting after that turn (light load): an empty
+    // receive releases the held write at once, long before its deadline.
     let soon = start + Duration::from_millis(1);
-    // Fewer webhooks than "busy" still keep the held writes waiting...
-    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], soon, false);
-    assert_eq!(kinds(&turn), ["add"]);
-    // ...until a turn has none.
+    let turn = scheduler.next_turn(&mut vec![], soon, false);
+    assert_eq!(kinds(&turn), ["claim"]);
+    assert!(scheduler.is_empty());
+
+    // So does a turn of background writes only.
+    scheduler.next_turn(&mut vec![add_op(), claim_op()], soon, false);
     let turn = scheduler.next_turn(&mut vec![claim_op()], soon, false);
-    assert_eq!(kinds(&turn), ["claim", "claim", "claim"]);
+    assert_eq!(kinds(&turn), ["claim", "claim"]);
 }
 
 #[test]
 fn closing_releases_held_writes() {
-    let mut scheduler = Scheduler::new(Duration::from_secs(3600), 1);
+    let mut scheduler = Scheduler::new(Duration::from_secs(3600));
     let start = Instant::now();
     scheduler.next_turn(&mut vec![add_op(), claim_op()], start, false);
     let turn = scheduler.next_turn(&mut vec![add_op()], start, true);
@@ -109,7 +95,7 @@ fn closing_releases_held_writes() {
 
 #[test]
 fn zero_delay_keeps_each_arrival_batch_together() {
-    let mut scheduler = Scheduler::new(Duration::ZERO, 1);
+    let mut scheduler = Scheduler::new(Duration::ZERO);
     let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], Instant::now(), false);
     assert_eq!(kinds(&turn), ["add", "claim"]);
 }
@@ -119,8 +105,6 @@ fn zero_delay_keeps_each_arrival_batch_together() {
 async fn store(dir: &tempfile::TempDir, delay: Duration) -> Arc<SqliteStore> {
     let settings = WriterSettings {
         background_delay: delay,
-        // Busy as soon as two webhooks wait together, so tests hold writes.
-        busy_at: 2,
         ..WriterSettings::default()
     };
     Arc::new(
@@ -432,4 +416,23 @@ async fn a_menu_is_found_after_a_restart() {
     );
     reopened.set_menu("c1", None, 2).await.unwrap();
     assert_eq!(reopened.menu("c1").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_light_load_a_held_write_runs_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Held writes would wait an hour for their deadline: only the writer's
+    // finding nothing more to acknowledge can let them through.
+    let store = store(&dir, Duration::from_secs(3600)).await;
+    for i in 0..20 {
+        let webhook = store.add(vec![job(&format!("w{i}"), Queue::Inbound, None)]);
+        let claim = store.claim(Queue::Deliver, 1, 60_000, 1);
+        let (added, claimed) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(webhook, claim)
+        })
+        .await
+        .expect("a worker's write waited for its deadline");
+        added.unwrap();
+        claimed.unwrap();
+    }
 }

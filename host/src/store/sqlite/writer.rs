@@ -11,10 +11,12 @@
 //!
 //! **Acknowledgements first.** Accepting a webhook or an application message
 //! is what a caller is waiting on; workers' claims and completions are not.
-//! Once the writer is busy (many acknowledgements arriving at once), background
-//! writes are held back while acknowledgements keep arriving (at most
-//! `background_delay`) and then run together in one turn. Under lighter load
-//! nothing waits, so workers keep their pace. The policy is [`Scheduler`].
+//! A turn with acknowledgements holds the background writes that came with it;
+//! they run once no acknowledgement has arrived for a millisecond, or once they
+//! have waited `background_delay`. Under light load that is at once; while
+//! webhooks arrive faster than they can be stored, the workers' parsing and
+//! delivering (CPU the acknowledgements need) is paced by the delay and catches
+//! up when the burst ends. The policy is [`Scheduler`].
 
 use std::time::{Duration, Instant};
 
@@ -115,13 +117,15 @@ async fn write_loop(
     loop {
         let open = match scheduler.due_at() {
             None => rx.recv_many(&mut incoming, max_batch).await > 0,
-            // Held writes fall due even if nothing else arrives.
+            // Held writes run once nothing has arrived for a moment (the burst
+            // is over, or there was none), and at their deadline in any case.
             Some(due) => {
-                match tokio::time::timeout_at(due.into(), rx.recv_many(&mut incoming, max_batch))
+                let wake = due.min(Instant::now() + QUIET);
+                match tokio::time::timeout_at(wake.into(), rx.recv_many(&mut incoming, max_batch))
                     .await
                 {
                     Ok(received) => received > 0,
-                    Err(_due) => true,
+                    Err(_quiet_or_due) => true,
                 }
             }
         };
@@ -135,24 +139,25 @@ async fn write_loop(
     }
 }
 
+/// How long the writer waits for more acknowledgements before it runs the
+/// background writes it holds: longer than the gaps inside a burst, short
+/// enough that a lone webhook does not delay the workers noticeably.
+const QUIET: Duration = Duration::from_millis(1);
+
 /// Decides which writes run in the writer's next turn. Acknowledgements run
-/// at once. When many arrive together (the writer is what callers are waiting
-/// on), background writes start being held: for as long as acknowledgements
-/// keep coming, at most `delay`, then they all run in one turn. Under lighter
-/// load nothing is held. Pure, so its policy is tested without a database.
+/// at once; background writes that arrive with them are held until a turn has
+/// no acknowledgements, at most `delay` (the oldest held write's wait), or
+/// until the writer closes. Pure, so its policy is tested without a database.
 pub(super) struct Scheduler {
     delay: Duration,
-    /// Acknowledgements in one receive that start holding background writes.
-    busy_at: usize,
     held: Vec<Op>,
     held_since: Instant,
 }
 
 impl Scheduler {
-    pub(super) fn new(delay: Duration, busy_at: usize) -> Scheduler {
+    pub(super) fn new(delay: Duration) -> Scheduler {
         Scheduler {
             delay,
-            busy_at: busy_at.max(1),
             held: Vec::new(),
             held_since: Instant::now(),
         }
@@ -177,12 +182,7 @@ impl Scheduler {
     ) -> Vec<Op> {
         let (mut turn, background): (Vec<Op>, Vec<Op>) =
             incoming.drain(..).partition(Op::acknowledges);
-        let holding = !self.held.is_empty();
-        if !holding && turn.len() < self.busy_at {
-            turn.extend(background);
-            return turn;
-        }
-        if !holding {
+        if self.held.is_empty() {
             self.held_since = now;
         }
         self.held.extend(background);
