@@ -13,10 +13,10 @@
 //! is what a caller is waiting on; workers' claims and completions are not.
 //! A turn with acknowledgements holds the background writes that came with it;
 //! they run once no acknowledgement has arrived for a millisecond, or once they
-//! have waited `background_delay`. Under light load that is at once; while
-//! webhooks arrive faster than they can be stored, the workers' parsing and
-//! delivering (CPU the acknowledgements need) is paced by the delay and catches
-//! up when the burst ends. The policy is [`Scheduler`].
+//! have waited `background_delay`. Under light load that is within the
+//! millisecond; while webhooks arrive faster than they can be stored, the
+//! workers' parsing and delivering (CPU the acknowledgements need) is paced by
+//! the delay and catches up when the burst ends. The policy is [`Scheduler`].
 
 use std::time::{Duration, Instant};
 
