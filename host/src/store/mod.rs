@@ -217,6 +217,11 @@ pub trait Store: Send + Sync + 'static {
     /// jobs are kept. A deleted job's dedupe key no longer catches a redelivery.
     async fn prune(&self, queue: Queue, before: i64, limit: u32) -> Result<u64, StoreError>;
 
+    /// Deletes up to `limit` idempotency records (application `Idempotency-Key`s)
+    /// stored before `before` (ms since the epoch); returns how many. The same
+    /// key afterwards stores a new message.
+    async fn forget_idempotency(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+
     /// Records (or with `None` clears) a conversation's degraded menu.
     async fn set_menu(
         &self,

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
+    created_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, key)
 );
 CREATE TABLE IF NOT EXISTS menus (
@@ -104,6 +105,7 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(SCHEMA)?;
+        upgrade(&conn)?;
         if release_leases {
             conn.execute(
                 "UPDATE jobs SET lease_until = 0 WHERE state = 'pending' AND lease_until > 0",
@@ -141,6 +143,27 @@ impl SqliteStore {
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Brings a file written by an earlier version up to [`SCHEMA`].
+fn upgrade(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_created_at: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('idempotency') WHERE name = 'created_at')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_created_at {
+        // Records from before had no age: they count from now, so none is
+        // forgotten sooner than `keep_done_hours` after the upgrade.
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE idempotency ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+             UPDATE idempotency SET created_at = {};
+             COMMIT;",
+            now_ms()
+        ))?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency(created_at);")
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -297,6 +320,10 @@ impl Store for SqliteStore {
 
     async fn prune(&self, queue: Queue, before: i64, limit: u32) -> Result<u64, StoreError> {
         self.call(|r| Op::Prune(queue, before, limit, r)).await
+    }
+
+    async fn forget_idempotency(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        self.call(|r| Op::Forget(before, limit, r)).await
     }
 
     async fn set_menu(

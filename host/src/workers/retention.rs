@@ -1,6 +1,8 @@
-//! Deleting finished jobs once `[store] keep_done_hours` have passed, so the
-//! database stays the size of its retention window rather than of its history.
+//! Deleting finished jobs and application `Idempotency-Key`s once `[store]
+//! keep_done_hours` have passed, so the database stays the size of its
+//! retention window rather than of its history.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::runtime::Runtime;
 use crate::store::sqlite::now_ms;
-use crate::store::{Queue, Store};
+use crate::store::{Queue, Store, StoreError};
 
 /// How often old jobs are looked for.
 const EVERY: Duration = Duration::from_secs(300);
@@ -31,28 +33,48 @@ pub async fn run(rt: Arc<Runtime>, keep: Duration, mut shutdown: watch::Receiver
     }
 }
 
-/// Deletes the jobs of every queue finished before `before` (ms since the
-/// epoch); returns how many.
+/// Deletes what is older than `before` (ms since the epoch): the finished jobs
+/// of every queue and the idempotency keys; returns how many jobs.
 pub async fn prune(store: &dyn Store, before: i64) -> u64 {
-    let mut total = 0;
+    let mut jobs = 0;
     for queue in Queue::ALL {
-        loop {
-            match store.prune(queue, before, CHUNK).await {
-                Ok(n) => {
-                    total += n;
-                    if n < u64::from(CHUNK) {
-                        break;
-                    }
+        jobs += in_chunks(queue.as_str(), |limit| store.prune(queue, before, limit)).await;
+    }
+    if jobs > 0 {
+        tracing::info!(jobs, "pruned finished jobs");
+    }
+    let keys = in_chunks("idempotency keys", |limit| {
+        store.forget_idempotency(before, limit)
+    })
+    .await;
+    if keys > 0 {
+        tracing::info!(
+            keys,
+            "forgot idempotency keys older than the retention window"
+        );
+    }
+    jobs
+}
+
+/// Runs `delete` [`CHUNK`] at a time until it deletes fewer; returns the total.
+async fn in_chunks<F, Fut>(what: &str, mut delete: F) -> u64
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        match delete(CHUNK).await {
+            Ok(n) => {
+                total += n;
+                if n < u64::from(CHUNK) {
+                    return total;
                 }
-                Err(e) => {
-                    tracing::warn!(queue = queue.as_str(), error = %e, "pruning finished jobs failed; will try again");
-                    break;
-                }
+            }
+            Err(e) => {
+                tracing::warn!(what, error = %e, "pruning failed; will try again");
+                return total;
             }
         }
     }
-    if total > 0 {
-        tracing::info!(jobs = total, "pruned finished jobs");
-    }
-    total
 }

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::writer::{Op, Scheduler};
 use super::{SqliteStore, WriterSettings};
-use crate::store::{Added, NewJob, Queue, QueueCounts, Store, StoreError};
+use crate::store::{Added, NewJob, Queue, QueueCounts, Remembered, Store, StoreError};
 
 fn add_op() -> Op {
     Op::Add(vec![], oneshot::channel().0)
@@ -435,4 +435,85 @@ async fn under_light_load_a_held_write_runs_at_once() {
         added.unwrap();
         claimed.unwrap();
     }
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_forgotten_after_the_retention_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    let first = store
+        .remember(
+            "api",
+            "order-1",
+            "[\"m1\"]",
+            vec![job("m1", Queue::Outbound, None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, Remembered::New);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = crate::store::sqlite::now_ms();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let later = store
+        .remember(
+            "api",
+            "order-2",
+            "[\"m2\"]",
+            vec![job("m2", Queue::Outbound, None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(later, Remembered::New);
+
+    // Stored before the cutoff: only order-1 goes (the retention task does this).
+    crate::workers::retention::prune(store.as_ref(), cutoff).await;
+    let again = store
+        .remember(
+            "api",
+            "order-1",
+            "[\"m3\"]",
+            vec![job("m3", Queue::Outbound, None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Remembered::New, "a forgotten key stores anew");
+    let kept = store
+        .remember("api", "order-2", "[\"m4\"]", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept, Remembered::Existing("[\"m2\"]".into()));
+}
+
+#[tokio::test]
+async fn a_file_from_before_idempotency_ages_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("patchbay.db");
+    {
+        // The idempotency table as earlier versions created it, with a record.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE idempotency (scope TEXT NOT NULL, key TEXT NOT NULL,
+                 value TEXT NOT NULL, PRIMARY KEY (scope, key));
+             INSERT INTO idempotency VALUES ('api', 'order-1', '[\"m1\"]');",
+        )
+        .unwrap();
+    }
+    let opened_at = crate::store::sqlite::now_ms();
+    let store = Arc::new(
+        SqliteStore::open(&path, WriterSettings::default(), true)
+            .await
+            .unwrap(),
+    );
+    // The old record counts from the upgrade: a prune up to just before it keeps it.
+    crate::workers::retention::prune(store.as_ref(), opened_at - 1).await;
+    let replayed = store
+        .remember(
+            "api",
+            "order-1",
+            "[\"m2\"]",
+            vec![job("m2", Queue::Outbound, None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(replayed, Remembered::Existing("[\"m1\"]".into()));
 }

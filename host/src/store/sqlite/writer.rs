@@ -53,6 +53,7 @@ pub(super) enum Op {
     },
     SetMenu(String, Option<String>, i64, Reply<()>),
     Prune(Queue, i64, u32, Reply<u64>),
+    Forget(i64, u32, Reply<u64>),
 }
 
 impl Op {
@@ -246,7 +247,7 @@ fn fail(op: Op, why: &str) {
         | Op::SetMenu(_, _, _, r) => f(r, why),
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
-        Op::Prune(_, _, _, r) => f(r, why),
+        Op::Prune(_, _, _, r) | Op::Forget(_, _, r) => f(r, why),
     }
 }
 
@@ -336,6 +337,17 @@ fn run_op(conn: &Connection, op: Op) -> Finisher {
                     .and_then(|mut s| s.execute(params![key])),
             };
             finisher(reply, r.map(drop).map_err(Into::into))
+        }
+        Op::Forget(before, limit, reply) => {
+            let r = conn
+                .prepare_cached(
+                    "DELETE FROM idempotency WHERE rowid IN (
+                         SELECT rowid FROM idempotency WHERE created_at < ?1
+                         ORDER BY created_at LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![before, limit]))
+                .map(|deleted| deleted as u64);
+            finisher(reply, r.map_err(Into::into))
         }
         Op::Prune(queue, before, limit, reply) => {
             // `run_at` is when a job last fell due, at most its finishing time, so
@@ -480,8 +492,10 @@ fn remember(
     if let Some(value) = existing {
         return Ok(Remembered::Existing(value));
     }
-    conn.prepare_cached("INSERT INTO idempotency (scope, key, value) VALUES (?1, ?2, ?3)")?
-        .execute(params![scope, key, value])?;
+    conn.prepare_cached(
+        "INSERT INTO idempotency (scope, key, value, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![scope, key, value, now_ms()])?;
     insert_jobs(conn, jobs)?;
     Ok(Remembered::New)
 }
