@@ -207,7 +207,8 @@ fn run_turn(conn: &Connection, mut turn: Vec<Op>) {
         return;
     }
     let mut finishers = Vec::with_capacity(turn.len());
-    for op in turn {
+    let mut ops = turn.into_iter();
+    while let Some(op) = ops.next() {
         finishers.push(run_op(conn, op));
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (disk full, I/O error):
@@ -215,6 +216,7 @@ fn run_turn(conn: &Connection, mut turn: Vec<Op>) {
             tracing::error!("store transaction was rolled back");
             let why = "the transaction was rolled back";
             finishers.into_iter().for_each(|f| f(Some(why)));
+            ops.for_each(|op| fail(op, why));
             return;
         }
     }
