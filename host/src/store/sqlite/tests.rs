@@ -517,3 +517,35 @@ async fn a_file_from_before_idempotency_ages_is_upgraded() {
         .unwrap();
     assert_eq!(replayed, Remembered::Existing("[\"m1\"]".into()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_turn_is_rolled_back_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, Duration::ZERO).await;
+    // Webhooks sent together with a write that panics: whichever share its turn
+    // fail, and a failed one is not stored.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            store
+                .add(vec![job(&format!("j{i}"), Queue::Inbound, None)])
+                .await
+                .is_ok()
+        });
+    }
+    let panicked = store.call(super::writer::Op::Panic).await;
+    assert!(panicked.is_err());
+    let mut stored = 0;
+    while let Some(ok) = tasks.join_next().await {
+        stored += u64::from(ok.unwrap());
+    }
+    assert_eq!(counts(&store, Queue::Inbound).await.pending, stored);
+
+    // The writer is still there.
+    store
+        .add(vec![job("after", Queue::Inbound, None)])
+        .await
+        .unwrap();
+    assert_eq!(counts(&store, Queue::Inbound).await.pending, stored + 1);
+}

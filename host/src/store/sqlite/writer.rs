@@ -54,6 +54,9 @@ pub(super) enum Op {
     SetMenu(String, Option<String>, i64, Reply<()>),
     Prune(Queue, i64, u32, Reply<u64>),
     Forget(i64, u32, Reply<u64>),
+    /// Panics in the writer, to test that a turn's panic is contained.
+    #[cfg(test)]
+    Panic(Reply<()>),
 }
 
 impl Op {
@@ -135,7 +138,20 @@ async fn write_loop(
         }
         let turn = scheduler.next_turn(&mut incoming, Instant::now(), !open);
         if !turn.is_empty() {
-            run_turn(&conn, turn);
+            run_contained(&conn, turn);
+        }
+    }
+}
+
+/// Runs a turn; should it panic (a bug), its transaction is rolled back and
+/// the writer goes on. The turn's callers, whose answers went with the
+/// unwinding, see the store as unavailable; nothing of the turn is stored.
+fn run_contained(conn: &Connection, turn: Vec<Op>) {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_turn(conn, turn)));
+    if ran.is_err() {
+        tracing::error!("store writer panicked; its turn was rolled back");
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
         }
     }
 }
@@ -250,11 +266,15 @@ fn fail(op: Op, why: &str) {
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
         Op::Prune(_, _, _, r) | Op::Forget(_, _, r) => f(r, why),
+        #[cfg(test)]
+        Op::Panic(r) => f(r, why),
     }
 }
 
 fn run_op(conn: &Connection, op: Op) -> Finisher {
     match op {
+        #[cfg(test)]
+        Op::Panic(_) => panic!("a test asked the writer to panic"),
         Op::Add(jobs, reply) => {
             let several = jobs.len() > 1;
             finisher(reply, atomically(conn, several, |c| insert_jobs(c, &jobs)))
