@@ -6,6 +6,8 @@
 //! PATCHBAY_BENCH_ROUNDS=5 PATCHBAY_BENCH_REQUESTS=50000 cargo bench -p patchbay-host --bench ingress_load
 //! # workers' writes not held back while webhooks arrive ([store] background_write_delay_ms):
 //! PATCHBAY_BENCH_BACKGROUND_DELAY_MS=0 cargo bench -p patchbay-host --bench ingress_load
+//! # random event ids, as providers send (the default numbers them):
+//! PATCHBAY_BENCH_RANDOM_IDS=1 cargo bench -p patchbay-host --bench ingress_load
 //! # another build of `patchbay` (say, the previous commit's) under the same load:
 //! PATCHBAY_BENCH_BIN=/tmp/patchbay-before cargo bench -p patchbay-host --bench ingress_load
 //! ```
@@ -212,12 +214,20 @@ fn report(name: &str, r: &LoadResult, drained: Option<Option<Duration>>) {
 async fn load(base: &str, requests: usize, concurrency: usize, prefix: &str) -> LoadResult {
     let url = format!("{base}/webhooks/bench");
     let client = patchbay_host::transport::http_client(Duration::from_secs(30));
+    // Providers' event ids are random; numbered ones sort close together, which
+    // spares the dedupe index most of its page writes.
+    let random_ids = std::env::var_os("PATCHBAY_BENCH_RANDOM_IDS").is_some();
     // Bodies and signatures are prepared up front so only the server is measured.
     let prepared: Arc<Vec<(Vec<u8>, String)>> = Arc::new(
         (0..requests)
             .map(|i| {
+                let id = if random_ids {
+                    format!("{prefix}-{:032x}", rand::random::<u128>())
+                } else {
+                    format!("{prefix}-{i}")
+                };
                 let body = format!(
-                    r#"{{"message_id":"{prefix}-{i}","conversation":{{"id":"c-{}"}},"content":{{"type":"text","text":"load test message {i}"}}}}"#,
+                    r#"{{"message_id":"{id}","conversation":{{"id":"c-{}"}},"content":{{"type":"text","text":"load test message {i}"}}}}"#,
                     i % 500
                 )
                 .into_bytes();
