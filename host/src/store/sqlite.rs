@@ -155,13 +155,12 @@ fn upgrade(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     if !has_created_at {
         // Records from before had no age: they count from now, so none is
         // forgotten sooner than `keep_done_hours` after the upgrade.
-        conn.execute_batch(&format!(
+        conn.execute_batch(
             "BEGIN IMMEDIATE;
-             ALTER TABLE idempotency ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
-             UPDATE idempotency SET created_at = {};
-             COMMIT;",
-            now_ms()
-        ))?;
+             ALTER TABLE idempotency ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;",
+        )?;
+        conn.execute("UPDATE idempotency SET created_at = ?1", [now_ms()])?;
+        conn.execute_batch("COMMIT")?;
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency(created_at);")
 }
@@ -197,12 +196,12 @@ impl Store for SqliteStore {
     }
 
     async fn complete(&self, id: &str, follow_ups: Vec<NewJob>) -> Result<(), StoreError> {
-        self.call(|r| Op::Complete(id.to_string(), follow_ups, r))
+        self.call(|r| Op::Complete(vec![(id.to_string(), follow_ups)], r))
             .await
     }
 
     async fn complete_many(&self, done: Vec<(String, Vec<NewJob>)>) -> Result<(), StoreError> {
-        self.call(|r| Op::CompleteMany(done, r)).await
+        self.call(|r| Op::Complete(done, r)).await
     }
 
     async fn save_progress(&self, id: &str, payload: Vec<u8>) -> Result<(), StoreError> {

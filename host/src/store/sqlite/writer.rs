@@ -38,8 +38,8 @@ pub(super) enum Op {
         limit: u32,
         reply: Reply<Vec<Job>>,
     },
-    Complete(String, Vec<NewJob>, Reply<()>),
-    CompleteMany(Vec<(String, Vec<NewJob>)>, Reply<()>),
+    /// Jobs done, each with the jobs that follow from it.
+    Complete(Vec<(String, Vec<NewJob>)>, Reply<()>),
     Progress(String, Vec<u8>, Reply<()>),
     Retry(String, i64, String, Reply<()>),
     Bury(String, String, Vec<NewJob>, Reply<()>),
@@ -81,11 +81,15 @@ impl Op {
 /// Sends a result after the commit: the op's own result, or the commit's failure.
 type Finisher = Box<dyn FnOnce(Option<&str>) + Send>;
 
-fn finisher<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Finisher {
+fn finisher<T, E>(reply: Reply<T>, result: Result<T, E>) -> Finisher
+where
+    T: Send + 'static,
+    E: Into<StoreError> + Send + 'static,
+{
     Box::new(move |commit_error| {
         let result = match commit_error {
             Some(e) => Err(StoreError::Commit(e.to_string())),
-            None => result,
+            None => result.map_err(Into::into),
         };
         // The caller may have gone away (request cancelled); the write stands.
         let _ = reply.send(result);
@@ -257,8 +261,7 @@ fn fail(op: Op, why: &str) {
     match op {
         Op::Add(_, r) => f(r, why),
         Op::Claim { reply, .. } => f(reply, why),
-        Op::Complete(_, _, r)
-        | Op::CompleteMany(_, r)
+        Op::Complete(_, r)
         | Op::Progress(_, _, r)
         | Op::Retry(_, _, _, r)
         | Op::Bury(_, _, _, r)
@@ -285,17 +288,10 @@ fn run_op(conn: &Connection, op: Op) -> Finisher {
             lease_ms,
             limit,
             reply,
-        } => finisher(
-            reply,
-            claim(conn, queue, now, lease_ms, limit).map_err(Into::into),
-        ),
-        Op::Complete(id, follow_ups, reply) => {
-            let several = !follow_ups.is_empty();
-            let r = atomically(conn, several, |c| finish(c, &id, "done", None, &follow_ups));
-            finisher(reply, r)
-        }
-        Op::CompleteMany(done, reply) => {
-            let r = atomically(conn, true, |c| {
+        } => finisher(reply, claim(conn, queue, now, lease_ms, limit)),
+        Op::Complete(done, reply) => {
+            let several = done.len() > 1 || done.iter().any(|(_, f)| !f.is_empty());
+            let r = atomically(conn, several, |c| {
                 done.iter()
                     .try_for_each(|(id, follow_ups)| finish(c, id, "done", None, follow_ups))
             });
@@ -309,31 +305,33 @@ fn run_op(conn: &Connection, op: Op) -> Finisher {
             finisher(reply, r)
         }
         Op::Progress(id, payload, reply) => {
-            let r = conn
-                .prepare_cached("UPDATE jobs SET payload = ?1 WHERE id = ?2")
-                .and_then(|mut s| s.execute(params![payload, id]))
-                .map(drop);
-            finisher(reply, r.map_err(Into::into))
+            let r = execute(
+                conn,
+                "UPDATE jobs SET payload = ?1 WHERE id = ?2",
+                params![payload, id],
+            )
+            .map(drop);
+            finisher(reply, r)
         }
         Op::Retry(id, run_at, error, reply) => {
-            let r = conn
-                .prepare_cached(
-                    "UPDATE jobs SET run_at = ?1, lease_until = 0, last_error = ?2, updated_at = ?3
+            let r = execute(
+                conn,
+                "UPDATE jobs SET run_at = ?1, lease_until = 0, last_error = ?2, updated_at = ?3
                      WHERE id = ?4",
-                )
-                .and_then(|mut s| s.execute(params![run_at, error, now_ms(), id]))
-                .map(drop);
-            finisher(reply, r.map_err(Into::into))
+                params![run_at, error, now_ms(), id],
+            )
+            .map(drop);
+            finisher(reply, r)
         }
         Op::Replay(id, now, reply) => {
-            let r = conn
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?1, lease_until = 0,
+            let r = execute(
+                conn,
+                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?1, lease_until = 0,
                      updated_at = ?1 WHERE id = ?2 AND state = 'dead'",
-                )
-                .and_then(|mut s| s.execute(params![now, id]))
-                .map(|changed| changed == 1);
-            finisher(reply, r.map_err(Into::into))
+                params![now, id],
+            )
+            .map(|changed| changed == 1);
+            finisher(reply, r)
         }
         Op::Remember {
             scope,
@@ -347,49 +345,56 @@ fn run_op(conn: &Connection, op: Op) -> Finisher {
         }
         Op::SetMenu(key, menu, now, reply) => {
             let r = match menu {
-                Some(menu) => conn
-                    .prepare_cached(
-                        "INSERT INTO menus (conversation_key, menu, updated_at) VALUES (?1, ?2, ?3)
+                Some(menu) => execute(
+                    conn,
+                    "INSERT INTO menus (conversation_key, menu, updated_at) VALUES (?1, ?2, ?3)
                          ON CONFLICT (conversation_key) DO UPDATE
                          SET menu = excluded.menu, updated_at = excluded.updated_at",
-                    )
-                    .and_then(|mut s| s.execute(params![key, menu, now])),
-                None => conn
-                    .prepare_cached("DELETE FROM menus WHERE conversation_key = ?1")
-                    .and_then(|mut s| s.execute(params![key])),
+                    params![key, menu, now],
+                ),
+                None => execute(
+                    conn,
+                    "DELETE FROM menus WHERE conversation_key = ?1",
+                    params![key],
+                ),
             };
-            finisher(reply, r.map(drop).map_err(Into::into))
+            finisher(reply, r.map(drop))
         }
         Op::Forget(before, limit, reply) => {
-            let r = conn
-                .prepare_cached(
-                    "DELETE FROM idempotency WHERE rowid IN (
+            let r = execute(
+                conn,
+                "DELETE FROM idempotency WHERE rowid IN (
                          SELECT rowid FROM idempotency WHERE created_at < ?1
                          ORDER BY created_at LIMIT ?2)",
-                )
-                .and_then(|mut s| s.execute(params![before, limit]))
-                .map(|deleted| deleted as u64);
-            finisher(reply, r.map_err(Into::into))
+                params![before, limit],
+            )
+            .map(|deleted| deleted as u64);
+            finisher(reply, r)
         }
         Op::Prune(queue, before, limit, reply) => {
             // `run_at` is when a job last fell due, at most its finishing time, so
             // the due index finds old finished jobs without a scan.
-            let r = conn
-                .prepare_cached(
-                    "DELETE FROM jobs WHERE seq IN (
+            let r = execute(
+                conn,
+                "DELETE FROM jobs WHERE seq IN (
                          SELECT seq FROM jobs WHERE queue = ?1 AND state = 'done' AND run_at < ?2
                          ORDER BY run_at LIMIT ?3)",
-                )
-                .and_then(|mut s| s.execute(params![queue.as_str(), before, limit]))
-                .map(|deleted| deleted as u64);
-            finisher(reply, r.map_err(Into::into))
+                params![queue.as_str(), before, limit],
+            )
+            .map(|deleted| deleted as u64);
+            finisher(reply, r)
         }
     }
 }
 
 /// Runs a cached statement without values.
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
+    execute(conn, sql, []).map(drop)
+}
+
+/// Runs a cached statement; returns how many rows it changed.
+fn execute(conn: &Connection, sql: &str, values: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(values)
 }
 
 /// Runs `f`, in a savepoint when it takes `several` statements, so that a
@@ -450,11 +455,12 @@ fn finish(
     error: Option<&str>,
     follow_ups: &[NewJob],
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+    execute(
+        conn,
         "UPDATE jobs SET state = ?1, lease_until = 0, last_error = COALESCE(?2, last_error),
          updated_at = ?3 WHERE id = ?4",
-    )?
-    .execute(params![state, error, now_ms(), id])?;
+        params![state, error, now_ms(), id],
+    )?;
     if !follow_ups.is_empty() {
         insert_jobs(conn, follow_ups)?;
     }
@@ -514,10 +520,11 @@ fn remember(
     if let Some(value) = existing {
         return Ok(Remembered::Existing(value));
     }
-    conn.prepare_cached(
+    execute(
+        conn,
         "INSERT INTO idempotency (scope, key, value, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![scope, key, value, now_ms()])?;
+        params![scope, key, value, now_ms()],
+    )?;
     insert_jobs(conn, jobs)?;
     Ok(Remembered::New)
 }
