@@ -2,6 +2,8 @@
 //!
 //! The host's decisions that need no I/O, so they can be table-tested:
 //!
+//! - [`breaker`]: pausing a failing destination as a whole, probing it, and
+//!   resuming it at once when it answers;
 //! - [`capabilities`]: narrowing an adapter's declared capabilities with the
 //!   operator's configuration (configuration can only take away);
 //! - [`fit`]: fitting an outbound message to a channel, deterministically — rich
@@ -17,6 +19,7 @@
 //! No clock, no randomness, no storage, no network: callers pass `now` and jitter
 //! in, and keep the results (for example the degraded [`menu::Menu`]) themselves.
 
+pub mod breaker;
 pub mod capabilities;
 pub mod fit;
 pub mod menu;

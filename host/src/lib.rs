@@ -31,6 +31,7 @@ pub mod app;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod destinations;
 pub mod plugins;
 pub mod resources;
 pub mod runtime;

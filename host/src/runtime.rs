@@ -8,8 +8,9 @@ use tokio::sync::Notify;
 
 use crate::app::AppClient;
 use crate::channels::Channels;
+use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
-use crate::store::{Job, NewJob, Store};
+use crate::store::{Attempt, Job, NewJob, Store, StoreError};
 use crate::transport::Transport;
 
 /// Wakes a queue's worker when new work is stored.
@@ -47,6 +48,8 @@ pub struct Runtime {
     pub api_keys: Vec<Secret>,
     /// Worker wake-ups.
     pub wake: Wakers,
+    /// Breakers of the application and of each channel's provider.
+    pub destinations: Destinations,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -59,10 +62,14 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Schedules a job to run again; store failures are logged (the lease
-    /// expiring brings the job back anyway).
-    pub async fn retry(&self, job: &Job, run_at: i64, error: &str) {
-        if let Err(e) = self.store.retry(&job.id, run_at, error).await {
+    /// Schedules a job to run again; a failing store is retried a while (the
+    /// lease expiring brings the job back anyway).
+    pub async fn retry(&self, job: &Job, run_at: i64, error: &str, attempt: Attempt) {
+        let scheduled = persist("scheduling a retry", || {
+            self.store.retry(&job.id, run_at, error, attempt)
+        })
+        .await;
+        if let Err(e) = scheduled {
             tracing::error!(job = %job.id, error = %e, "scheduling a retry failed");
         }
     }
@@ -71,10 +78,43 @@ impl Runtime {
     pub async fn bury(&self, job: &Job, error: &str, follow_ups: Vec<NewJob>) {
         tracing::warn!(job = %job.id, queue = job.queue.as_str(), channel = %job.channel, %error, "dead-lettered");
         let notify = !follow_ups.is_empty();
-        match self.store.bury(&job.id, error, follow_ups).await {
+        let buried = persist("dead-lettering", || {
+            self.store.bury(&job.id, error, follow_ups.clone())
+        })
+        .await;
+        match buried {
             Ok(()) if notify => self.wake.deliver.notify_one(),
             Ok(()) => {}
             Err(e) => tracing::error!(job = %job.id, error = %e, "dead-lettering failed"),
         }
     }
 }
+
+/// Runs a store write until it succeeds, backing off from 50 ms to 2 s, for up
+/// to [`PERSIST_FOR`]. A worker's write that fails (a full disk, an I/O error)
+/// is retried in place: the job stays leased meanwhile, so nothing newer of
+/// its conversation overtakes it, and once the store recovers the job goes on
+/// at once instead of waiting out its lease.
+pub async fn persist<T, F, Fut>(what: &str, mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_millis(50);
+    loop {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(StoreError::Closed) => return Err(StoreError::Closed),
+            Err(e) if started.elapsed() >= PERSIST_FOR => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// How long [`persist`] keeps trying.
+pub const PERSIST_FOR: std::time::Duration = std::time::Duration::from_secs(30);

@@ -9,10 +9,11 @@ use tokio::sync::watch;
 use crate::app::AppClient;
 use crate::channels;
 use crate::config::Config;
+use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
 use crate::runtime::{Runtime, Wakers};
 use crate::smtp::SmtpSender;
-use crate::store::{Queue, SqliteStore, Store, WriterSettings};
+use crate::store::{APPLICATION, Queue, SqliteStore, Store, WriterSettings};
 use crate::transport::{Transport, http_client};
 use crate::workers;
 
@@ -70,6 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         api_keys: config.application.api_keys.clone(),
         wake: Wakers::default(),
+        destinations: Destinations::default(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -86,6 +88,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tasks.spawn(workers::run_queue(
         rt.clone(),
         Queue::Deliver,
+        vec![APPLICATION.to_string()],
         config.application.concurrency,
         rt.wake.deliver.clone(),
         stop_rx.clone(),
@@ -94,6 +97,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tasks.spawn(workers::run_queue(
         rt.clone(),
         Queue::Outbound,
+        rt.channels.keys().cloned().collect(),
         config.outbound.concurrency,
         rt.wake.outbound.clone(),
         stop_rx.clone(),

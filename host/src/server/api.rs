@@ -105,6 +105,7 @@ pub async fn send_messages(
             id: ids[i].clone(),
             queue: Queue::Outbound,
             channel: channel_id.clone(),
+            destination: channel_id.clone(),
             conversation_key: Some(conv),
             dedupe_key: None,
             payload,
@@ -114,7 +115,7 @@ pub async fn send_messages(
     let answer = json!({ "ids": ids }).to_string();
     let stored = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         Some(key) if !key.is_empty() => rt.store.remember(&channel_id, key, &answer, jobs).await,
-        _ => rt.store.add(jobs).await.map(|_| Remembered::New),
+        _ => rt.store.add(jobs).await.map(|()| Remembered::New),
     };
     match stored {
         Ok(Remembered::New) => {

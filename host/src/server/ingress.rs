@@ -13,7 +13,7 @@ use super::error;
 use crate::channels::Channel;
 use crate::runtime::Runtime;
 use crate::store::sqlite::now_ms;
-use crate::store::{Added, NewJob, Queue};
+use crate::store::{NewJob, Queue};
 use crate::workers::new_id;
 
 /// Verifies the webhook over its exact bytes, stores it (group commit) and only
@@ -88,14 +88,16 @@ pub async fn webhook(
             id: new_id(),
             queue: Queue::Inbound,
             channel: channel_id.clone(),
+            destination: channel_id.clone(),
             conversation_key: None,
             dedupe_key: verdict.dedupe_key.clone(),
             payload,
             run_at: now_ms(),
         };
-        match rt.store.add(vec![job]).await.as_deref() {
-            Ok([Added::Stored(_)]) => rt.wake.inbound.notify_one(),
-            Ok(_) => tracing::debug!(channel = %channel_id, "duplicate webhook dropped"),
+        // A redelivery is stored too and dropped when parsed: checking the
+        // provider's id here would cost every acknowledgement a random read.
+        match rt.store.add(vec![job]).await {
+            Ok(()) => rt.wake.inbound.notify_one(),
             Err(e) => {
                 tracing::error!(channel = %channel_id, error = %e, "storing webhook failed");
                 // 503 makes the provider retry; nothing was acknowledged.

@@ -9,18 +9,38 @@
 //! | `outbound` | a canonical message from the application | application API | outbound worker |
 //!
 //! A job is `pending` until a worker finishes it (`done`) or gives up (`dead`:
-//! the dead-letter list, replayable). Workers *lease* jobs so a crashed worker's
-//! job is taken up again; jobs with the same conversation key are handed out one
-//! at a time, in order. Finishing a job and creating the jobs that follow from it
-//! happen in one transaction, so a crash never loses or doubles a step.
+//! the dead-letter list, replayable). Finishing a job and creating the jobs
+//! that follow from it happen in one transaction, so a crash never loses or
+//! doubles a step.
+//!
+//! # The queue model: costs that do not grow with the table
+//!
+//! - **Accepting appends.** An accepted webhook is one appended row and a
+//!   share of a group commit. Its provider event id is *not* checked on the
+//!   acknowledgement path: duplicates get the same acknowledgement anyway.
+//!   The key is checked when the parsed webhook is recorded (the jobs it
+//!   produces and its key in one transaction, a parser batch at a time, keys
+//!   sorted), so a duplicate is never delivered twice and the random keys of
+//!   a retention window cost the acknowledgement nothing. See [`dedupe`].
+//! - **Conversation heads.** Jobs of one conversation (`deliver`, `outbound`)
+//!   form a list; a small table holds each waiting conversation's head and
+//!   when it is ready. A claim reads ready heads from an index, so it costs
+//!   the same with 10 or 100,000 jobs waiting behind them, and a conversation's
+//!   next job is never handed out while an earlier one is leased, backing off,
+//!   or being recorded. The `inbound` queue is a log, claimed in arrival order.
+//! - **Destinations.** Each job is bound for a destination (the application,
+//!   or one channel's provider). Claims ask per destination, so a destination
+//!   the workers have paused (see `patchbay_core::breaker`) costs nothing while
+//!   its backlog grows, and resumes from the same index.
 //!
 //! The SQLite implementation is the embedded default. It **group-commits**: one
 //! writer, on its own thread, drains every pending write (accepted webhooks,
 //! claims, completions) into one transaction, so many requests share one fsync
-//! and nothing is acknowledged before its commit; in a burst, acknowledgements
-//! go before workers' writes (see [`sqlite`]). The trait is written so a
-//! PostgreSQL implementation (`FOR UPDATE SKIP LOCKED` claims) can follow.
+//! and nothing is acknowledged before its commit; acknowledgements go before
+//! workers' writes (see [`sqlite`]). The model maps onto PostgreSQL the same
+//! way (heads claimed with `FOR UPDATE SKIP LOCKED`).
 
+pub mod dedupe;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -83,6 +103,9 @@ impl Queue {
     }
 }
 
+/// The destination of every `deliver` job: the application's webhook.
+pub const APPLICATION: &str = "application";
+
 /// A job to create.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -92,9 +115,15 @@ pub struct NewJob {
     pub queue: Queue,
     /// The channel it concerns.
     pub channel: String,
-    /// Jobs with the same key run one at a time, in creation order.
+    /// Where it goes: [`APPLICATION`] for `deliver` jobs, the channel for
+    /// `outbound` ones. Claims ask per destination.
+    pub destination: String,
+    /// Jobs with the same key run one at a time, in creation order. A
+    /// `deliver` or `outbound` job without one is a conversation of its own;
+    /// `inbound` jobs run in arrival order regardless.
     pub conversation_key: Option<String>,
-    /// Jobs with the same `(queue, channel, dedupe_key)` are stored once.
+    /// A provider's event id: of the jobs with the same `(channel, dedupe_key)`,
+    /// only the first one completed produces follow-ups (see [`dedupe`]).
     pub dedupe_key: Option<String>,
     /// The payload, JSON.
     pub payload: Vec<u8>,
@@ -102,13 +131,23 @@ pub struct NewJob {
     pub run_at: i64,
 }
 
-/// The outcome of adding one job.
+/// Up to `limit` jobs bound for `destination`, for [`Store::claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Added {
-    /// Stored under this id.
-    Stored(String),
-    /// A job with the same dedupe key exists; nothing was stored.
-    Duplicate,
+pub struct Want {
+    /// The destination.
+    pub destination: String,
+    /// Most jobs to lease for it.
+    pub limit: u32,
+}
+
+/// Whether a failed attempt counts towards the job's `max_attempts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// It counts: the job itself failed.
+    Counted,
+    /// It does not: the destination was down (a paused destination's
+    /// failures say nothing about the job).
+    Refunded,
 }
 
 /// A claimed job.
@@ -120,10 +159,14 @@ pub struct Job {
     pub queue: Queue,
     /// Its channel.
     pub channel: String,
+    /// Where it goes.
+    pub destination: String,
     /// Its payload.
     pub payload: Vec<u8>,
     /// Attempts so far, this one included.
     pub attempts: u32,
+    /// The provider's event id, if it gave one.
+    pub dedupe_key: Option<String>,
 }
 
 /// A dead-lettered job, for operators.
@@ -159,42 +202,72 @@ pub struct QueueCounts {
 /// Durable queues.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Adds jobs in one transaction (the group commit), deduplicating.
-    async fn add(&self, jobs: Vec<NewJob>) -> Result<Vec<Added>, StoreError>;
+    /// Appends jobs in one transaction (the group commit). Dedupe keys are
+    /// checked at completion, not here.
+    async fn add(&self, jobs: Vec<NewJob>) -> Result<(), StoreError>;
 
-    /// Leases up to `limit` runnable jobs of `queue`, oldest first, at most one per
-    /// conversation key, and counts the attempt.
+    /// Leases ready jobs of `queue` and counts the attempt: for each [`Want`],
+    /// up to its limit of the heads of conversations bound for its destination,
+    /// longest ready first. The `inbound` queue is a log: its jobs come in
+    /// arrival order, up to the sum of the limits, whatever their destination.
     async fn claim(
         &self,
         queue: Queue,
+        wants: Vec<Want>,
         now: i64,
         lease_ms: i64,
-        limit: u32,
     ) -> Result<Vec<Job>, StoreError>;
 
     /// Marks a job done and adds the jobs that follow from it, atomically.
-    async fn complete(&self, id: &str, follow_ups: Vec<NewJob>) -> Result<(), StoreError>;
+    async fn complete(&self, id: &str, follow_ups: Vec<NewJob>) -> Result<(), StoreError> {
+        self.complete_many(vec![(id.to_string(), follow_ups)])
+            .await
+            .map(drop)
+    }
 
     /// Completes several jobs and adds their follow-ups, in order, atomically.
-    async fn complete_many(&self, done: Vec<(String, Vec<NewJob>)>) -> Result<(), StoreError>;
+    /// A job whose dedupe key an earlier completed job had is a duplicate: it
+    /// is marked done and its follow-ups are dropped. Returns how many were.
+    /// Completing a job that is no longer pending changes nothing, so a
+    /// completion can be retried safely.
+    async fn complete_many(&self, done: Vec<(String, Vec<NewJob>)>) -> Result<usize, StoreError>;
+
+    /// Which of these `(channel, dedupe key)` pairs a completed job already
+    /// had: a hint that spares parsing a redelivery (the check that decides
+    /// is [`complete_many`](Store::complete_many)'s).
+    async fn seen(&self, keys: Vec<(String, String)>) -> Result<Vec<bool>, StoreError>;
 
     /// Replaces a leased job's payload (progress of a multi-part send).
     async fn save_progress(&self, id: &str, payload: Vec<u8>) -> Result<(), StoreError>;
 
-    /// Releases a job to run again at `run_at`, recording the error.
-    async fn retry(&self, id: &str, run_at: i64, error: &str) -> Result<(), StoreError>;
+    /// Releases a job to run again at `run_at`, recording the error; it stays
+    /// the head of its conversation. A refunded attempt is not counted.
+    async fn retry(
+        &self,
+        id: &str,
+        run_at: i64,
+        error: &str,
+        attempt: Attempt,
+    ) -> Result<(), StoreError>;
 
     /// Gives up on a job (dead letter), adding follow-ups (such as a `Failed` receipt).
     async fn bury(&self, id: &str, error: &str, follow_ups: Vec<NewJob>) -> Result<(), StoreError>;
 
-    /// The earliest future `run_at` of pending jobs in `queue`, for sleeping until then.
-    async fn next_due(&self, queue: Queue) -> Result<Option<i64>, StoreError>;
+    /// The earliest time after `now` at which a job of `queue` bound for one
+    /// of `destinations` becomes ready (the `inbound` queue ignores them), for
+    /// sleeping until then.
+    async fn next_due(
+        &self,
+        queue: Queue,
+        destinations: Vec<String>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError>;
 
     /// Dead letters, newest first.
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
 
-    /// Puts a dead letter back in its queue with its attempts reset; false if no
-    /// dead letter has that id.
+    /// Puts a dead letter back in its queue with its attempts reset, behind
+    /// what its conversation has waiting; false if no dead letter has that id.
     async fn replay(&self, id: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Counts by queue and state.
@@ -214,8 +287,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` finished (`done`) jobs of `queue` last due before
     /// `before` (ms since the epoch); returns how many. Dead letters and pending
-    /// jobs are kept. A deleted job's dedupe key no longer catches a redelivery.
+    /// jobs are kept.
     async fn prune(&self, queue: Queue, before: i64, limit: u32) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` dedupe keys recorded before `before`; returns how
+    /// many. A redelivery of a forgotten key is delivered again.
+    async fn forget_dedupe(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
 
     /// Deletes up to `limit` idempotency records (application `Idempotency-Key`s)
     /// stored before `before` (ms since the epoch); returns how many. The same

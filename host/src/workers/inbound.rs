@@ -1,5 +1,6 @@
 //! Parsing stored webhooks into canonical messages.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tracing::Instrument as _;
@@ -10,18 +11,28 @@ use patchbay_plugin_sdk::message::{Content, Message};
 
 use super::{Next, conversation_key, deliver_job, guarded, new_id, next_after};
 use crate::app::new_traceparent;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, persist};
 use crate::store::sqlite::now_ms;
-use crate::store::{Job, NewJob};
+use crate::store::{Attempt, Job, NewJob, StoreError};
 
 /// Parses a batch of stored webhooks in arrival order and records all their
 /// messages in one store operation (each webhook marked done together with its
 /// messages), so a burst costs one commit rather than one per webhook.
 pub async fn handle_batch(rt: Arc<Runtime>, jobs: Vec<Job>) {
+    let already = already_parsed(&rt, &jobs).await;
+    let mut parsed_now = HashSet::new();
     let mut done = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for (job, already) in jobs.into_iter().zip(already) {
+        let key = job.dedupe_key.clone().map(|k| (job.channel.clone(), k));
+        if already || key.as_ref().is_some_and(|k| parsed_now.contains(k)) {
+            // A redelivery: recorded as done with nothing to deliver, and not
+            // parsed again (no provider calls).
+            done.push((job.id, vec![]));
+            continue;
+        }
         let span = tracing::info_span!("inbound", job = %job.id, channel = %job.channel);
         if let Some(follow_ups) = parse(&rt, &job).instrument(span).await {
+            parsed_now.extend(key);
             done.push((job.id, follow_ups));
         }
     }
@@ -29,15 +40,52 @@ pub async fn handle_batch(rt: Arc<Runtime>, jobs: Vec<Job>) {
         return;
     }
     let count = done.len();
-    match rt.store.complete_many(done).await {
-        Ok(()) => {
-            rt.wake.deliver.notify_one();
-            tracing::debug!(webhooks = count, "webhooks parsed");
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "recording parsed messages failed; will retry after the lease")
+    // Until this batch is recorded nothing newer is parsed, so a store that
+    // fails for a while delays webhooks but never reorders them.
+    loop {
+        match persist("recording parsed webhooks", || {
+            rt.store.complete_many(done.clone())
+        })
+        .await
+        {
+            Ok(duplicates) => {
+                rt.wake.deliver.notify_one();
+                tracing::debug!(webhooks = count, duplicates, "webhooks parsed");
+                return;
+            }
+            Err(StoreError::Closed) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "recording parsed webhooks keeps failing; still trying")
+            }
         }
     }
+}
+
+/// Which webhooks of a batch carry an event id a parsed webhook had. Only a
+/// hint to save work: recording the batch is what drops duplicates.
+async fn already_parsed(rt: &Runtime, jobs: &[Job]) -> Vec<bool> {
+    let keys: Vec<(String, String)> = jobs
+        .iter()
+        .filter_map(|j| Some((j.channel.clone(), j.dedupe_key.clone()?)))
+        .collect();
+    let seen: HashSet<(String, String)> = match rt.store.seen(keys.clone()).await {
+        Ok(seen) => keys
+            .into_iter()
+            .zip(seen)
+            .filter_map(|(k, s)| s.then_some(k))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "looking up event ids failed");
+            HashSet::new()
+        }
+    };
+    jobs.iter()
+        .map(|j| {
+            j.dedupe_key
+                .as_ref()
+                .is_some_and(|k| seen.contains(&(j.channel.clone(), k.clone())))
+        })
+        .collect()
 }
 
 /// Parses one webhook into `deliver` jobs; on failure schedules a retry or
@@ -78,7 +126,7 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
         Err(error) => {
             tracing::warn!(error = %error, attempt = job.attempts, "parsing webhook failed");
             match next_after(&rt.outbound_retry, job.attempts, &error) {
-                Next::RetryAt(at) => rt.retry(job, at, error.message()).await,
+                Next::RetryAt(at) => rt.retry(job, at, error.message(), Attempt::Counted).await,
                 Next::GiveUp => rt.bury(job, error.message(), vec![]).await,
             }
             return None;

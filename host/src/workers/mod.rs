@@ -21,6 +21,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use patchbay_core::breaker::Admit;
 use patchbay_core::retry::{RetryDecision, RetryPolicy};
 use patchbay_plugin_sdk::adapter::Step;
 use patchbay_plugin_sdk::error::AdapterError;
@@ -29,15 +30,18 @@ use tokio::task::JoinSet;
 
 use crate::runtime::Runtime;
 use crate::store::sqlite::now_ms;
-use crate::store::{Job, NewJob, Queue};
+use crate::store::{APPLICATION, Job, NewJob, Queue, Want};
 
 /// Longest sleep between polls when nothing is due.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-/// Runs `handle` on jobs of `queue` until `shutdown` turns true.
+/// Runs `handle` on jobs of `queue` bound for `destinations` until
+/// `shutdown` turns true, at most `concurrency` at a time. A destination whose
+/// breaker is open is not claimed from (one probe when its pause ends).
 pub async fn run_queue<F, Fut>(
     rt: Arc<Runtime>,
     queue: Queue,
+    destinations: Vec<String>,
     concurrency: usize,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -54,20 +58,31 @@ pub async fn run_queue<F, Fut>(
         }
         let free = concurrency - inflight.len();
         let mut claimed = 0;
+        let mut paused_until: Option<i64> = None;
+        let mut open = Vec::new();
         if free > 0 {
-            match rt
-                .store
-                .claim(queue, now_ms(), rt.lease_ms, free as u32)
-                .await
-            {
-                Ok(jobs) => {
-                    claimed = jobs.len();
-                    for job in jobs {
-                        inflight.spawn(handle(rt.clone(), job));
+            let now = now_ms();
+            let (wants, probes) = wants(&rt, &destinations, free, now, &mut paused_until);
+            open = wants.iter().map(|w| w.destination.clone()).collect();
+            if !wants.is_empty() {
+                match rt.store.claim(queue, wants, now, rt.lease_ms).await {
+                    Ok(jobs) => {
+                        claimed = jobs.len();
+                        for destination in probes {
+                            if !jobs.iter().any(|j| j.destination == destination) {
+                                rt.destinations.probe_unused(&destination, now);
+                            }
+                        }
+                        for job in jobs {
+                            inflight.spawn(handle(rt.clone(), job));
+                        }
                     }
-                }
-                Err(e) => {
-                    tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed")
+                    Err(e) => {
+                        for destination in probes {
+                            rt.destinations.probe_unused(&destination, now);
+                        }
+                        tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed")
+                    }
                 }
             }
         }
@@ -86,7 +101,7 @@ pub async fn run_queue<F, Fut>(
         if claimed > 0 {
             continue;
         }
-        let sleep = idle_sleep(&rt, queue).await;
+        let sleep = idle_sleep(&rt, queue, open, paused_until).await;
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -96,6 +111,45 @@ pub async fn run_queue<F, Fut>(
     }
     while inflight.join_next().await.is_some() {}
     tracing::debug!(queue = queue.as_str(), "worker stopped");
+}
+
+/// What to claim: for each destination its breaker admits, a share of the
+/// `free` slots (one for a probe); and which of them are probes. Records in
+/// `paused_until` when the first paused destination may be asked again.
+fn wants(
+    rt: &Runtime,
+    destinations: &[String],
+    free: usize,
+    now: i64,
+    paused_until: &mut Option<i64>,
+) -> (Vec<Want>, Vec<String>) {
+    let mut admitted: Vec<(String, Admit)> = Vec::with_capacity(destinations.len());
+    for destination in destinations {
+        match rt.destinations.admit(destination, now) {
+            Admit::Paused { until } => {
+                if let Some(until) = until {
+                    *paused_until = Some(paused_until.map_or(until, |p| p.min(until)));
+                }
+            }
+            admit => admitted.push((destination.clone(), admit)),
+        }
+    }
+    let probes = admitted.iter().filter(|(_, a)| *a == Admit::Probe).count();
+    let open = admitted.len() - probes;
+    let share = free.saturating_sub(probes).div_ceil(open.max(1)).max(1) as u32;
+    let probing = admitted
+        .iter()
+        .filter(|(_, a)| *a == Admit::Probe)
+        .map(|(d, _)| d.clone())
+        .collect();
+    let wants = admitted
+        .into_iter()
+        .map(|(destination, admit)| Want {
+            destination,
+            limit: if admit == Admit::Probe { 1 } else { share },
+        })
+        .collect();
+    (wants, probing)
 }
 
 /// Runs `handle` on batches of up to `batch` jobs of `queue`, one batch at a
@@ -112,13 +166,17 @@ pub async fn run_batches<F, Fut>(
     F: Fn(Arc<Runtime>, Vec<Job>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let want = vec![Want {
+        destination: String::new(),
+        limit: batch.max(1),
+    }];
     loop {
         if *shutdown.borrow() {
             break;
         }
         match rt
             .store
-            .claim(queue, now_ms(), rt.lease_ms, batch.max(1))
+            .claim(queue, want.clone(), now_ms(), rt.lease_ms)
             .await
         {
             Ok(jobs) if !jobs.is_empty() => {
@@ -128,7 +186,7 @@ pub async fn run_batches<F, Fut>(
             Ok(_) => {}
             Err(e) => tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed"),
         }
-        let sleep = idle_sleep(&rt, queue).await;
+        let sleep = idle_sleep(&rt, queue, vec![], None).await;
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -138,14 +196,24 @@ pub async fn run_batches<F, Fut>(
     tracing::debug!(queue = queue.as_str(), "worker stopped");
 }
 
-/// How long an idle loop may sleep: until the next job falls due, at most
-/// [`IDLE_POLL`] (wake-ups cover new work).
-async fn idle_sleep(rt: &Runtime, queue: Queue) -> Duration {
-    match rt.store.next_due(queue).await {
-        Ok(Some(due)) => {
-            Duration::from_millis((due - now_ms()).clamp(5, IDLE_POLL.as_millis() as i64) as u64)
-        }
-        _ => IDLE_POLL,
+/// How long an idle loop may sleep: until the next job of an open destination
+/// falls due or a paused one may be probed, at most [`IDLE_POLL`] (wake-ups
+/// cover new work).
+async fn idle_sleep(
+    rt: &Runtime,
+    queue: Queue,
+    destinations: Vec<String>,
+    paused_until: Option<i64>,
+) -> Duration {
+    let now = now_ms();
+    let due: Option<i64> = rt
+        .store
+        .next_due(queue, destinations, now)
+        .await
+        .unwrap_or_default();
+    match [due, paused_until].into_iter().flatten().min() {
+        Some(at) => Duration::from_millis((at - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
+        None => IDLE_POLL,
     }
 }
 
@@ -202,6 +270,7 @@ pub fn deliver_job(
         id: message.id.clone(),
         queue: Queue::Deliver,
         channel: message.channel.clone(),
+        destination: APPLICATION.to_string(),
         conversation_key: Some(conversation_key(&message.channel, &message.conversation.id)),
         dedupe_key: None,
         payload: serde_json::to_vec(message)?,

@@ -14,10 +14,12 @@ use patchbay_plugin_sdk::message::{
 };
 use serde::{Deserialize, Serialize};
 
+use patchbay_core::breaker::Verdict;
+
 use super::{Next, conversation_key, deliver_job, guarded, new_id, next_after};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, persist};
 use crate::store::sqlite::now_ms;
-use crate::store::{Job, NewJob};
+use crate::store::{Attempt, Job, NewJob};
 
 /// A queued outbound message and how far its sending got.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,8 +138,23 @@ async fn run(rt: Arc<Runtime>, job: Job) {
             }
             Err(error) => {
                 tracing::warn!(error = %error, attempt = job.attempts, "sending to the provider failed");
+                if !error.is_retryable() || error.is_auth_expired() {
+                    // The provider answered (or only our token is stale).
+                    rt.destinations.succeeded(&job.destination);
+                } else if let Verdict::Refunded { ready_at } = rt.destinations.failed(
+                    &job.destination,
+                    &job.id,
+                    error.retry_after_ms(),
+                    now_ms(),
+                ) {
+                    rt.retry(&job, ready_at, error.message(), Attempt::Refunded)
+                        .await;
+                    return;
+                }
                 match next_after(&rt.outbound_retry, job.attempts, &error) {
-                    Next::RetryAt(at) => rt.retry(&job, at, error.message()).await,
+                    Next::RetryAt(at) => {
+                        rt.retry(&job, at, error.message(), Attempt::Counted).await
+                    }
                     Next::GiveUp => {
                         let follow = receipt(
                             &message,
@@ -160,11 +177,16 @@ async fn run(rt: Arc<Runtime>, job: Job) {
         adjustments: fitted.adjustments,
     };
     let follow = receipt_job(&message, delivered);
+    rt.destinations.succeeded(&job.destination);
     finish(&rt, &job, follow).await;
 }
 
 async fn finish(rt: &Runtime, job: &Job, follow_ups: Vec<NewJob>) {
-    match rt.store.complete(&job.id, follow_ups).await {
+    let recorded = persist("recording a send", || {
+        rt.store.complete(&job.id, follow_ups.clone())
+    })
+    .await;
+    match recorded {
         Ok(()) => rt.wake.deliver.notify_one(),
         Err(e) => tracing::error!(job = %job.id, error = %e, "recording the send failed"),
     }

@@ -34,7 +34,8 @@ pub async fn run(rt: Arc<Runtime>, keep: Duration, mut shutdown: watch::Receiver
 }
 
 /// Deletes what is older than `before` (ms since the epoch): the finished jobs
-/// of every queue and the idempotency keys; returns how many jobs.
+/// of every queue, the provider event ids and the idempotency keys; returns
+/// how many jobs.
 pub async fn prune(store: &dyn Store, before: i64) -> u64 {
     let mut jobs = 0;
     for queue in Queue::ALL {
@@ -42,6 +43,13 @@ pub async fn prune(store: &dyn Store, before: i64) -> u64 {
     }
     if jobs > 0 {
         tracing::info!(jobs, "pruned finished jobs");
+    }
+    let dedupe = in_chunks("dedupe keys", |limit| store.forget_dedupe(before, limit)).await;
+    if dedupe > 0 {
+        tracing::info!(
+            keys = dedupe,
+            "forgot provider event ids older than the retention window"
+        );
     }
     let keys = in_chunks("idempotency keys", |limit| {
         store.forget_idempotency(before, limit)

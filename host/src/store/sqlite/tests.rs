@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::writer::{Op, Scheduler};
-use super::{SqliteStore, WriterSettings};
-use crate::store::{Added, NewJob, Queue, QueueCounts, Remembered, Store, StoreError};
+use super::{Clock, SqliteStore, WriterSettings};
+use crate::store::{
+    APPLICATION, Attempt, NewJob, Queue, QueueCounts, Remembered, Store, StoreError, Want,
+};
 
 fn add_op() -> Op {
     Op::Add(vec![], oneshot::channel().0)
@@ -16,9 +18,9 @@ fn add_op() -> Op {
 fn claim_op() -> Op {
     Op::Claim {
         queue: Queue::Deliver,
+        wants: vec![],
         now: 0,
         lease_ms: 0,
-        limit: 1,
         reply: oneshot::channel().0,
     }
 }
@@ -119,11 +121,43 @@ fn job(id: &str, queue: Queue, dedupe: Option<&str>) -> NewJob {
         id: id.into(),
         queue,
         channel: "test".into(),
+        destination: match queue {
+            Queue::Deliver => APPLICATION.into(),
+            _ => "test".into(),
+        },
         conversation_key: None,
         dedupe_key: dedupe.map(str::to_string),
         payload: format!("{{\"id\":\"{id}\"}}").into_bytes(),
         run_at: 0,
     }
+}
+
+/// A `deliver` job in conversation `conv`.
+fn in_conv(id: &str, conv: &str) -> NewJob {
+    NewJob {
+        conversation_key: Some(conv.into()),
+        ..job(id, Queue::Deliver, None)
+    }
+}
+
+/// Up to `limit` jobs for the application.
+fn app(limit: u32) -> Vec<Want> {
+    vec![Want {
+        destination: APPLICATION.into(),
+        limit,
+    }]
+}
+
+/// Up to `limit` jobs of the `inbound` log.
+fn log(limit: u32) -> Vec<Want> {
+    vec![Want {
+        destination: String::new(),
+        limit,
+    }]
+}
+
+fn ids(jobs: &[crate::store::Job]) -> Vec<&str> {
+    jobs.iter().map(|j| j.id.as_str()).collect()
 }
 
 async fn counts(store: &SqliteStore, queue: Queue) -> QueueCounts {
@@ -135,65 +169,6 @@ async fn counts(store: &SqliteStore, queue: Queue) -> QueueCounts {
         .find(|(q, _)| *q == queue)
         .map(|(_, c)| c)
         .unwrap_or_default()
-}
-
-#[tokio::test]
-async fn one_add_tells_stored_from_duplicate() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, DELAY).await;
-    let added = store
-        .add(vec![
-            job("a", Queue::Inbound, Some("k1")),
-            job("b", Queue::Inbound, Some("k1")),
-            job("c", Queue::Inbound, None),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        added,
-        [
-            Added::Stored("a".into()),
-            Added::Duplicate,
-            Added::Stored("c".into())
-        ]
-    );
-    let again = store
-        .add(vec![job("d", Queue::Inbound, Some("k1"))])
-        .await
-        .unwrap();
-    assert_eq!(again, [Added::Duplicate]);
-    // The same key on another queue is another job.
-    let other = store
-        .add(vec![job("e", Queue::Outbound, Some("k1"))])
-        .await
-        .unwrap();
-    assert_eq!(other, [Added::Stored("e".into())]);
-    assert_eq!(counts(&store, Queue::Inbound).await.pending, 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_adds_are_each_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, DELAY).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..400 {
-        let store = store.clone();
-        tasks.spawn(async move {
-            let key = format!("k{}", i % 100);
-            store
-                .add(vec![job(&format!("j{i}"), Queue::Inbound, Some(&key))])
-                .await
-                .unwrap()
-        });
-    }
-    let mut stored = 0;
-    while let Some(added) = tasks.join_next().await {
-        if matches!(added.unwrap()[..], [Added::Stored(_)]) {
-            stored += 1;
-        }
-    }
-    assert_eq!(stored, 100, "one per dedupe key");
-    assert_eq!(counts(&store, Queue::Inbound).await.pending, 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,10 +198,7 @@ async fn a_failing_add_does_not_fail_the_adds_committed_with_it() {
     while let Some(done) = tasks.join_next().await {
         let (id, result) = done.unwrap();
         match result {
-            Ok(added) => {
-                assert_ne!(id, "taken");
-                assert_eq!(added, [Added::Stored(id)]);
-            }
+            Ok(()) => assert_ne!(id, "taken"),
             Err(e) => {
                 assert_eq!(id, "taken", "only the bad add fails: {e}");
                 assert!(matches!(e, StoreError::Database(_)), "{e}");
@@ -247,7 +219,10 @@ async fn a_completion_and_its_follow_ups_stand_or_fall_together() {
         ])
         .await
         .unwrap();
-    let claimed = store.claim(Queue::Inbound, 1, 60_000, 10).await.unwrap();
+    let claimed = store
+        .claim(Queue::Inbound, log(10), 1, 60_000)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
 
     // A follow-up whose id is taken fails the whole completion.
@@ -307,7 +282,10 @@ async fn workers_writes_go_through_while_webhooks_keep_arriving() {
     }
     // Held back at most the delay, never starved: a hang here is the failure.
     let worker = async {
-        let claimed = store.claim(Queue::Inbound, 1, 60_000, 10).await.unwrap();
+        let claimed = store
+            .claim(Queue::Inbound, log(10), 1, 60_000)
+            .await
+            .unwrap();
         assert_eq!(claimed.len(), 1);
         store
             .complete("first", vec![job("reply", Queue::Deliver, None)])
@@ -344,7 +322,7 @@ async fn pruning_deletes_old_finished_jobs_only() {
         .await
         .unwrap();
     let claimed = store
-        .claim(Queue::Inbound, 6_000, 60_000, 10)
+        .claim(Queue::Inbound, log(10), 6_000, 60_000)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 4);
@@ -357,19 +335,6 @@ async fn pruning_deletes_old_finished_jobs_only() {
     let inbound = counts(&store, Queue::Inbound).await;
     assert_eq!((inbound.pending, inbound.done, inbound.dead), (1, 1, 1));
     assert_eq!(store.dead_letters(10).await.unwrap().len(), 1);
-
-    // Its dedupe key is free again; the kept jobs' keys still catch duplicates.
-    let again = store
-        .add(vec![
-            at("old-done-again", 7_000, "k-old-done"),
-            at("new-done-again", 7_000, "k-new-done"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        again,
-        [Added::Stored("old-done-again".into()), Added::Duplicate]
-    );
 }
 
 #[tokio::test]
@@ -384,7 +349,10 @@ async fn pruning_goes_through_large_backlogs_in_chunks() {
     }
     let mut ids = Vec::new();
     loop {
-        let claimed = store.claim(Queue::Deliver, 1, 60_000, 2_000).await.unwrap();
+        let claimed = store
+            .claim(Queue::Deliver, app(2_000), 1, 60_000)
+            .await
+            .unwrap();
         if claimed.is_empty() {
             break;
         }
@@ -426,7 +394,7 @@ async fn under_light_load_a_held_write_runs_at_once() {
     let store = store(&dir, Duration::from_secs(3600)).await;
     for i in 0..20 {
         let webhook = store.add(vec![job(&format!("w{i}"), Queue::Inbound, None)]);
-        let claim = store.claim(Queue::Deliver, 1, 60_000, 1);
+        let claim = store.claim(Queue::Deliver, app(1), 1, 60_000);
         let (added, claimed) = tokio::time::timeout(Duration::from_secs(10), async {
             tokio::join!(webhook, claim)
         })
@@ -548,4 +516,463 @@ async fn a_panicking_turn_is_rolled_back_and_the_writer_goes_on() {
         .await
         .unwrap();
     assert_eq!(counts(&store, Queue::Inbound).await.pending, stored + 1);
+}
+
+// ---- the queue model: heads, destinations, dedupe, clock injected -----------
+
+/// A store whose writer stamps rows with a clock the test sets.
+async fn store_at(
+    dir: &tempfile::TempDir,
+    now: Arc<std::sync::atomic::AtomicI64>,
+) -> Arc<SqliteStore> {
+    let clock: Clock = Arc::new(move || now.load(std::sync::atomic::Ordering::SeqCst));
+    Arc::new(
+        SqliteStore::open_with_clock(
+            &dir.path().join("patchbay.db"),
+            WriterSettings::default(),
+            true,
+            clock,
+        )
+        .await
+        .expect("open store"),
+    )
+}
+
+#[tokio::test]
+async fn a_conversation_hands_out_one_job_at_a_time_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    store
+        .add(vec![
+            in_conv("a1", "a"),
+            in_conv("b1", "b"),
+            in_conv("a2", "a"),
+            in_conv("a3", "a"),
+            in_conv("b2", "b"),
+        ])
+        .await
+        .unwrap();
+    let first = store
+        .claim(Queue::Deliver, app(10), 1, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), ["a1", "b1"], "one head per conversation");
+    assert!(
+        store
+            .claim(Queue::Deliver, app(10), 2, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.complete("a1", vec![]).await.unwrap();
+    assert_eq!(
+        ids(&store
+            .claim(Queue::Deliver, app(10), 3, 60_000)
+            .await
+            .unwrap()),
+        ["a2"]
+    );
+    // A retry keeps the head: b2 waits while b1 backs off.
+    store
+        .retry("b1", 100, "503", Attempt::Counted)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim(Queue::Deliver, app(10), 50, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .next_due(Queue::Deliver, vec![APPLICATION.into()], 50)
+            .await
+            .unwrap(),
+        Some(100)
+    );
+    let again = store
+        .claim(Queue::Deliver, app(10), 100, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), ["b1"]);
+    assert_eq!(again[0].attempts, 2);
+    // A dead letter does not block its conversation.
+    store.bury("b1", "refused", vec![]).await.unwrap();
+    store.complete("a2", vec![]).await.unwrap();
+    let next = store
+        .claim(Queue::Deliver, app(10), 101, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&next), ["a3", "b2"], "longest ready first, then oldest");
+}
+
+#[tokio::test]
+async fn a_job_whose_completion_failed_keeps_its_place_at_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    store
+        .add(vec![
+            in_conv("m1", "c"),
+            in_conv("m2", "c"),
+            job("taken", Queue::Outbound, None),
+        ])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(Queue::Deliver, app(10), 1, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["m1"]);
+    // Recording it fails (here: a follow-up whose id is taken).
+    let failed = store
+        .complete("m1", vec![job("taken", Queue::Outbound, None)])
+        .await;
+    assert!(failed.is_err());
+    // Nothing newer of the conversation is handed out meanwhile…
+    assert!(
+        store
+            .claim(Queue::Deliver, app(10), 2, 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // …and once the write goes through, m2 follows at once.
+    store.complete("m1", vec![]).await.unwrap();
+    assert_eq!(
+        ids(&store
+            .claim(Queue::Deliver, app(10), 3, 60_000)
+            .await
+            .unwrap()),
+        ["m2"]
+    );
+    // Completing again (a retried write that had in fact committed) is harmless.
+    store
+        .complete("m1", vec![in_conv("m-dup", "c")])
+        .await
+        .unwrap();
+    assert_eq!(counts(&store, Queue::Deliver).await.pending, 1);
+}
+
+#[tokio::test]
+async fn a_refunded_attempt_is_not_counted_and_the_job_keeps_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    store
+        .add(vec![in_conv("m1", "c"), in_conv("m2", "c")])
+        .await
+        .unwrap();
+    for round in 1..=5 {
+        let claimed = store
+            .claim(Queue::Deliver, app(10), round, 60_000)
+            .await
+            .unwrap();
+        assert_eq!(ids(&claimed), ["m1"]);
+        assert_eq!(claimed[0].attempts, 1, "refunded attempts do not add up");
+        store
+            .retry("m1", round, "application down", Attempt::Refunded)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn claims_ask_per_destination_so_a_paused_backlog_is_not_walked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    let outbound = |id: String, channel: &str| NewJob {
+        channel: channel.into(),
+        destination: channel.into(),
+        conversation_key: Some(format!("{channel}-{id}")),
+        ..job(&id, Queue::Outbound, None)
+    };
+    store
+        .add(
+            (0..50)
+                .map(|i| outbound(format!("sms{i}"), "sms"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    store
+        .add(vec![outbound("slack0".into(), "slack")])
+        .await
+        .unwrap();
+    let slack_only = vec![Want {
+        destination: "slack".into(),
+        limit: 10,
+    }];
+    let claimed = store
+        .claim(Queue::Outbound, slack_only, 1, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["slack0"]);
+    assert_eq!(claimed[0].destination, "slack");
+}
+
+/// The SQLite VM steps one claim of `limit` jobs costs with `waiting` jobs
+/// queued behind 1,000 conversations (all ready), plus `waiting` jobs bound
+/// for a paused destination that the claim does not ask for.
+async fn claim_steps(waiting: usize) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, Duration::ZERO).await;
+    let jobs: Vec<NewJob> = (0..waiting)
+        .flat_map(|i| {
+            let to_app = in_conv(&format!("d{i}"), &format!("c{}", i % 1_000));
+            let to_paused = NewJob {
+                destination: "paused".into(),
+                ..in_conv(&format!("p{i}"), &format!("p{i}"))
+            };
+            [to_app, to_paused]
+        })
+        .collect();
+    for chunk in jobs.chunks(5_000) {
+        store.add(chunk.to_vec()).await.unwrap();
+    }
+    let before = store
+        .stats()
+        .claim_steps
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let claimed = store
+        .claim(Queue::Deliver, app(32), 1, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 32);
+    store
+        .stats()
+        .claim_steps
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before
+}
+
+#[tokio::test]
+async fn a_claims_work_does_not_grow_with_the_backlog() {
+    let small = claim_steps(2_000).await;
+    let large = claim_steps(100_000).await;
+    // Rows touched, not time: the same 32 heads are read from the index either way.
+    assert!(small > 0);
+    assert!(
+        large <= small + small / 4,
+        "claim work grew with the backlog: {small} → {large}"
+    );
+}
+
+#[tokio::test]
+async fn dedupe_keys_hold_across_restarts_until_the_retention_window_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(1_000));
+    let parse = |store: Arc<SqliteStore>, id: &'static str, at: i64| async move {
+        store
+            .add(vec![job(id, Queue::Inbound, Some("evt-1"))])
+            .await
+            .unwrap();
+        let claimed = store
+            .claim(Queue::Inbound, log(1), at, 60_000)
+            .await
+            .unwrap();
+        assert_eq!(ids(&claimed), [id]);
+        store
+            .complete_many(vec![(id.into(), vec![in_conv(&format!("m-{id}"), "c")])])
+            .await
+            .unwrap()
+    };
+    let store = store_at(&dir, now.clone()).await;
+    assert_eq!(parse(store.clone(), "first", 1_000).await, 0);
+    drop(store);
+
+    now.store(5_000, std::sync::atomic::Ordering::SeqCst);
+    let store = store_at(&dir, now.clone()).await;
+    assert_eq!(
+        parse(store.clone(), "again", 5_000).await,
+        1,
+        "a duplicate after a restart"
+    );
+    // Retention forgets keys seen before the cutoff; a later redelivery is new.
+    crate::workers::retention::prune(store.as_ref(), 2_000).await;
+    assert_eq!(parse(store.clone(), "late", 5_000).await, 0);
+    assert_eq!(counts(&store, Queue::Deliver).await.pending, 2);
+}
+
+#[tokio::test]
+async fn replay_puts_a_dead_letter_behind_what_its_conversation_has_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    store
+        .add(vec![in_conv("m1", "c"), in_conv("m2", "c")])
+        .await
+        .unwrap();
+    store
+        .claim(Queue::Deliver, app(10), 1, 60_000)
+        .await
+        .unwrap();
+    store.bury("m1", "refused", vec![]).await.unwrap();
+    assert!(store.replay("m1", 2).await.unwrap());
+    assert!(
+        !store.replay("m1", 2).await.unwrap(),
+        "no longer a dead letter"
+    );
+    let order: Vec<String> = {
+        let mut order = vec![];
+        for t in 3..6 {
+            for j in store
+                .claim(Queue::Deliver, app(10), t, 60_000)
+                .await
+                .unwrap()
+            {
+                store.complete(&j.id, vec![]).await.unwrap();
+                order.push(j.id);
+            }
+        }
+        order
+    };
+    assert_eq!(order, ["m2", "m1"]);
+}
+
+#[tokio::test]
+async fn leases_of_a_previous_process_are_released_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    store.add(vec![in_conv("m1", "c")]).await.unwrap();
+    assert_eq!(
+        store
+            .claim(Queue::Deliver, app(1), 1, 60_000)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(store);
+    let store = self::store(&dir, DELAY).await;
+    let claimed = store
+        .claim(Queue::Deliver, app(1), 2, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["m1"]);
+}
+
+#[tokio::test]
+async fn a_file_from_before_conversation_heads_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("patchbay.db");
+    {
+        // Schema 1, with a conversation of two pending deliveries, a finished
+        // webhook with its event id, and a pending outbound message.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                 queue TEXT NOT NULL, channel TEXT NOT NULL, conversation_key TEXT, dedupe_key TEXT,
+                 payload BLOB NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+                 attempts INTEGER NOT NULL DEFAULT 0, run_at INTEGER NOT NULL,
+                 lease_until INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+                 created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+             CREATE UNIQUE INDEX jobs_dedupe ON jobs(queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL;
+             CREATE INDEX jobs_due ON jobs(queue, state, run_at, seq);
+             CREATE INDEX jobs_conversation ON jobs(queue, conversation_key, state, seq) WHERE conversation_key IS NOT NULL;
+             CREATE TABLE idempotency (scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                 created_at INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (scope, key));
+             CREATE TABLE menus (conversation_key TEXT PRIMARY KEY, menu TEXT NOT NULL, updated_at INTEGER NOT NULL);
+             INSERT INTO jobs (id, queue, channel, conversation_key, dedupe_key, payload, state, run_at, created_at, updated_at) VALUES
+                 ('w1', 'inbound', 'test', NULL, 'evt-1', x'7b7d', 'done', 1, 1, 1),
+                 ('d1', 'deliver', 'test', 'test-c', NULL, x'7b7d', 'pending', 1, 1, 1),
+                 ('d2', 'deliver', 'test', 'test-c', NULL, x'7b7d', 'pending', 1, 1, 1),
+                 ('o1', 'outbound', 'test', 'test-o', NULL, x'7b7d', 'pending', 1, 1, 1);",
+        )
+        .unwrap();
+    }
+    let store = Arc::new(
+        SqliteStore::open(&path, WriterSettings::default(), true)
+            .await
+            .unwrap(),
+    );
+    let first = store
+        .claim(Queue::Deliver, app(10), 2, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), ["d1"]);
+    store.complete("d1", vec![]).await.unwrap();
+    assert_eq!(
+        ids(&store
+            .claim(Queue::Deliver, app(10), 3, 60_000)
+            .await
+            .unwrap()),
+        ["d2"]
+    );
+    let to_test = vec![Want {
+        destination: "test".into(),
+        limit: 10,
+    }];
+    assert_eq!(
+        ids(&store
+            .claim(Queue::Outbound, to_test, 3, 60_000)
+            .await
+            .unwrap()),
+        ["o1"]
+    );
+    // The finished webhook's event id still catches a redelivery.
+    store
+        .add(vec![job("w2", Queue::Inbound, Some("evt-1"))])
+        .await
+        .unwrap();
+    store
+        .claim(Queue::Inbound, log(1), 3, 60_000)
+        .await
+        .unwrap();
+    let dup = store
+        .complete_many(vec![("w2".into(), vec![in_conv("m", "x")])])
+        .await
+        .unwrap();
+    assert_eq!(dup, 1);
+    drop(store);
+    // Opening again changes nothing.
+    let store = Arc::new(
+        SqliteStore::open(&path, WriterSettings::default(), true)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(counts(&store, Queue::Deliver).await.pending, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_webhooks_are_accepted_but_only_the_first_is_parsed_into_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    // 400 webhooks from concurrent callers, each event id sent four times.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let key = format!("k{}", i % 100);
+            store
+                .add(vec![job(&format!("j{i}"), Queue::Inbound, Some(&key))])
+                .await
+        });
+    }
+    while let Some(added) = tasks.join_next().await {
+        added.unwrap().unwrap();
+    }
+    assert_eq!(counts(&store, Queue::Inbound).await.pending, 400);
+    // The parser records them a batch at a time, each with one message.
+    let mut duplicates = 0;
+    loop {
+        let batch = store
+            .claim(Queue::Inbound, log(64), 1, 60_000)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let done = batch
+            .iter()
+            .map(|j| (j.id.clone(), vec![in_conv(&format!("m-{}", j.id), "c")]))
+            .collect();
+        duplicates += store.complete_many(done).await.unwrap();
+    }
+    assert_eq!(duplicates, 300);
+    assert_eq!(
+        counts(&store, Queue::Deliver).await.pending,
+        100,
+        "one per event id"
+    );
+    assert_eq!(counts(&store, Queue::Inbound).await.done, 400);
 }

@@ -18,30 +18,39 @@
 //! workers' parsing and delivering (CPU the acknowledgements need) is paced by
 //! the delay and catches up when the burst ends. The policy is [`Scheduler`].
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::now_ms;
-use crate::store::{Added, Job, NewJob, Queue, Remembered, StoreError};
+use super::jobs::{self, End, execute};
+use super::{Clock, WriterStats};
+use crate::store::{Attempt, Job, NewJob, Queue, Remembered, StoreError, Want};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One write, with where to send its result once the transaction commits.
 pub(super) enum Op {
-    Add(Vec<NewJob>, Reply<Vec<Added>>),
+    Add(Vec<NewJob>, Reply<()>),
     Claim {
         queue: Queue,
+        wants: Vec<Want>,
         now: i64,
         lease_ms: i64,
-        limit: u32,
         reply: Reply<Vec<Job>>,
     },
-    /// Jobs done, each with the jobs that follow from it.
-    Complete(Vec<(String, Vec<NewJob>)>, Reply<()>),
+    /// Jobs done, each with the jobs that follow from it; answers how many
+    /// were duplicates.
+    Complete(Vec<(String, Vec<NewJob>)>, Reply<usize>),
     Progress(String, Vec<u8>, Reply<()>),
-    Retry(String, i64, String, Reply<()>),
+    Retry {
+        id: String,
+        run_at: i64,
+        error: String,
+        attempt: Attempt,
+        reply: Reply<()>,
+    },
     Bury(String, String, Vec<NewJob>, Reply<()>),
     Replay(String, i64, Reply<bool>),
     Remember {
@@ -54,6 +63,7 @@ pub(super) enum Op {
     SetMenu(String, Option<String>, i64, Reply<()>),
     Prune(Queue, i64, u32, Reply<u64>),
     Forget(i64, u32, Reply<u64>),
+    ForgetDedupe(i64, u32, Reply<u64>),
     /// Panics in the writer, to test that a turn's panic is contained.
     #[cfg(test)]
     Panic(Reply<()>),
@@ -103,6 +113,7 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<Op>,
     max_batch: usize,
     scheduler: Scheduler,
+    env: Env,
 ) -> std::io::Result<()> {
     // Its own thread and runtime: the writer's turn comes when the database
     // answers, not when the HTTP tasks ahead of it in a shared queue are done.
@@ -111,8 +122,15 @@ pub(super) fn spawn(
         .build()?;
     std::thread::Builder::new()
         .name("patchbay-store".into())
-        .spawn(move || runtime.block_on(write_loop(conn, rx, max_batch, scheduler)))?;
+        .spawn(move || runtime.block_on(write_loop(conn, rx, max_batch, scheduler, env)))?;
     Ok(())
+}
+
+/// What the writer's statements read besides their ops: the clock, and where
+/// to count their work.
+pub(super) struct Env {
+    pub(super) clock: Clock,
+    pub(super) stats: std::sync::Arc<WriterStats>,
 }
 
 async fn write_loop(
@@ -120,6 +138,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Op>,
     max_batch: usize,
     mut scheduler: Scheduler,
+    env: Env,
 ) {
     let mut incoming = Vec::with_capacity(max_batch);
     loop {
@@ -142,7 +161,7 @@ async fn write_loop(
         }
         let turn = scheduler.next_turn(&mut incoming, Instant::now(), !open);
         if !turn.is_empty() {
-            run_contained(&conn, turn);
+            run_contained(&conn, turn, &env);
         }
     }
 }
@@ -150,8 +169,8 @@ async fn write_loop(
 /// Runs a turn; should it panic (a bug), its transaction is rolled back and
 /// the writer goes on. The turn's callers, whose answers went with the
 /// unwinding, see the store as unavailable; nothing of the turn is stored.
-fn run_contained(conn: &Connection, turn: Vec<Op>) {
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_turn(conn, turn)));
+fn run_contained(conn: &Connection, turn: Vec<Op>, env: &Env) {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_turn(conn, turn, env)));
     if ran.is_err() {
         tracing::error!("store writer panicked; its turn was rolled back");
         if !conn.is_autocommit() {
@@ -218,7 +237,7 @@ impl Scheduler {
 /// Runs a turn in one `BEGIN IMMEDIATE` transaction and answers its callers
 /// once it has committed. An op that fails is undone alone (see
 /// [`atomically`]); the others commit.
-fn run_turn(conn: &Connection, mut turn: Vec<Op>) {
+fn run_turn(conn: &Connection, mut turn: Vec<Op>, env: &Env) {
     turn.sort_by_key(Op::place);
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "store transaction failed to begin");
@@ -229,7 +248,7 @@ fn run_turn(conn: &Connection, mut turn: Vec<Op>) {
     let mut finishers = Vec::with_capacity(turn.len());
     let mut ops = turn.into_iter();
     while let Some(op) = ops.next() {
-        finishers.push(run_op(conn, op));
+        finishers.push(run_op(conn, op, env));
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (disk full, I/O error):
             // nothing of this turn is stored, whatever the ops said.
@@ -259,48 +278,59 @@ fn fail(op: Op, why: &str) {
         let _ = reply.send(Err(StoreError::Commit(why.to_string())));
     }
     match op {
-        Op::Add(_, r) => f(r, why),
         Op::Claim { reply, .. } => f(reply, why),
-        Op::Complete(_, r)
-        | Op::Progress(_, _, r)
-        | Op::Retry(_, _, _, r)
-        | Op::Bury(_, _, _, r)
-        | Op::SetMenu(_, _, _, r) => f(r, why),
+        Op::Complete(_, r) => f(r, why),
+        Op::Add(_, r) | Op::Progress(_, _, r) | Op::Bury(_, _, _, r) | Op::SetMenu(_, _, _, r) => {
+            f(r, why)
+        }
+        Op::Retry { reply, .. } => f(reply, why),
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
-        Op::Prune(_, _, _, r) | Op::Forget(_, _, r) => f(r, why),
+        Op::Prune(_, _, _, r) | Op::Forget(_, _, r) | Op::ForgetDedupe(_, _, r) => f(r, why),
         #[cfg(test)]
         Op::Panic(r) => f(r, why),
     }
 }
 
-fn run_op(conn: &Connection, op: Op) -> Finisher {
+fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
+    let now = (env.clock)();
     match op {
         #[cfg(test)]
         Op::Panic(_) => panic!("a test asked the writer to panic"),
         Op::Add(jobs, reply) => {
-            let several = jobs.len() > 1;
-            finisher(reply, atomically(conn, several, |c| insert_jobs(c, &jobs)))
+            let several = jobs.len() > 1 || jobs.iter().any(|j| j.queue != Queue::Inbound);
+            finisher(
+                reply,
+                atomically(conn, several, |c| jobs::insert(c, &jobs, now)),
+            )
         }
         Op::Claim {
             queue,
+            wants,
             now,
             lease_ms,
-            limit,
             reply,
-        } => finisher(reply, claim(conn, queue, now, lease_ms, limit)),
+        } => {
+            let mut steps = 0;
+            let claimed = atomically(conn, true, |c| {
+                jobs::claim(c, queue, &wants, now, lease_ms, &mut steps)
+            });
+            env.stats.claim_steps.fetch_add(steps, Ordering::Relaxed);
+            finisher(reply, claimed)
+        }
         Op::Complete(done, reply) => {
-            let several = done.len() > 1 || done.iter().any(|(_, f)| !f.is_empty());
-            let r = atomically(conn, several, |c| {
-                done.iter()
-                    .try_for_each(|(id, follow_ups)| finish(c, id, "done", None, follow_ups))
+            let r = atomically(conn, true, |c| {
+                let mut duplicates = 0;
+                for (id, follow_ups) in &done {
+                    duplicates += usize::from(jobs::finish(c, id, End::Done, follow_ups, now)?);
+                }
+                Ok(duplicates)
             });
             finisher(reply, r)
         }
         Op::Bury(id, error, follow_ups, reply) => {
-            let several = !follow_ups.is_empty();
-            let r = atomically(conn, several, |c| {
-                finish(c, &id, "dead", Some(&error), &follow_ups)
+            let r = atomically(conn, true, |c| {
+                jobs::finish(c, &id, End::Dead(&error), &follow_ups, now).map(drop)
             });
             finisher(reply, r)
         }
@@ -313,25 +343,20 @@ fn run_op(conn: &Connection, op: Op) -> Finisher {
             .map(drop);
             finisher(reply, r)
         }
-        Op::Retry(id, run_at, error, reply) => {
-            let r = execute(
-                conn,
-                "UPDATE jobs SET run_at = ?1, lease_until = 0, last_error = ?2, updated_at = ?3
-                     WHERE id = ?4",
-                params![run_at, error, now_ms(), id],
-            )
-            .map(drop);
+        Op::Retry {
+            id,
+            run_at,
+            error,
+            attempt,
+            reply,
+        } => {
+            let r = atomically(conn, true, |c| {
+                jobs::retry(c, &id, run_at, &error, attempt, now)
+            });
             finisher(reply, r)
         }
-        Op::Replay(id, now, reply) => {
-            let r = execute(
-                conn,
-                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?1, lease_until = 0,
-                     updated_at = ?1 WHERE id = ?2 AND state = 'dead'",
-                params![now, id],
-            )
-            .map(|changed| changed == 1);
-            finisher(reply, r)
+        Op::Replay(id, at, reply) => {
+            finisher(reply, atomically(conn, true, |c| jobs::replay(c, &id, at)))
         }
         Op::Remember {
             scope,
@@ -340,17 +365,19 @@ fn run_op(conn: &Connection, op: Op) -> Finisher {
             jobs,
             reply,
         } => {
-            let r = atomically(conn, true, |c| remember(c, &scope, &key, &value, &jobs));
+            let r = atomically(conn, true, |c| {
+                jobs::remember(c, &scope, &key, &value, &jobs, now)
+            });
             finisher(reply, r)
         }
-        Op::SetMenu(key, menu, now, reply) => {
+        Op::SetMenu(key, menu, at, reply) => {
             let r = match menu {
                 Some(menu) => execute(
                     conn,
                     "INSERT INTO menus (conversation_key, menu, updated_at) VALUES (?1, ?2, ?3)
                          ON CONFLICT (conversation_key) DO UPDATE
                          SET menu = excluded.menu, updated_at = excluded.updated_at",
-                    params![key, menu, now],
+                    params![key, menu, at],
                 ),
                 None => execute(
                     conn,
@@ -366,6 +393,16 @@ fn run_op(conn: &Connection, op: Op) -> Finisher {
                 "DELETE FROM idempotency WHERE rowid IN (
                          SELECT rowid FROM idempotency WHERE created_at < ?1
                          ORDER BY created_at LIMIT ?2)",
+                params![before, limit],
+            )
+            .map(|deleted| deleted as u64);
+            finisher(reply, r)
+        }
+        Op::ForgetDedupe(before, limit, reply) => {
+            let r = execute(
+                conn,
+                "DELETE FROM dedupe WHERE slot IN (
+                         SELECT slot FROM dedupe WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
                 params![before, limit],
             )
             .map(|deleted| deleted as u64);
@@ -392,11 +429,6 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     execute(conn, sql, []).map(drop)
 }
 
-/// Runs a cached statement; returns how many rows it changed.
-fn execute(conn: &Connection, sql: &str, values: impl rusqlite::Params) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql)?.execute(values)
-}
-
 /// Runs `f`, in a savepoint when it takes `several` statements, so that a
 /// failure undoes this op only (one statement is atomic by itself).
 fn atomically<T>(
@@ -414,117 +446,4 @@ fn atomically<T>(
     }
     exec(conn, "RELEASE op")?;
     Ok(result?)
-}
-
-/// Inserts jobs, skipping dedupe-key duplicates; says which were stored.
-/// A job whose id exists already is an error.
-fn insert_jobs(conn: &Connection, jobs: &[NewJob]) -> rusqlite::Result<Vec<Added>> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO jobs (id, queue, channel, conversation_key, dedupe_key, payload, run_at,
-                           created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT (queue, channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
-    )?;
-    let now = now_ms();
-    jobs.iter()
-        .map(|job| {
-            let inserted = insert.execute(params![
-                job.id,
-                job.queue.as_str(),
-                job.channel,
-                job.conversation_key,
-                job.dedupe_key,
-                job.payload,
-                job.run_at,
-                now,
-            ])?;
-            Ok(if inserted == 1 {
-                Added::Stored(job.id.clone())
-            } else {
-                Added::Duplicate
-            })
-        })
-        .collect()
-}
-
-/// Sets a job's final state and inserts what follows from it.
-fn finish(
-    conn: &Connection,
-    id: &str,
-    state: &str,
-    error: Option<&str>,
-    follow_ups: &[NewJob],
-) -> rusqlite::Result<()> {
-    execute(
-        conn,
-        "UPDATE jobs SET state = ?1, lease_until = 0, last_error = COALESCE(?2, last_error),
-         updated_at = ?3 WHERE id = ?4",
-        params![state, error, now_ms(), id],
-    )?;
-    if !follow_ups.is_empty() {
-        insert_jobs(conn, follow_ups)?;
-    }
-    Ok(())
-}
-
-fn claim(
-    conn: &Connection,
-    queue: Queue,
-    now: i64,
-    lease_ms: i64,
-    limit: u32,
-) -> rusqlite::Result<Vec<Job>> {
-    // At most one job per conversation: a job waits while an older job of its
-    // conversation is still pending (queued, leased or backing off).
-    let mut claim = conn.prepare_cached(
-        "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1, updated_at = ?2
-         WHERE seq IN (
-             SELECT j.seq FROM jobs j
-             WHERE j.queue = ?3 AND j.state = 'pending' AND j.run_at <= ?2 AND j.lease_until <= ?2
-               AND (j.conversation_key IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM jobs e
-                   WHERE e.queue = j.queue AND e.conversation_key = j.conversation_key
-                     AND e.state = 'pending' AND e.seq < j.seq))
-             ORDER BY j.run_at, j.seq LIMIT ?4)
-         RETURNING seq, id, channel, payload, attempts",
-    )?;
-    let mut jobs = claim
-        .query_map(params![now + lease_ms, now, queue.as_str(), limit], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                Job {
-                    id: row.get(1)?,
-                    queue,
-                    channel: row.get(2)?,
-                    payload: row.get(3)?,
-                    attempts: row.get(4)?,
-                },
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    jobs.sort_by_key(|(seq, _)| *seq);
-    Ok(jobs.into_iter().map(|(_, job)| job).collect())
-}
-
-fn remember(
-    conn: &Connection,
-    scope: &str,
-    key: &str,
-    value: &str,
-    jobs: &[NewJob],
-) -> rusqlite::Result<Remembered> {
-    let existing: Option<String> = conn
-        .prepare_cached("SELECT value FROM idempotency WHERE scope = ?1 AND key = ?2")?
-        .query_row(params![scope, key], |row| row.get(0))
-        .optional()?;
-    if let Some(value) = existing {
-        return Ok(Remembered::Existing(value));
-    }
-    execute(
-        conn,
-        "INSERT INTO idempotency (scope, key, value, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![scope, key, value, now_ms()],
-    )?;
-    insert_jobs(conn, jobs)?;
-    Ok(Remembered::New)
 }

@@ -1,0 +1,472 @@
+//! The queue's statements, run by the writer inside its transaction.
+//!
+//! Jobs of one conversation are a list: `jobs.next_seq` links each to the
+//! next, and `heads` holds one row per conversation with pending jobs — its
+//! head, its tail, its destination and when the head is ready (its run time,
+//! or the end of its lease while a worker holds it). Every statement here
+//! touches a bounded number of rows: claims read ready heads from
+//! `heads_ready`, finishing a job moves its conversation's head one link on.
+
+use rusqlite::{Connection, OptionalExtension, Statement, StatementStatus, params};
+
+use crate::store::dedupe::KeyHash;
+use crate::store::{Attempt, Job, NewJob, Queue, Remembered, Want};
+
+/// Runs a cached statement; returns how many rows it changed.
+pub(super) fn execute(
+    conn: &Connection,
+    sql: &str,
+    values: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(values)
+}
+
+/// Whether jobs of `queue` wait in conversations (the `inbound` log does not).
+fn in_conversations(queue: Queue) -> bool {
+    queue != Queue::Inbound
+}
+
+/// Appends jobs; a `deliver` or `outbound` job joins the end of its
+/// conversation (a job without a conversation key is one of its own).
+pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: i64) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO jobs (id, queue, channel, destination, conversation_key, dedupe_key,
+                           payload, run_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    )?;
+    for job in jobs {
+        let key = match (&job.conversation_key, in_conversations(job.queue)) {
+            (Some(key), _) => Some(key.as_str()),
+            (None, true) => Some(job.id.as_str()),
+            (None, false) => None,
+        };
+        insert.execute(params![
+            job.id,
+            job.queue.as_str(),
+            job.channel,
+            job.destination,
+            key,
+            job.dedupe_key,
+            job.payload,
+            job.run_at,
+            now,
+        ])?;
+        if in_conversations(job.queue)
+            && let Some(key) = key
+        {
+            let seq = conn.last_insert_rowid();
+            link(conn, job.queue, key, &job.destination, seq, job.run_at)?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts job `seq` at the end of its conversation, or makes it the head of a
+/// conversation with nothing waiting.
+fn link(
+    conn: &Connection,
+    queue: Queue,
+    key: &str,
+    destination: &str,
+    seq: i64,
+    run_at: i64,
+) -> rusqlite::Result<()> {
+    let tail: Option<i64> = conn
+        .prepare_cached("SELECT tail_seq FROM heads WHERE queue = ?1 AND conversation_key = ?2")?
+        .query_row(params![queue.as_str(), key], |r| r.get(0))
+        .optional()?;
+    match tail {
+        Some(tail) => {
+            execute(
+                conn,
+                "UPDATE jobs SET next_seq = ?1 WHERE seq = ?2",
+                params![seq, tail],
+            )?;
+            execute(
+                conn,
+                "UPDATE heads SET tail_seq = ?1 WHERE queue = ?2 AND conversation_key = ?3",
+                params![seq, queue.as_str(), key],
+            )?;
+        }
+        None => {
+            execute(
+                conn,
+                "INSERT INTO heads (queue, conversation_key, destination, head_seq, tail_seq, ready_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                params![queue.as_str(), key, destination, seq, run_at],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds a statement's virtual-machine steps since its last count to `steps`:
+/// the rows it touched, whatever the clock says.
+fn count_steps(statement: &Statement<'_>, steps: &mut u64) {
+    *steps += statement.reset_status(StatementStatus::VmStep).max(0) as u64;
+}
+
+/// Leases what `wants` asks for (see [`Store::claim`](crate::store::Store::claim)).
+/// Adds the VM steps of its reads to `steps` (what tests bound).
+pub(super) fn claim(
+    conn: &Connection,
+    queue: Queue,
+    wants: &[Want],
+    now: i64,
+    lease_ms: i64,
+    steps: &mut u64,
+) -> rusqlite::Result<Vec<Job>> {
+    let lease_until = now.saturating_add(lease_ms);
+    if !in_conversations(queue) {
+        let limit: u32 = wants.iter().map(|w| w.limit).sum();
+        return claim_log(conn, queue, now, lease_until, limit, steps);
+    }
+    let mut jobs = Vec::new();
+    for want in wants.iter().filter(|w| w.limit > 0) {
+        let mut ready = conn.prepare_cached(
+            "SELECT conversation_key, head_seq FROM heads
+             WHERE queue = ?1 AND destination = ?2 AND ready_at <= ?3
+             ORDER BY ready_at, head_seq LIMIT ?4",
+        )?;
+        count_steps(&ready, &mut 0);
+        let heads: Vec<(String, i64)> = ready
+            .query_map(
+                params![queue.as_str(), want.destination, now, want.limit],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        count_steps(&ready, steps);
+        for (key, seq) in heads {
+            // The lease is the head's readiness: it comes back by itself
+            // when the lease runs out.
+            execute(
+                conn,
+                "UPDATE heads SET ready_at = ?1 WHERE queue = ?2 AND conversation_key = ?3",
+                params![lease_until, queue.as_str(), key],
+            )?;
+            let job = conn
+                .prepare_cached(
+                    "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1, updated_at = ?2
+                     WHERE seq = ?3 AND state = 'pending'
+                     RETURNING id, channel, destination, payload, attempts, dedupe_key",
+                )?
+                .query_row(params![lease_until, now, seq], |r| {
+                    Ok(Job {
+                        id: r.get(0)?,
+                        queue,
+                        channel: r.get(1)?,
+                        destination: r.get(2)?,
+                        payload: r.get(3)?,
+                        attempts: r.get(4)?,
+                        dedupe_key: r.get(5)?,
+                    })
+                })
+                .optional()?;
+            match job {
+                Some(job) => jobs.push(job),
+                None => {
+                    // A head whose job is gone or finished (a bug): dropping it
+                    // keeps the conversation's later jobs from waiting for ever.
+                    tracing::error!(
+                        queue = queue.as_str(),
+                        "conversation head without a pending job; dropped"
+                    );
+                    execute(
+                        conn,
+                        "DELETE FROM heads WHERE queue = ?1 AND conversation_key = ?2",
+                        params![queue.as_str(), key],
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// The `inbound` log: due jobs in arrival order.
+fn claim_log(
+    conn: &Connection,
+    queue: Queue,
+    now: i64,
+    lease_until: i64,
+    limit: u32,
+    steps: &mut u64,
+) -> rusqlite::Result<Vec<Job>> {
+    let mut claim = conn.prepare_cached(
+        "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1, updated_at = ?2
+         WHERE seq IN (
+             SELECT seq FROM jobs
+             WHERE queue = ?3 AND state = 'pending' AND run_at <= ?2 AND lease_until <= ?2
+             ORDER BY run_at, seq LIMIT ?4)
+         RETURNING seq, id, channel, destination, payload, attempts, dedupe_key",
+    )?;
+    count_steps(&claim, &mut 0);
+    let mut jobs = claim
+        .query_map(params![lease_until, now, queue.as_str(), limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Job {
+                    id: r.get(1)?,
+                    queue,
+                    channel: r.get(2)?,
+                    destination: r.get(3)?,
+                    payload: r.get(4)?,
+                    attempts: r.get(5)?,
+                    dedupe_key: r.get(6)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    count_steps(&claim, steps);
+    jobs.sort_by_key(|(seq, _)| *seq);
+    Ok(jobs.into_iter().map(|(_, job)| job).collect())
+}
+
+/// How a job ended.
+pub(super) enum End<'a> {
+    Done,
+    Dead(&'a str),
+}
+
+/// Ends a pending job and adds its follow-ups; moves its conversation's head
+/// on. Returns whether it was a duplicate (done, with a dedupe key an earlier
+/// job had: its follow-ups are dropped). A job no longer pending is left alone.
+pub(super) fn finish(
+    conn: &Connection,
+    id: &str,
+    end: End<'_>,
+    follow_ups: &[NewJob],
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let (state, error) = match end {
+        End::Done => ("done", None),
+        End::Dead(error) => ("dead", Some(error)),
+    };
+    let ended = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = ?1, lease_until = 0, last_error = COALESCE(?2, last_error),
+                 updated_at = ?3
+             WHERE id = ?4 AND state = 'pending'
+             RETURNING seq, queue, channel, conversation_key, next_seq, dedupe_key",
+        )?
+        .query_row(params![state, error, now, id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((seq, queue, channel, key, next, dedupe_key)) = ended else {
+        return Ok(false);
+    };
+    if let (Some(queue), Some(key)) = (Queue::parse(&queue), key)
+        && in_conversations(queue)
+    {
+        advance(conn, queue, &key, seq, next)?;
+    }
+    let duplicate = match dedupe_key {
+        Some(key) if state == "done" => !remember_key(conn, KeyHash::of(&channel, &key), now)?,
+        _ => false,
+    };
+    if !duplicate && !follow_ups.is_empty() {
+        insert(conn, follow_ups, now)?;
+    }
+    Ok(duplicate)
+}
+
+/// Moves a conversation's head from `seq` to `next`, or drops the head when
+/// nothing waits behind it.
+fn advance(
+    conn: &Connection,
+    queue: Queue,
+    key: &str,
+    seq: i64,
+    next: Option<i64>,
+) -> rusqlite::Result<()> {
+    match next {
+        Some(next) => execute(
+            conn,
+            "UPDATE heads SET head_seq = ?1, ready_at = (SELECT run_at FROM jobs WHERE seq = ?1)
+             WHERE queue = ?2 AND conversation_key = ?3 AND head_seq = ?4",
+            params![next, queue.as_str(), key, seq],
+        )?,
+        None => execute(
+            conn,
+            "DELETE FROM heads WHERE queue = ?1 AND conversation_key = ?2 AND head_seq = ?3",
+            params![queue.as_str(), key, seq],
+        )?,
+    };
+    Ok(())
+}
+
+/// Records a dedupe key; false if it was recorded before. A different key
+/// that happens to share the slot is let through (see [`KeyHash`]).
+fn remember_key(conn: &Connection, hash: KeyHash, now: i64) -> rusqlite::Result<bool> {
+    let stored = execute(
+        conn,
+        "INSERT INTO dedupe (slot, check_hash, seen_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (slot) DO NOTHING",
+        params![hash.slot, hash.check, now],
+    )?;
+    if stored == 1 {
+        return Ok(true);
+    }
+    let check: i64 = conn
+        .prepare_cached("SELECT check_hash FROM dedupe WHERE slot = ?1")?
+        .query_row([hash.slot], |r| r.get(0))?;
+    Ok(check != hash.check)
+}
+
+/// Releases a job to run at `run_at`; it stays its conversation's head.
+pub(super) fn retry(
+    conn: &Connection,
+    id: &str,
+    run_at: i64,
+    error: &str,
+    attempt: Attempt,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let refund = i64::from(attempt == Attempt::Refunded);
+    let released = conn
+        .prepare_cached(
+            "UPDATE jobs SET run_at = ?1, lease_until = 0, last_error = ?2, updated_at = ?3,
+                 attempts = MAX(attempts - ?4, 0)
+             WHERE id = ?5 AND state = 'pending'
+             RETURNING seq, queue, conversation_key",
+        )?
+        .query_row(params![run_at, error, now, refund, id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .optional()?;
+    if let Some((seq, queue, Some(key))) = released
+        && Queue::parse(&queue).is_some_and(in_conversations)
+    {
+        execute(
+            conn,
+            "UPDATE heads SET ready_at = ?1 WHERE queue = ?2 AND conversation_key = ?3 AND head_seq = ?4",
+            params![run_at, queue, key, seq],
+        )?;
+    }
+    Ok(())
+}
+
+/// Puts a dead letter back, at the end of its conversation.
+pub(super) fn replay(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
+    let revived = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?1, lease_until = 0,
+                 next_seq = NULL, updated_at = ?1
+             WHERE id = ?2 AND state = 'dead'
+             RETURNING seq, queue, conversation_key, destination",
+        )?
+        .query_row(params![now, id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((seq, queue, key, destination)) = revived else {
+        return Ok(false);
+    };
+    if let (Some(queue), Some(key)) = (Queue::parse(&queue), key)
+        && in_conversations(queue)
+    {
+        link(conn, queue, &key, &destination, seq, now)?;
+    }
+    Ok(true)
+}
+
+/// Stores an idempotency record and its jobs unless the key is known.
+pub(super) fn remember(
+    conn: &Connection,
+    scope: &str,
+    key: &str,
+    value: &str,
+    jobs: &[NewJob],
+    now: i64,
+) -> rusqlite::Result<Remembered> {
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT value FROM idempotency WHERE scope = ?1 AND key = ?2")?
+        .query_row(params![scope, key], |row| row.get(0))
+        .optional()?;
+    if let Some(value) = existing {
+        return Ok(Remembered::Existing(value));
+    }
+    execute(
+        conn,
+        "INSERT INTO idempotency (scope, key, value, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![scope, key, value, now],
+    )?;
+    insert(conn, jobs, now)?;
+    Ok(Remembered::New)
+}
+
+/// Makes every conversation's head ready at its own run time again: what a
+/// previous process had leased runs at once (used at start by `serve`).
+pub(super) fn release_leases(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE jobs SET lease_until = 0 WHERE state = 'pending' AND lease_until > 0",
+        [],
+    )?;
+    conn.execute(
+        "UPDATE heads SET ready_at = (SELECT run_at FROM jobs WHERE jobs.seq = heads.head_seq)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Links the pending jobs of a file from before conversation heads (schema 1)
+/// into their conversations, oldest first, and keeps the dedupe keys of its
+/// finished webhooks.
+pub(super) fn link_existing(conn: &Connection) -> rusqlite::Result<()> {
+    let pending: Vec<(i64, String, Option<String>, String, String, i64)> = conn
+        .prepare(
+            "SELECT seq, queue, conversation_key, id, destination, run_at FROM jobs
+             WHERE state = 'pending' AND queue != 'inbound' ORDER BY seq",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (seq, queue, key, id, destination, run_at) in pending {
+        let Some(queue) = Queue::parse(&queue) else {
+            continue;
+        };
+        let key = key.unwrap_or(id);
+        execute(
+            conn,
+            "UPDATE jobs SET conversation_key = ?1 WHERE seq = ?2",
+            params![key, seq],
+        )?;
+        link(conn, queue, &key, &destination, seq, run_at)?;
+    }
+    let keys: Vec<(String, String, i64)> = conn
+        .prepare(
+            "SELECT channel, dedupe_key, updated_at FROM jobs
+             WHERE dedupe_key IS NOT NULL AND state = 'done'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (channel, key, seen_at) in keys {
+        remember_key(conn, KeyHash::of(&channel, &key), seen_at)?;
+    }
+    Ok(())
+}
