@@ -114,3 +114,85 @@ async fn outbound_retries_rate_limits_then_delivers() {
     let receipt = app.wait_for(1).await[0].json();
     assert_eq!(receipt["content"]["status"], "Delivered");
 }
+
+#[tokio::test]
+async fn after_an_outage_every_message_arrives_once_in_order_and_every_conversation_resumes() {
+    let app = Mock::start().await;
+    app.respond("/hook", Answer::new(503, "{}"));
+    let host = Host::start(HostOptions::new(
+        &app.url("/hook"),
+        "http://127.0.0.1:9/unused",
+    ));
+    // 50 conversations, 4 messages each, interleaved, while the application is down.
+    let (conversations, per_conversation) = (50, 4);
+    for seq in 0..per_conversation {
+        for conv in 0..conversations {
+            let event = json!({"message_id": format!("evt-{conv}-{seq}"),
+                               "conversation": {"id": format!("conv-{conv}")},
+                               "content": {"type": "text", "text": format!("{seq}")}});
+            assert_eq!(host.webhook(&event).await.status(), 200);
+        }
+    }
+    // The outage lasts 20 s: far longer than the harness's retry budget
+    // (5 attempts, 50–200 ms apart), which an outage must not use up.
+    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    let during = app.received().len();
+    app.clear("/hook");
+    let recovered = std::time::Instant::now();
+
+    let total = conversations * per_conversation;
+    let delivered = loop {
+        let ok: Vec<Received> = app
+            .received()
+            .into_iter()
+            .filter(|r| r.status == 200)
+            .collect();
+        if ok.len() >= total {
+            break ok;
+        }
+        assert!(
+            recovered.elapsed() < std::time::Duration::from_secs(60),
+            "only {} of {total} delivered after recovery",
+            ok.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    settle().await;
+    let ok_count = app.received().iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok_count, total, "each message delivered exactly once");
+    // Paused, not hammered: a few hundred attempts at most during 20 s (a
+    // probe per second or so, plus the first failures), not one per job per retry.
+    assert!(during < 200, "{during} attempts during the outage");
+
+    let mut next: std::collections::HashMap<String, u64> = Default::default();
+    let mut first_after: std::collections::HashMap<String, std::time::Duration> =
+        Default::default();
+    for r in &delivered {
+        let m = r.json();
+        let conv = m["conversation"]["id"]
+            .as_str()
+            .expect("conversation")
+            .to_string();
+        let seq: u64 = m["content"]["text"]
+            .as_str()
+            .expect("text")
+            .parse()
+            .expect("seq");
+        let expected = next.entry(conv.clone()).or_insert(0);
+        assert_eq!(seq, *expected, "{conv} delivered out of order");
+        *expected += 1;
+        first_after
+            .entry(conv)
+            .or_insert_with(|| r.at.saturating_duration_since(recovered));
+    }
+    assert_eq!(next.len(), conversations);
+    // A behaviour bound, not a speed target: paused destinations are probed
+    // at least every second, so every conversation moves within a few
+    // seconds; per-job backoff after 20 s of failures would take far longer.
+    let slowest = first_after.values().max().expect("conversations");
+    assert!(
+        *slowest < std::time::Duration::from_secs(5),
+        "a conversation resumed {slowest:?} after recovery"
+    );
+    assert_eq!(host.counts()["deliver"]["dead"], 0);
+}

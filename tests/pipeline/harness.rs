@@ -24,6 +24,8 @@ pub const API_KEY: &str = "api-key-0123456789abcdef";
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// What the mock answered.
+    pub status: u16,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub at: Instant,
@@ -122,6 +124,11 @@ impl Mock {
         s.defaults.insert(path.to_string(), answer);
     }
 
+    /// Stops answering every request to `path` with one answer (see [`respond`](Mock::respond)).
+    pub fn clear(&self, path: &str) {
+        self.state.lock().expect("lock").defaults.remove(path);
+    }
+
     /// The requests received on `path`.
     pub fn received_on(&self, path: &str) -> Vec<Received> {
         self.received()
@@ -183,12 +190,6 @@ async fn record(
 ) -> axum::response::Response {
     let mut s = state.lock().expect("lock");
     let path = uri.path().to_string();
-    s.received.push(Received {
-        path: path.clone(),
-        headers,
-        body: body.to_vec(),
-        at: Instant::now(),
-    });
     let answer = s
         .by_path
         .get_mut(&path)
@@ -196,6 +197,13 @@ async fn record(
         .or_else(|| s.defaults.get(&path).cloned())
         .or_else(|| s.script.pop_front())
         .unwrap_or_else(|| Answer::new(200, "{}"));
+    s.received.push(Received {
+        path: path.clone(),
+        status: answer.status,
+        headers,
+        body: body.to_vec(),
+        at: Instant::now(),
+    });
     let mut response = (
         axum::http::StatusCode::from_u16(answer.status).expect("status"),
         [("content-type", "application/json")],

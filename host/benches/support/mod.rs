@@ -2,6 +2,9 @@
 //! and starting a server process that prints `patchbay listening on http://ADDR`
 //! first.
 
+// Each benchmark uses part of this module.
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

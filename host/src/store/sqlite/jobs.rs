@@ -266,7 +266,7 @@ pub(super) fn finish(
     if let (Some(queue), Some(key)) = (Queue::parse(&queue), key)
         && in_conversations(queue)
     {
-        advance(conn, queue, &key, seq, next)?;
+        advance(conn, queue, &key, seq, next, now)?;
     }
     let duplicate = match dedupe_key {
         Some(key) if state == "done" => !remember_key(conn, KeyHash::of(&channel, &key), now)?,
@@ -279,20 +279,25 @@ pub(super) fn finish(
 }
 
 /// Moves a conversation's head from `seq` to `next`, or drops the head when
-/// nothing waits behind it.
+/// nothing waits behind it. The new head is ready at its run time but not
+/// before `now`: a conversation that just had a turn queues behind the ones
+/// already waiting, so a backlog drains round-robin across conversations
+/// rather than one long conversation first.
 fn advance(
     conn: &Connection,
     queue: Queue,
     key: &str,
     seq: i64,
     next: Option<i64>,
+    now: i64,
 ) -> rusqlite::Result<()> {
     match next {
         Some(next) => execute(
             conn,
-            "UPDATE heads SET head_seq = ?1, ready_at = (SELECT run_at FROM jobs WHERE seq = ?1)
+            "UPDATE heads SET head_seq = ?1,
+                 ready_at = MAX((SELECT run_at FROM jobs WHERE seq = ?1), ?5)
              WHERE queue = ?2 AND conversation_key = ?3 AND head_seq = ?4",
-            params![next, queue.as_str(), key, seq],
+            params![next, queue.as_str(), key, seq, now],
         )?,
         None => execute(
             conn,

@@ -541,7 +541,7 @@ async fn store_at(
 #[tokio::test]
 async fn a_conversation_hands_out_one_job_at_a_time_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, DELAY).await;
+    let store = store_at(&dir, Arc::default()).await;
     store
         .add(vec![
             in_conv("a1", "a"),
@@ -611,7 +611,7 @@ async fn a_conversation_hands_out_one_job_at_a_time_in_order() {
 #[tokio::test]
 async fn a_job_whose_completion_failed_keeps_its_place_at_the_head() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, DELAY).await;
+    let store = store_at(&dir, Arc::default()).await;
     store
         .add(vec![
             in_conv("m1", "c"),
@@ -658,7 +658,7 @@ async fn a_job_whose_completion_failed_keeps_its_place_at_the_head() {
 #[tokio::test]
 async fn a_refunded_attempt_is_not_counted_and_the_job_keeps_its_place() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, DELAY).await;
+    let store = store_at(&dir, Arc::default()).await;
     store
         .add(vec![in_conv("m1", "c"), in_conv("m2", "c")])
         .await
@@ -797,7 +797,7 @@ async fn dedupe_keys_hold_across_restarts_until_the_retention_window_ends() {
 #[tokio::test]
 async fn replay_puts_a_dead_letter_behind_what_its_conversation_has_waiting() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, DELAY).await;
+    let store = store_at(&dir, Arc::default()).await;
     store
         .add(vec![in_conv("m1", "c"), in_conv("m2", "c")])
         .await
@@ -880,8 +880,9 @@ async fn a_file_from_before_conversation_heads_is_upgraded() {
         )
         .unwrap();
     }
+    let clock: Clock = Arc::new(|| 2);
     let store = Arc::new(
-        SqliteStore::open(&path, WriterSettings::default(), true)
+        SqliteStore::open_with_clock(&path, WriterSettings::default(), true, clock)
             .await
             .unwrap(),
     );
@@ -975,4 +976,28 @@ async fn redelivered_webhooks_are_accepted_but_only_the_first_is_parsed_into_mes
         "one per event id"
     );
     assert_eq!(counts(&store, Queue::Inbound).await.done, 400);
+}
+
+#[tokio::test]
+async fn a_backlog_drains_round_robin_across_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let store = store_at(&dir, now.clone()).await;
+    // A long conversation queued first, then two short ones.
+    let mut jobs: Vec<NewJob> = (1..=3).map(|i| in_conv(&format!("a{i}"), "a")).collect();
+    jobs.extend([in_conv("b1", "b"), in_conv("c1", "c")]);
+    store.add(jobs).await.unwrap();
+    let mut order = vec![];
+    for t in 1..=5 {
+        now.store(t, std::sync::atomic::Ordering::SeqCst);
+        let claimed = store
+            .claim(Queue::Deliver, app(1), t, 60_000)
+            .await
+            .unwrap();
+        for j in claimed {
+            store.complete(&j.id, vec![]).await.unwrap();
+            order.push(j.id);
+        }
+    }
+    assert_eq!(order, ["a1", "b1", "c1", "a2", "a3"]);
 }

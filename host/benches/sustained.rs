@@ -1,0 +1,765 @@
+//! The sustained benchmark: what a gateway lives through, not a burst into an
+//! empty database.
+//!
+//! ```text
+//! cargo bench -p patchbay-host --bench sustained
+//! # shorter phases while iterating (the defaults are the documented run):
+//! PATCHBAY_BENCH_SECS=20 PATCHBAY_BENCH_PREFILL=200000 cargo bench -p patchbay-host --bench sustained
+//! # another build of `patchbay` (say, the previous release) under the same load:
+//! PATCHBAY_BENCH_BIN=/tmp/patchbay-before cargo bench -p patchbay-host --bench sustained
+//! ```
+//!
+//! Four processes: this one (the load generator), a bare handler that only
+//! answers 200, the application, and `patchbay serve`. The application is
+//! `benches/app.js` on Node.js (as many real ones are): it verifies each
+//! delivery's signature, parses it, answers 200 (503 while "down") and counts.
+//! Without `node` on the PATH (or with `PATCHBAY_BENCH_APP=rust`) a Rust
+//! application that only counts stands in; the report says which ran. Patchbay runs durably (WAL,
+//! `synchronous=FULL`, every webhook committed before its 200) on a database
+//! already holding a retention window: `PATCHBAY_BENCH_PREFILL` (1,000,000)
+//! finished webhooks with their random event ids, and as many finished
+//! deliveries. Webhooks carry random event ids, as providers send them, over
+//! 500 conversations.
+//!
+//! Phases, each reported on its own line:
+//! 1. **application capacity**: the load generator POSTs deliveries straight
+//!    to the application — what it can take on this machine, in this run;
+//! 2. **bare handler**: `PATCHBAY_BENCH_SECS` (60) s of closed-loop load;
+//! 3. **patchbay, full load**: the same load; accepted requests/s, ack
+//!    latency, and messages the application received per second meanwhile;
+//! 4. **patchbay, half load**: open loop at half the rate phase 3 accepted;
+//!    ack latency;
+//! 5. **backlog**: the application goes down; `PATCHBAY_BENCH_BACKLOG`
+//!    (100,000) webhooks are accepted, then ingest is measured for
+//!    `PATCHBAY_BENCH_SECS / 3` s with them waiting;
+//! 6. **recovery**: the application comes back; how fast the backlog drains
+//!    and how long after recovery every conversation had its next delivery.
+//!
+//! Patchbay's resident memory is sampled every second throughout.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use patchbay_plugin_sdk::signature::hmac_sha256_hex;
+
+mod support;
+use support::{Server, bench_main, block_on, env_usize, spawn};
+
+const SECRET: &str = "bench-channel-secret";
+const APP_SECRET: &str = "bench-app-secret";
+const CONVERSATIONS: usize = 500;
+
+fn main() {
+    // Re-executed as the bare handler or as the application.
+    match std::env::var("PATCHBAY_BENCH_ROLE").as_deref() {
+        Ok("bare") => return bare_server(),
+        Ok("app") => return app_server(),
+        _ => {}
+    }
+    bench_main(run);
+}
+
+// ---- the two helper processes --------------------------------------------
+
+fn bare_server() {
+    block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!(
+            "patchbay listening on http://{}",
+            listener.local_addr().expect("addr")
+        );
+        let app = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
+
+/// The application: `POST /hook` answers 200 (503 while down) and counts;
+/// `/control/{down,up,stats}` steer it. After `up`, it notes when each
+/// conversation first got a delivery.
+#[derive(Default)]
+struct AppState {
+    down: AtomicBool,
+    received: AtomicU64,
+    up_at: Mutex<Option<Instant>>,
+    resumed: Mutex<HashMap<String, Duration>>,
+}
+
+fn app_server() {
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    block_on(async {
+        let state = Arc::new(AppState::default());
+        let hook = |State(s): State<Arc<AppState>>, body: axum::body::Bytes| async move {
+            if s.down.load(Ordering::Relaxed) {
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+            s.received.fetch_add(1, Ordering::Relaxed);
+            let up_at = *s.up_at.lock().expect("lock");
+            if let Some(up_at) = up_at
+                && let Some(conv) = conversation_of(&body)
+            {
+                s.resumed
+                    .lock()
+                    .expect("lock")
+                    .entry(conv)
+                    .or_insert_with(|| up_at.elapsed());
+            }
+            StatusCode::OK
+        };
+        let down = |State(s): State<Arc<AppState>>| async move {
+            s.down.store(true, Ordering::SeqCst);
+        };
+        let up = |State(s): State<Arc<AppState>>| async move {
+            s.resumed.lock().expect("lock").clear();
+            *s.up_at.lock().expect("lock") = Some(Instant::now());
+            s.down.store(false, Ordering::SeqCst);
+        };
+        let stats = |State(s): State<Arc<AppState>>| async move {
+            let resumed = s.resumed.lock().expect("lock");
+            let slowest = resumed.values().max().copied().unwrap_or_default();
+            format!(
+                "{} {} {}",
+                s.received.load(Ordering::Relaxed),
+                resumed.len(),
+                slowest.as_millis()
+            )
+        };
+        let router = axum::Router::new()
+            .route("/hook", post(hook))
+            .route("/control/down", post(down))
+            .route("/control/up", post(up))
+            .route("/control/stats", get(stats))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!(
+            "patchbay listening on http://{}",
+            listener.local_addr().expect("addr")
+        );
+        axum::serve(listener, router).await.expect("serve");
+    });
+}
+
+/// The conversation id of a canonical message, found without parsing JSON
+/// (the application's own cost should stay small).
+fn conversation_of(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find(r#""conversation":{"id":""#)? + 23;
+    let end = text[start..].find('"')? + start;
+    Some(text[start..end].to_string())
+}
+
+// ---- the run --------------------------------------------------------------
+
+struct App {
+    server: Server,
+    client: reqwest::Client,
+}
+
+impl App {
+    async fn control(&self, what: &str) {
+        self.client
+            .post(format!("{}/control/{what}", self.server.1))
+            .send()
+            .await
+            .expect("app control");
+    }
+
+    /// Received, conversations resumed since `up`, the slowest's wait (ms).
+    async fn stats(&self) -> (u64, usize, u64) {
+        let text = self
+            .client
+            .get(format!("{}/control/stats", self.server.1))
+            .send()
+            .await
+            .expect("app stats")
+            .text()
+            .await
+            .expect("text");
+        let mut parts = text.split(' ').map(|p| p.parse::<u64>().unwrap_or(0));
+        let mut next = || parts.next().unwrap_or(0);
+        (next(), next() as usize, next())
+    }
+}
+
+/// The Node.js application if `node` runs, else the Rust one.
+fn application() -> (Server, &'static str) {
+    let node = std::env::var("PATCHBAY_BENCH_APP").as_deref() != Ok("rust")
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if node {
+        let mut cmd = Command::new("node");
+        cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/app.js"));
+        (
+            spawn(cmd),
+            "benches/app.js on Node.js (verifies signatures, parses JSON)",
+        )
+    } else {
+        (helper("app"), "the Rust stand-in (counts only)")
+    }
+}
+
+fn helper(role: &str) -> Server {
+    let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+    cmd.env("PATCHBAY_BENCH_ROLE", role);
+    spawn(cmd)
+}
+
+async fn run() {
+    let secs = env_usize("PATCHBAY_BENCH_SECS", 60) as u64;
+    let prefill = env_usize("PATCHBAY_BENCH_PREFILL", 1_000_000);
+    let backlog = env_usize("PATCHBAY_BENCH_BACKLOG", 100_000);
+    let connections = env_usize("PATCHBAY_BENCH_CONCURRENCY", 32);
+    let full = Duration::from_secs(secs);
+    let client = patchbay_host::transport::http_client(Duration::from_secs(30));
+
+    println!(
+        "sustained load: {secs} s phases, {connections} connections, random event ids over \
+         {CONVERSATIONS} conversations, database pre-filled with {prefill} finished webhooks \
+         (and their event ids) and {prefill} finished deliveries; loopback, 2 processes besides this one"
+    );
+
+    let (server, kind) = application();
+    println!("application: {kind}");
+    let app = App {
+        server,
+        client: client.clone(),
+    };
+    let hook = format!("{}/hook", app.server.1);
+
+    // 1. The application's own capacity, with the same client and connections.
+    let capacity = closed_loop(
+        &client,
+        &hook,
+        connections,
+        Duration::from_secs(10.min(secs)),
+        &Bodies::Delivery,
+    )
+    .await;
+    line("application alone (capacity)", &capacity, "");
+
+    // 2. The bare handler.
+    let bare = helper("bare");
+    let bare_result = closed_loop(
+        &client,
+        &format!("{}/webhooks/bench", bare.1),
+        connections,
+        full,
+        &Bodies::webhooks("bare"),
+    )
+    .await;
+    drop(bare);
+    line("bare handler", &bare_result, "");
+
+    // Patchbay on a database that already holds a retention window.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("bench.db");
+    let started = Instant::now();
+    prefill_database(&db, dir.path(), &hook, prefill);
+    println!(
+        "(pre-filled {} in {:.0} s: {} MB)",
+        db.display(),
+        started.elapsed().as_secs_f64(),
+        std::fs::metadata(&db).map(|m| m.len() >> 20).unwrap_or(0)
+    );
+    let host = start_patchbay(dir.path(), &db, &hook);
+    let memory = Memory::sample(host.0.id());
+    let url = format!("{}/webhooks/bench", host.1);
+
+    // 3. Full load.
+    let (received_before, _, _) = app.stats().await;
+    let start = Instant::now();
+    let pb_full = closed_loop(&client, &url, connections, full, &Bodies::webhooks("full")).await;
+    let (received_after, _, _) = app.stats().await;
+    let e2e = (received_after - received_before) as f64 / start.elapsed().as_secs_f64();
+    line(
+        "patchbay, full load",
+        &pb_full,
+        &format!(
+            "{:.2} × bare; application received {e2e:.0}/s = {:.2} × its capacity",
+            pb_full.per_sec / bare_result.per_sec,
+            e2e / capacity.per_sec
+        ),
+    );
+    wait_delivered(&app, received_before + pb_full.ok as u64).await;
+
+    // 4. Half load, open loop.
+    let half_rate = pb_full.per_sec / 2.0;
+    let pb_half = open_loop(
+        &client,
+        &url,
+        half_rate,
+        full / 3,
+        &Bodies::webhooks("half"),
+    )
+    .await;
+    line(
+        &format!("patchbay, half load ({half_rate:.0}/s offered)"),
+        &pb_half,
+        "",
+    );
+    let (received, _, _) = app.stats().await;
+    let e2e_start = Instant::now();
+    let e2e_offered = open_loop(
+        &client,
+        &url,
+        capacity.per_sec.min(pb_full.per_sec) * 0.8,
+        full / 3,
+        &Bodies::webhooks("e2e"),
+    )
+    .await;
+    let reached = wait_delivered(&app, received + e2e_offered.ok as u64).await;
+    let e2e_rate = e2e_offered.ok as f64 / e2e_start.elapsed().as_secs_f64();
+    line(
+        "patchbay, end to end (80% of the lesser capacity offered)",
+        &e2e_offered,
+        &format!(
+            "all {} delivered {}; {e2e_rate:.0} messages/s end to end = {:.2} × the application's capacity",
+            e2e_offered.ok,
+            if reached { "" } else { "NOT " },
+            e2e_rate / capacity.per_sec
+        ),
+    );
+
+    // 5. The application goes down; a backlog piles up.
+    app.control("down").await;
+    let fill = closed_loop_count(
+        &client,
+        &url,
+        connections,
+        backlog,
+        &Bodies::webhooks("fill"),
+    )
+    .await;
+    line(
+        &format!("patchbay, {backlog} accepted, application down"),
+        &fill,
+        "",
+    );
+    let with_backlog = closed_loop(
+        &client,
+        &url,
+        connections,
+        full / 3,
+        &Bodies::webhooks("backlog"),
+    )
+    .await;
+    line(
+        "patchbay, with that backlog waiting",
+        &with_backlog,
+        &format!(
+            "{:.2} × the rate with none waiting",
+            with_backlog.per_sec / pb_full.per_sec
+        ),
+    );
+    // Let parsing catch up so the drain below is deliveries only.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // 6. Recovery.
+    let (received, _, _) = app.stats().await;
+    let waiting = (fill.ok + with_backlog.ok) as u64;
+    app.control("up").await;
+    let up = Instant::now();
+    let drained = wait_delivered(&app, received + waiting).await;
+    let drain_secs = up.elapsed().as_secs_f64();
+    let (_, resumed, slowest_ms) = app.stats().await;
+    println!(
+        "{:<58} {} {waiting} in {drain_secs:.1} s = {:.0} messages/s = {:.2} × the end-to-end rate; \
+         {resumed} conversations resumed, the last {:.2} s after recovery",
+        "patchbay, backlog drained",
+        if drained { "all" } else { "NOT all of" },
+        waiting as f64 / drain_secs,
+        waiting as f64 / drain_secs / e2e_rate,
+        slowest_ms as f64 / 1e3
+    );
+    let (first, peak, last) = memory.finish();
+    println!(
+        "{:<58} {first} MB at start, {peak} MB at most, {last} MB at the end",
+        "patchbay resident memory"
+    );
+    drop(host);
+}
+
+fn line(name: &str, r: &LoadResult, tail: &str) {
+    println!(
+        "{name:<58} {:>8.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:>5}  {tail}",
+        r.per_sec,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        r.errors
+    );
+}
+
+/// Waits (up to 10 minutes) until the application has received `target`
+/// messages in all; false if it did not.
+async fn wait_delivered(app: &App, target: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        if app.stats().await.0 >= target {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+// ---- the database ---------------------------------------------------------
+
+fn config(dir: &Path, db: &Path, app_hook: &str) -> PathBuf {
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+path = "{}"
+{delay}
+[application]
+webhook_url = "{app_hook}"
+secret = "{APP_SECRET}"
+[log]
+level = "error"
+[channels.bench]
+adapter = "client-channel"
+settings = {{ webhook_url = "http://127.0.0.1:9/unused" }}
+secrets = {{ signing_secret = "{SECRET}" }}
+"#,
+            db.display(),
+            // The product's default unless the run asks for another.
+            delay = std::env::var("PATCHBAY_BENCH_BACKGROUND_DELAY_MS")
+                .map(|ms| format!("background_write_delay_ms = {ms}"))
+                .unwrap_or_default(),
+        ),
+    )
+    .expect("config");
+    config
+}
+
+fn start_patchbay(dir: &Path, db: &Path, app_hook: &str) -> Server {
+    let bin = std::env::var_os("PATCHBAY_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_patchbay").into());
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--config"])
+        .arg(config(dir, db, app_hook));
+    spawn(cmd)
+}
+
+/// Lets the binary under test create its schema, then fills it with `n`
+/// finished webhooks (random event ids, as a retention window of real
+/// traffic leaves them) and `n` finished deliveries, through SQL that both
+/// the current and the previous schema accept.
+fn prefill_database(db: &Path, dir: &Path, app_hook: &str, n: usize) {
+    drop(start_patchbay(dir, db, app_hook));
+    let conn = rusqlite::Connection::open(db).expect("open");
+    conn.execute_batch(
+        "PRAGMA journal_mode = wal; PRAGMA synchronous = off; PRAGMA cache_size = -262144;",
+    )
+    .expect("pragmas");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let window = 72 * 3600 * 1000_i64;
+    let has_dedupe: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'dedupe')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema");
+    let tx = conn.unchecked_transaction().expect("begin");
+    // Jobs in time order over the window, as they would have been written.
+    tx.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
+         INSERT INTO jobs (id, queue, channel, dedupe_key, payload, state, run_at, created_at, updated_at)
+         SELECT printf('%016x-prefill-in-%d', ?2 - ?3 + i * ?3 / ?1, i), 'inbound', 'bench',
+                'pre-' || lower(hex(randomblob(16))), randomblob(300), 'done',
+                ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1
+         FROM n",
+        rusqlite::params![n as i64, now, window],
+    )
+    .expect("prefill inbound");
+    tx.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
+         INSERT INTO jobs (id, queue, channel, conversation_key, payload, state, run_at, created_at, updated_at)
+         SELECT printf('%016x-prefill-out-%d', ?2 - ?3 + i * ?3 / ?1, i), 'deliver', 'bench',
+                'bench' || char(31) || 'c-' || (i % 500), randomblob(400), 'done',
+                ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1
+         FROM n",
+        rusqlite::params![n as i64, now, window],
+    )
+    .expect("prefill deliver");
+    if has_dedupe {
+        // The event ids above, as the store keeps them (their hashes are as
+        // random as these).
+        tx.execute(
+            "INSERT OR IGNORE INTO dedupe (slot, check_hash, seen_at)
+             SELECT random(), random(), created_at FROM jobs WHERE queue = 'inbound'",
+            [],
+        )
+        .expect("prefill dedupe");
+    }
+    tx.commit().expect("commit");
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .expect("checkpoint");
+}
+
+// ---- load -----------------------------------------------------------------
+
+/// What the load generator sends.
+#[derive(Clone)]
+enum Bodies {
+    /// Signed client-channel webhooks with random event ids.
+    Webhooks(String),
+    /// A canonical message, as Patchbay would deliver it.
+    Delivery,
+}
+
+impl Bodies {
+    fn webhooks(prefix: &str) -> Bodies {
+        Bodies::Webhooks(prefix.to_string())
+    }
+
+    fn make(&self, i: usize) -> (Vec<u8>, String) {
+        match self {
+            Bodies::Webhooks(prefix) => {
+                let body = format!(
+                    r#"{{"message_id":"{prefix}-{:032x}","conversation":{{"id":"c-{}"}},"content":{{"type":"text","text":"load test message {i}"}}}}"#,
+                    rand::random::<u128>(),
+                    i % CONVERSATIONS
+                )
+                .into_bytes();
+                let sig = format!("sha256={}", hmac_sha256_hex(SECRET.as_bytes(), &body));
+                (body, sig)
+            }
+            Bodies::Delivery => {
+                let body = format!(
+                    r#"{{"id":"{:032x}","channel":"bench","conversation":{{"id":"c-{}"}},"content":{{"type":"text","text":"load test message {i}"}}}}"#,
+                    rand::random::<u128>(),
+                    i % CONVERSATIONS
+                )
+                .into_bytes();
+                let sig = format!("sha256={}", hmac_sha256_hex(APP_SECRET.as_bytes(), &body));
+                (body, sig)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LoadResult {
+    per_sec: f64,
+    ok: usize,
+    errors: usize,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl LoadResult {
+    fn from(mut latencies: Vec<Duration>, ok: usize, errors: usize, elapsed: Duration) -> Self {
+        latencies.sort();
+        let pct = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        LoadResult {
+            per_sec: ok as f64 / elapsed.as_secs_f64(),
+            ok,
+            errors,
+            p50: pct(0.50),
+            p99: pct(0.99),
+        }
+    }
+}
+
+async fn send(client: &reqwest::Client, url: &str, (body, sig): (Vec<u8>, String)) -> bool {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sig)
+        .body(body)
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+}
+
+/// `connections` senders, each sending its next request when the last is
+/// answered, until `duration` has passed.
+async fn closed_loop(
+    client: &reqwest::Client,
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    bodies: &Bodies,
+) -> LoadResult {
+    closed(client, url, connections, Some(duration), usize::MAX, bodies).await
+}
+
+/// The same until `count` requests were accepted.
+async fn closed_loop_count(
+    client: &reqwest::Client,
+    url: &str,
+    connections: usize,
+    count: usize,
+    bodies: &Bodies,
+) -> LoadResult {
+    closed(client, url, connections, None, count, bodies).await
+}
+
+async fn closed(
+    client: &reqwest::Client,
+    url: &str,
+    connections: usize,
+    duration: Option<Duration>,
+    count: usize,
+    bodies: &Bodies,
+) -> LoadResult {
+    let bodies = Arc::new(bodies.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (client, url, bodies, next, accepted) = (
+            client.clone(),
+            url.to_string(),
+            bodies.clone(),
+            next.clone(),
+            accepted.clone(),
+        );
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            loop {
+                if duration.is_some_and(|d| start.elapsed() >= d)
+                    || accepted.load(Ordering::Relaxed) >= count
+                {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                let ok = send(&client, &url, bodies.make(i)).await;
+                latencies.push(t.elapsed());
+                if ok {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (l, e) = done.expect("sender");
+        latencies.extend(l);
+        errors += e;
+    }
+    LoadResult::from(
+        latencies,
+        accepted.load(Ordering::Relaxed),
+        errors,
+        start.elapsed(),
+    )
+}
+
+/// Requests sent at `rate` per second, on schedule whatever the answers
+/// take (latency measured from when each was due), for `duration`.
+async fn open_loop(
+    client: &reqwest::Client,
+    url: &str,
+    rate: f64,
+    duration: Duration,
+    bodies: &Bodies,
+) -> LoadResult {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut i = 0;
+    while start.elapsed() < duration {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let (client, url, request) = (client.clone(), url.to_string(), bodies.make(i));
+        tasks.spawn(async move {
+            let ok = send(&client, &url, request).await;
+            (due.elapsed(), ok)
+        });
+        i += 1;
+    }
+    let mut latencies = Vec::with_capacity(i);
+    let (mut ok, mut errors) = (0, 0);
+    while let Some(done) = tasks.join_next().await {
+        let (latency, accepted) = done.expect("sender");
+        latencies.push(latency);
+        if accepted {
+            ok += 1;
+        } else {
+            errors += 1;
+        }
+    }
+    LoadResult::from(latencies, ok, errors, start.elapsed())
+}
+
+// ---- memory ---------------------------------------------------------------
+
+/// Samples a process's resident memory every second.
+struct Memory {
+    samples: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Memory {
+    fn sample(pid: u32) -> Memory {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (samples.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                if let Some(mb) = rss_mb(pid) {
+                    s.lock().expect("lock").push(mb);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        Memory { samples, stop }
+    }
+
+    /// First, highest and last sample, MB.
+    fn finish(self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let s = self.samples.lock().expect("lock");
+        (
+            s.first().copied().unwrap_or(0),
+            s.iter().max().copied().unwrap_or(0),
+            s.last().copied().unwrap_or(0),
+        )
+    }
+}
+
+fn rss_mb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
+}
