@@ -472,35 +472,61 @@ fn prefill_database(db: &Path, dir: &Path, app_hook: &str, n: usize) {
         .expect("clock")
         .as_millis() as i64;
     let window = 72 * 3600 * 1000_i64;
-    let has_dedupe: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'dedupe')",
-            [],
+    let has_table = |name: &str| -> bool {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?1)",
+            [name],
             |r| r.get(0),
         )
-        .expect("schema");
+        .expect("schema")
+    };
+    // Schema 2 keeps payloads apart and event ids as hashes; schema 1 had
+    // both in `jobs`.
+    let (has_payloads, has_dedupe) = (has_table("payloads"), has_table("dedupe"));
+    let payload_column = if has_payloads { "" } else { ", payload" };
+    let payload_value = |bytes: u32| {
+        if has_payloads {
+            String::new()
+        } else {
+            format!(", randomblob({bytes})")
+        }
+    };
     let tx = conn.unchecked_transaction().expect("begin");
     // Jobs in time order over the window, as they would have been written.
     tx.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
-         INSERT INTO jobs (id, queue, channel, dedupe_key, payload, state, run_at, created_at, updated_at)
-         SELECT printf('%016x-prefill-in-%d', ?2 - ?3 + i * ?3 / ?1, i), 'inbound', 'bench',
-                'pre-' || lower(hex(randomblob(16))), randomblob(300), 'done',
-                ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1
-         FROM n",
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
+             INSERT INTO jobs (id, queue, channel, dedupe_key, state, run_at, created_at, updated_at{payload_column})
+             SELECT printf('%016x-prefill-in-%d', ?2 - ?3 + i * ?3 / ?1, i), 'inbound', 'bench',
+                    'pre-' || lower(hex(randomblob(16))), 'done',
+                    ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1{}
+             FROM n",
+            payload_value(700)
+        ),
         rusqlite::params![n as i64, now, window],
     )
     .expect("prefill inbound");
     tx.execute(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
-         INSERT INTO jobs (id, queue, channel, conversation_key, payload, state, run_at, created_at, updated_at)
-         SELECT printf('%016x-prefill-out-%d', ?2 - ?3 + i * ?3 / ?1, i), 'deliver', 'bench',
-                'bench' || char(31) || 'c-' || (i % 500), randomblob(400), 'done',
-                ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1
-         FROM n",
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
+             INSERT INTO jobs (id, queue, channel, conversation_key, state, run_at, created_at, updated_at{payload_column})
+             SELECT printf('%016x-prefill-out-%d', ?2 - ?3 + i * ?3 / ?1, i), 'deliver', 'bench',
+                    'bench' || char(31) || 'c-' || (i % 500), 'done',
+                    ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1, ?2 - ?3 + i * ?3 / ?1{}
+             FROM n",
+            payload_value(400)
+        ),
         rusqlite::params![n as i64, now, window],
     )
     .expect("prefill deliver");
+    if has_payloads {
+        tx.execute(
+            "INSERT INTO payloads (seq, payload)
+             SELECT seq, randomblob(CASE queue WHEN 'inbound' THEN 700 ELSE 400 END) FROM jobs",
+            [],
+        )
+        .expect("prefill payloads");
+    }
     if has_dedupe {
         // The event ids above, as the store keeps them (their hashes are as
         // random as these).

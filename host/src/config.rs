@@ -139,10 +139,15 @@ pub struct StoreConfig {
     /// Most webhooks committed in one transaction.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
-    /// While webhooks keep arriving, workers' writes (claims, completions)
-    /// wait up to this long, so acknowledgements commit first; 0 turns this off.
-    #[serde(default = "default_background_delay")]
-    pub background_write_delay_ms: u64,
+    /// Rows of workers' writes (claims, completions) each transaction takes
+    /// beside the acknowledgements waiting: larger favours delivering, smaller
+    /// favours accepting.
+    #[serde(default = "default_background_rows")]
+    pub background_rows_per_turn: usize,
+    /// Replaced by `background_rows_per_turn`; accepted and ignored (a warning
+    /// at start says so).
+    #[serde(default)]
+    pub background_write_delay_ms: Option<u64>,
     /// How long a worker may hold a job before another may take it, in seconds.
     #[serde(default = "default_lease")]
     pub lease_secs: u64,
@@ -159,8 +164,8 @@ fn default_db() -> PathBuf {
 fn default_batch() -> usize {
     512
 }
-fn default_background_delay() -> u64 {
-    100
+fn default_background_rows() -> usize {
+    128
 }
 fn default_keep_done() -> u64 {
     72
@@ -174,7 +179,8 @@ impl Default for StoreConfig {
         StoreConfig {
             path: default_db(),
             max_batch: default_batch(),
-            background_write_delay_ms: default_background_delay(),
+            background_rows_per_turn: default_background_rows(),
+            background_write_delay_ms: None,
             lease_secs: default_lease(),
             keep_done_hours: default_keep_done(),
         }
@@ -555,10 +561,10 @@ mod tests {
         assert_eq!(
             (
                 store.max_batch,
-                store.background_write_delay_ms,
+                store.background_rows_per_turn,
                 store.keep_done_hours
             ),
-            (512, 100, 72)
+            (512, 128, 72)
         );
     }
 

@@ -12,6 +12,7 @@ use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
 use crate::store::{Attempt, Job, NewJob, Store, StoreError};
 use crate::transport::Transport;
+use crate::workers::completions::Completer;
 
 /// Wakes a queue's worker when new work is stored.
 #[derive(Debug, Default)]
@@ -50,6 +51,17 @@ pub struct Runtime {
     pub wake: Wakers,
     /// Breakers of the application and of each channel's provider.
     pub destinations: Destinations,
+    /// Where finished jobs are handed in, per queue.
+    pub completers: Completers,
+}
+
+/// The [`Completer`] of each queue whose workers run jobs concurrently.
+#[derive(Debug)]
+pub struct Completers {
+    /// For `deliver` jobs.
+    pub deliver: Completer,
+    /// For `outbound` jobs.
+    pub outbound: Completer,
 }
 
 impl std::fmt::Debug for Runtime {

@@ -11,17 +11,18 @@ use crate::channels;
 use crate::config::Config;
 use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
-use crate::runtime::{Runtime, Wakers};
+use crate::runtime::{Completers, Runtime, Wakers};
 use crate::smtp::SmtpSender;
 use crate::store::{APPLICATION, Queue, SqliteStore, Store, WriterSettings};
 use crate::transport::{Transport, http_client};
 use crate::workers;
+use crate::workers::completions::{self, Completer};
 
 /// Opens the configured store; `serving` releases a previous process's leases.
 pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dyn Store>> {
     let settings = WriterSettings {
         max_batch: config.store.max_batch,
-        background_delay: Duration::from_millis(config.store.background_write_delay_ms),
+        background_rows: config.store.background_rows_per_turn,
     };
     let store = SqliteStore::open(&config.store.path, settings, serving)
         .await
@@ -48,6 +49,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app_client = http_client(Duration::from_millis(config.application.timeout_ms));
     let provider_client = http_client(Duration::from_millis(config.outbound.timeout_ms));
     let resources = ResourceCache::new(&channels);
+    let (deliver_done, deliver_pending) = Completer::new();
+    let (outbound_done, outbound_pending) = Completer::new();
     let rt = Arc::new(Runtime {
         store,
         channels,
@@ -72,18 +75,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         api_keys: config.application.api_keys.clone(),
         wake: Wakers::default(),
         destinations: Destinations::default(),
+        completers: Completers {
+            deliver: deliver_done,
+            outbound: outbound_done,
+        },
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Completions are written until the workers that hand them in are done.
+    let (recorded_tx, recorded_rx) = watch::channel(false);
+    let mut recorders = tokio::task::JoinSet::new();
+    recorders.spawn(completions::run(
+        rt.store.clone(),
+        deliver_pending,
+        vec![rt.wake.deliver.clone()],
+        recorded_rx.clone(),
+    ));
+    recorders.spawn(completions::run(
+        rt.store.clone(),
+        outbound_pending,
+        vec![rt.wake.outbound.clone(), rt.wake.deliver.clone()],
+        recorded_rx,
+    ));
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(workers::run_batches(
+    tasks.spawn(workers::inbound::run(
         rt.clone(),
-        Queue::Inbound,
-        // One parser, in batches, keeps webhooks in arrival order.
-        256,
+        // One parser keeps webhooks in arrival order; batches small enough
+        // to share a store turn with acknowledgements.
+        64,
         rt.wake.inbound.clone(),
         stop_rx.clone(),
-        workers::inbound::handle_batch,
     ));
     tasks.spawn(workers::run_queue(
         rt.clone(),
@@ -110,6 +131,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
 
     let router = crate::server::router(rt.clone(), config.server.max_body_bytes);
+    if config.store.background_write_delay_ms.is_some() {
+        tracing::warn!(
+            "[store] background_write_delay_ms is no longer used and is ignored: \
+             workers' writes now share every transaction, up to background_rows_per_turn rows"
+        );
+    }
     tracing::info!(listen = %local, public_url = %public_url, channels = rt.channels.len(), "patchbay started");
     // The one line on stdout: tests and scripts read the bound address from it.
     println!("patchbay listening on http://{local}");
@@ -122,8 +149,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing in-flight work");
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(grace, async {
+        while tasks.join_next().await.is_some() {}
+        let _ = recorded_tx.send(true);
+        while recorders.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         tracing::warn!("grace period over; unfinished jobs will run after restart");
     }

@@ -38,7 +38,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     conversation_key TEXT,
     next_seq INTEGER,
     dedupe_key TEXT,
-    payload BLOB NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
     run_at INTEGER NOT NULL,
@@ -48,6 +47,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(queue, state, run_at, seq);
+CREATE TABLE IF NOT EXISTS payloads (
+    seq INTEGER PRIMARY KEY,
+    payload BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS heads (
     queue TEXT NOT NULL,
     conversation_key TEXT NOT NULL,
@@ -104,18 +107,18 @@ pub struct SqliteStore {
 /// How the writer batches; see [`writer`].
 #[derive(Debug, Clone, Copy)]
 pub struct WriterSettings {
-    /// Most writes in one transaction.
+    /// Most acknowledgements in one transaction.
     pub max_batch: usize,
-    /// Longest a background write (a worker's claim or completion) waits while
-    /// acknowledgements keep arriving. Zero runs everything in arrival batches.
-    pub background_delay: Duration,
+    /// Rows of workers' writes (claims, completions) each transaction takes
+    /// beside its acknowledgements; see [`writer`].
+    pub background_rows: usize,
 }
 
 impl Default for WriterSettings {
     fn default() -> Self {
         WriterSettings {
             max_batch: 512,
-            background_delay: Duration::from_millis(100),
+            background_rows: 128,
         }
     }
 }
@@ -173,7 +176,7 @@ impl SqliteStore {
             .await?;
         let max_batch = settings.max_batch.max(1);
         let (tx, rx) = mpsc::channel(max_batch * 4);
-        let scheduler = Scheduler::new(settings.background_delay);
+        let scheduler = Scheduler::new(settings.background_rows);
         let stats = Arc::new(WriterStats::default());
         let env = Env {
             clock,
@@ -230,7 +233,10 @@ fn upgrade(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
                  ALTER TABLE jobs ADD COLUMN next_seq INTEGER;
                  UPDATE jobs SET destination = CASE queue WHEN 'deliver' THEN 'application' ELSE channel END;
                  DROP INDEX IF EXISTS jobs_dedupe;
-                 DROP INDEX IF EXISTS jobs_conversation;",
+                 DROP INDEX IF EXISTS jobs_conversation;
+                 CREATE TABLE payloads (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+                 INSERT INTO payloads (seq, payload) SELECT seq, payload FROM jobs;
+                 ALTER TABLE jobs DROP COLUMN payload;",
             )?;
         }
         if had_idempotency && !had_ages {

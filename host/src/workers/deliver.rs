@@ -9,7 +9,7 @@ use patchbay_core::breaker::Verdict;
 
 use super::{Next, retry_at};
 use crate::app::AppOutcome;
-use crate::runtime::{Runtime, persist};
+use crate::runtime::Runtime;
 use crate::store::sqlite::now_ms;
 use crate::store::{Attempt, Job};
 
@@ -32,13 +32,7 @@ pub async fn handle(rt: Arc<Runtime>, mut job: Job) {
     match outcome {
         AppOutcome::Delivered => {
             rt.destinations.succeeded(&job.destination);
-            let recorded = persist("recording a delivery", || {
-                rt.store.complete(&job.id, vec![])
-            })
-            .await;
-            if let Err(e) = recorded {
-                tracing::error!(job = %job.id, error = %e, "recording delivery failed");
-            }
+            rt.completers.deliver.complete(job.id, vec![]);
         }
         AppOutcome::Retry {
             retry_after_ms,

@@ -3,45 +3,112 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use patchbay_core::menu::Menu;
 use patchbay_plugin_sdk::adapter::{InboundRequest, StepOutput, Timestamp};
 use patchbay_plugin_sdk::message::{Content, Message};
 
-use super::{Next, conversation_key, deliver_job, guarded, new_id, next_after};
+use super::{Next, conversation_key, deliver_job, guarded, idle_sleep, new_id, next_after};
 use crate::app::new_traceparent;
 use crate::runtime::{Runtime, persist};
 use crate::store::sqlite::now_ms;
-use crate::store::{Attempt, Job, NewJob, StoreError};
+use crate::store::{Attempt, Job, NewJob, Queue, StoreError, Want};
 
-/// Parses a batch of stored webhooks in arrival order and records all their
-/// messages in one store operation (each webhook marked done together with its
-/// messages), so a burst costs one commit rather than one per webhook.
-pub async fn handle_batch(rt: Arc<Runtime>, jobs: Vec<Job>) {
-    let already = already_parsed(&rt, &jobs).await;
+/// A `(channel, event id)` pair.
+type EventKey = (String, String);
+
+/// Parses stored webhooks in arrival order, `batch` at a time, until
+/// `shutdown`. Each batch's messages are recorded in one store operation
+/// (each webhook marked done together with its messages) while the next batch
+/// is claimed and parsed; a batch is recorded only once the one before it is,
+/// so a store that fails for a while delays webhooks but never reorders them.
+pub async fn run(
+    rt: Arc<Runtime>,
+    batch: u32,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let want = vec![Want {
+        destination: String::new(),
+        limit: batch.max(1),
+    }];
+    // The batch being recorded, and the event ids it carries.
+    let mut recording: Option<(JoinHandle<()>, HashSet<EventKey>)> = None;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match rt
+            .store
+            .claim(Queue::Inbound, want.clone(), now_ms(), rt.lease_ms)
+            .await
+        {
+            Ok(jobs) if !jobs.is_empty() => {
+                let in_flight = recording.as_ref().map(|(_, keys)| keys);
+                let (done, keys) = parse_batch(&rt, jobs, in_flight).await;
+                if let Some((previous, _)) = recording.take() {
+                    let _ = previous.await;
+                }
+                if !done.is_empty() {
+                    recording = Some((tokio::spawn(record(rt.clone(), done)), keys));
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "claiming webhooks failed"),
+        }
+        if let Some((previous, _)) = recording.take() {
+            let _ = previous.await;
+        }
+        let sleep = idle_sleep(&rt, Queue::Inbound, vec![], None).await;
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    if let Some((previous, _)) = recording.take() {
+        let _ = previous.await;
+    }
+    tracing::debug!("inbound worker stopped");
+}
+
+/// Parses a batch into what recording it takes, and the event ids parsed.
+/// Redeliveries — of a webhook already recorded, being recorded
+/// (`in_flight`), or earlier in this batch — are not parsed again.
+async fn parse_batch(
+    rt: &Runtime,
+    jobs: Vec<Job>,
+    in_flight: Option<&HashSet<EventKey>>,
+) -> (Vec<(String, Vec<NewJob>)>, HashSet<EventKey>) {
+    let already = already_parsed(rt, &jobs).await;
     let mut parsed_now = HashSet::new();
     let mut done = Vec::with_capacity(jobs.len());
     for (job, already) in jobs.into_iter().zip(already) {
         let key = job.dedupe_key.clone().map(|k| (job.channel.clone(), k));
-        if already || key.as_ref().is_some_and(|k| parsed_now.contains(k)) {
-            // A redelivery: recorded as done with nothing to deliver, and not
-            // parsed again (no provider calls).
+        let repeated = key
+            .as_ref()
+            .is_some_and(|k| parsed_now.contains(k) || in_flight.is_some_and(|f| f.contains(k)));
+        if already || repeated {
+            // Recorded as done with nothing to deliver (no provider calls).
             done.push((job.id, vec![]));
             continue;
         }
         let span = tracing::info_span!("inbound", job = %job.id, channel = %job.channel);
-        if let Some(follow_ups) = parse(&rt, &job).instrument(span).await {
+        if let Some(follow_ups) = parse(rt, &job).instrument(span).await {
             parsed_now.extend(key);
             done.push((job.id, follow_ups));
         }
     }
-    if done.is_empty() {
-        return;
-    }
+    (done, parsed_now)
+}
+
+/// Records a parsed batch, trying until it is written (or the store closes).
+async fn record(rt: Arc<Runtime>, done: Vec<(String, Vec<NewJob>)>) {
     let count = done.len();
-    // Until this batch is recorded nothing newer is parsed, so a store that
-    // fails for a while delays webhooks but never reorders them.
     loop {
         match persist("recording parsed webhooks", || {
             rt.store.complete_many(done.clone())

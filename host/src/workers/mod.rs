@@ -8,9 +8,13 @@
 //! | [`outbound`] | `outbound` | fit (core) → `render_outbound` → provider; receipt → `deliver` |
 //! | [`retention`] | all | deletes finished jobs older than `keep_done_hours` |
 //!
+//! `deliver` and `outbound` workers hand finished jobs to a
+//! [`completions::Completer`], which records them in groups.
+//!
 //! On shutdown a loop stops claiming and waits for its in-flight jobs. A job a
 //! crash interrupted is leased again after restart (SQLite releases leases at open).
 
+pub mod completions;
 pub mod deliver;
 pub mod inbound;
 pub mod outbound;
@@ -152,54 +156,10 @@ fn wants(
     (wants, probing)
 }
 
-/// Runs `handle` on batches of up to `batch` jobs of `queue`, one batch at a
-/// time, in claim order — for work whose order matters across conversations
-/// not yet known (raw webhooks).
-pub async fn run_batches<F, Fut>(
-    rt: Arc<Runtime>,
-    queue: Queue,
-    batch: u32,
-    wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-    handle: F,
-) where
-    F: Fn(Arc<Runtime>, Vec<Job>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let want = vec![Want {
-        destination: String::new(),
-        limit: batch.max(1),
-    }];
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        match rt
-            .store
-            .claim(queue, want.clone(), now_ms(), rt.lease_ms)
-            .await
-        {
-            Ok(jobs) if !jobs.is_empty() => {
-                handle(rt.clone(), jobs).await;
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed"),
-        }
-        let sleep = idle_sleep(&rt, queue, vec![], None).await;
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(sleep) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-    tracing::debug!(queue = queue.as_str(), "worker stopped");
-}
-
 /// How long an idle loop may sleep: until the next job of an open destination
 /// falls due or a paused one may be probed, at most [`IDLE_POLL`] (wake-ups
 /// cover new work).
-async fn idle_sleep(
+pub(crate) async fn idle_sleep(
     rt: &Runtime,
     queue: Queue,
     destinations: Vec<String>,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use patchbay_core::breaker::Verdict;
 
 use super::{Next, conversation_key, deliver_job, guarded, new_id, next_after};
-use crate::runtime::{Runtime, persist};
+use crate::runtime::Runtime;
 use crate::store::sqlite::now_ms;
 use crate::store::{Attempt, Job, NewJob};
 
@@ -182,14 +182,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
 }
 
 async fn finish(rt: &Runtime, job: &Job, follow_ups: Vec<NewJob>) {
-    let recorded = persist("recording a send", || {
-        rt.store.complete(&job.id, follow_ups.clone())
-    })
-    .await;
-    match recorded {
-        Ok(()) => rt.wake.deliver.notify_one(),
-        Err(e) => tracing::error!(job = %job.id, error = %e, "recording the send failed"),
-    }
+    rt.completers.outbound.complete(job.id.clone(), follow_ups);
 }
 
 async fn remember_menu(rt: &Runtime, message: &Message, menu: Option<&patchbay_core::menu::Menu>) {

@@ -16,7 +16,7 @@ use crate::store::{Queue, Store, StoreError};
 const EVERY: Duration = Duration::from_secs(300);
 
 /// Jobs deleted per write, so no one write keeps the writer long.
-const CHUNK: u32 = 5_000;
+const CHUNK: u32 = 1_000;
 
 /// Prunes at start and every [`EVERY`] until shutdown; returns at once if
 /// `keep` is zero (keep everything).

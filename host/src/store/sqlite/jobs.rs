@@ -31,9 +31,10 @@ fn in_conversations(queue: Queue) -> bool {
 pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: i64) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO jobs (id, queue, channel, destination, conversation_key, dedupe_key,
-                           payload, run_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                           run_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     )?;
+    let mut keep = conn.prepare_cached("INSERT INTO payloads (seq, payload) VALUES (?1, ?2)")?;
     for job in jobs {
         let key = match (&job.conversation_key, in_conversations(job.queue)) {
             (Some(key), _) => Some(key.as_str()),
@@ -47,14 +48,14 @@ pub(super) fn insert(conn: &Connection, jobs: &[NewJob], now: i64) -> rusqlite::
             job.destination,
             key,
             job.dedupe_key,
-            job.payload,
             job.run_at,
             now,
         ])?;
+        let seq = conn.last_insert_rowid();
+        keep.execute(params![seq, job.payload])?;
         if in_conversations(job.queue)
             && let Some(key) = key
         {
-            let seq = conn.last_insert_rowid();
             link(conn, job.queue, key, &job.destination, seq, job.run_at)?;
         }
     }
@@ -148,7 +149,7 @@ pub(super) fn claim(
                 .prepare_cached(
                     "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1, updated_at = ?2
                      WHERE seq = ?3 AND state = 'pending'
-                     RETURNING id, channel, destination, payload, attempts, dedupe_key",
+                     RETURNING id, channel, destination, attempts, dedupe_key",
                 )?
                 .query_row(params![lease_until, now, seq], |r| {
                     Ok(Job {
@@ -156,12 +157,14 @@ pub(super) fn claim(
                         queue,
                         channel: r.get(1)?,
                         destination: r.get(2)?,
-                        payload: r.get(3)?,
-                        attempts: r.get(4)?,
-                        dedupe_key: r.get(5)?,
+                        payload: Vec::new(),
+                        attempts: r.get(3)?,
+                        dedupe_key: r.get(4)?,
                     })
                 })
-                .optional()?;
+                .optional()?
+                .map(|job| with_payload(conn, seq, job))
+                .transpose()?;
             match job {
                 Some(job) => jobs.push(job),
                 None => {
@@ -198,7 +201,7 @@ fn claim_log(
              SELECT seq FROM jobs
              WHERE queue = ?3 AND state = 'pending' AND run_at <= ?2 AND lease_until <= ?2
              ORDER BY run_at, seq LIMIT ?4)
-         RETURNING seq, id, channel, destination, payload, attempts, dedupe_key",
+         RETURNING seq, id, channel, destination, attempts, dedupe_key",
     )?;
     count_steps(&claim, &mut 0);
     let mut jobs = claim
@@ -210,16 +213,63 @@ fn claim_log(
                     queue,
                     channel: r.get(2)?,
                     destination: r.get(3)?,
-                    payload: r.get(4)?,
-                    attempts: r.get(5)?,
-                    dedupe_key: r.get(6)?,
+                    payload: Vec::new(),
+                    attempts: r.get(4)?,
+                    dedupe_key: r.get(5)?,
                 },
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     count_steps(&claim, steps);
     jobs.sort_by_key(|(seq, _)| *seq);
-    Ok(jobs.into_iter().map(|(_, job)| job).collect())
+    jobs.into_iter()
+        .map(|(seq, job)| with_payload(conn, seq, job))
+        .collect()
+}
+
+/// Fills in a claimed job's payload, which lives apart from the job's state
+/// (see `payloads` in the schema).
+fn with_payload(conn: &Connection, seq: i64, mut job: Job) -> rusqlite::Result<Job> {
+    job.payload = conn
+        .prepare_cached("SELECT payload FROM payloads WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))?;
+    Ok(job)
+}
+
+/// Replaces a job's payload.
+pub(super) fn save_progress(conn: &Connection, id: &str, payload: &[u8]) -> rusqlite::Result<()> {
+    execute(
+        conn,
+        "UPDATE payloads SET payload = ?1 WHERE seq = (SELECT seq FROM jobs WHERE id = ?2)",
+        params![payload, id],
+    )
+    .map(drop)
+}
+
+/// Deletes up to `limit` finished jobs of `queue` last due before `before`,
+/// with their payloads.
+pub(super) fn prune(
+    conn: &Connection,
+    queue: Queue,
+    before: i64,
+    limit: u32,
+) -> rusqlite::Result<u64> {
+    // `run_at` is when a job last fell due, at most its finishing time, so
+    // the due index finds old finished jobs without a scan.
+    let seqs: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'done' AND run_at < ?2
+             ORDER BY run_at LIMIT ?3",
+        )?
+        .query_map(params![queue.as_str(), before, limit], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete_job = conn.prepare_cached("DELETE FROM jobs WHERE seq = ?1")?;
+    let mut delete_payload = conn.prepare_cached("DELETE FROM payloads WHERE seq = ?1")?;
+    for seq in &seqs {
+        delete_job.execute([seq])?;
+        delete_payload.execute([seq])?;
+    }
+    Ok(seqs.len() as u64)
 }
 
 /// How a job ended.

@@ -1,7 +1,7 @@
 //! The writer's scheduling policy (pure) and the store on a real SQLite file.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -35,78 +35,68 @@ fn kinds(turn: &[Op]) -> Vec<&'static str> {
         .collect()
 }
 
-const DELAY: Duration = Duration::from_millis(20);
+const DELAY: usize = 128;
+
+fn complete_op(n: usize) -> Op {
+    Op::Complete(
+        (0..n).map(|i| (format!("j{i}"), vec![])).collect(),
+        oneshot::channel().0,
+    )
+}
 
 #[test]
 fn a_background_write_alone_runs_at_once() {
     let mut scheduler = Scheduler::new(DELAY);
-    let now = Instant::now();
-    let turn = scheduler.next_turn(&mut vec![claim_op()], now, false);
+    let turn = scheduler.next_turn(&mut vec![claim_op()], false);
     assert_eq!(kinds(&turn), ["claim"]);
-    assert!(scheduler.is_empty());
-    assert_eq!(scheduler.due_at(), None);
-}
-
-#[test]
-fn background_writes_wait_while_acknowledgements_arrive_then_join_them() {
-    let mut scheduler = Scheduler::new(DELAY);
-    let start = Instant::now();
-    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op(), add_op()], start, false);
-    assert_eq!(kinds(&turn), ["add", "add"], "the claim is held back");
-    assert_eq!(scheduler.due_at(), Some(start + DELAY));
-
-    // More webhooks before the deadline: they still go alone, and the deadline
-    // does not move for the writes held first.
-    let later = start + DELAY / 2;
-    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], later, false);
-    assert_eq!(kinds(&turn), ["add"]);
-    assert_eq!(scheduler.due_at(), Some(start + DELAY));
-
-    // At the deadline everything held runs with the webhooks of that turn.
-    let turn = scheduler.next_turn(&mut vec![add_op(), add_op()], start + DELAY, false);
-    assert_eq!(kinds(&turn), ["add", "add", "claim", "claim"]);
     assert!(scheduler.is_empty());
 }
 
 #[test]
-fn held_writes_run_as_soon_as_no_acknowledgement_is_waiting() {
-    let mut scheduler = Scheduler::new(DELAY);
-    let start = Instant::now();
-    scheduler.next_turn(&mut vec![add_op(), claim_op()], start, false);
-    // The writer found nothing waiting after that turn (light load): an empty
-    // receive releases the held write at once, long before its deadline.
-    let soon = start + Duration::from_millis(1);
-    let turn = scheduler.next_turn(&mut vec![], soon, false);
-    assert_eq!(kinds(&turn), ["claim"]);
+fn every_turn_takes_all_acknowledgements_and_workers_writes_up_to_the_budget() {
+    let mut scheduler = Scheduler::new(100);
+    // 40 + 40 rows fit; the next 40 would not and wait for the next turn.
+    let mut incoming = vec![
+        add_op(),
+        complete_op(40),
+        complete_op(40),
+        add_op(),
+        complete_op(40),
+    ];
+    let turn = scheduler.next_turn(&mut incoming, false);
+    assert_eq!(kinds(&turn), ["add", "add", "other", "other"]);
+    assert!(!scheduler.is_empty());
+    // Webhooks keep coming: the held write goes with them, oldest first.
+    let turn = scheduler.next_turn(&mut vec![add_op(), complete_op(40)], false);
+    assert_eq!(kinds(&turn), ["add", "other", "other"]);
     assert!(scheduler.is_empty());
+}
 
-    // So does a turn of background writes only.
-    scheduler.next_turn(&mut vec![add_op(), claim_op()], soon, false);
-    let turn = scheduler.next_turn(&mut vec![claim_op()], soon, false);
-    assert_eq!(kinds(&turn), ["claim", "claim"]);
+#[test]
+fn a_write_larger_than_the_budget_still_runs_alone() {
+    let mut scheduler = Scheduler::new(10);
+    let turn = scheduler.next_turn(&mut vec![complete_op(500), claim_op()], false);
+    assert_eq!(turn.len(), 1, "the large write, then the claim next turn");
+    let turn = scheduler.next_turn(&mut vec![], false);
+    assert_eq!(kinds(&turn), ["claim"]);
 }
 
 #[test]
 fn closing_releases_held_writes() {
-    let mut scheduler = Scheduler::new(Duration::from_secs(3600));
-    let start = Instant::now();
-    scheduler.next_turn(&mut vec![add_op(), claim_op()], start, false);
-    let turn = scheduler.next_turn(&mut vec![add_op()], start, true);
-    assert_eq!(kinds(&turn), ["add", "claim"]);
-}
-
-#[test]
-fn zero_delay_keeps_each_arrival_batch_together() {
-    let mut scheduler = Scheduler::new(Duration::ZERO);
-    let turn = scheduler.next_turn(&mut vec![add_op(), claim_op()], Instant::now(), false);
-    assert_eq!(kinds(&turn), ["add", "claim"]);
+    let mut scheduler = Scheduler::new(1);
+    scheduler.next_turn(
+        &mut vec![add_op(), claim_op(), claim_op(), claim_op()],
+        false,
+    );
+    let turn = scheduler.next_turn(&mut vec![add_op()], true);
+    assert_eq!(kinds(&turn), ["add", "claim", "claim"]);
 }
 
 // ---- the store on a real file -------------------------------------------------
 
-async fn store(dir: &tempfile::TempDir, delay: Duration) -> Arc<SqliteStore> {
+async fn store(dir: &tempfile::TempDir, budget: usize) -> Arc<SqliteStore> {
     let settings = WriterSettings {
-        background_delay: delay,
+        background_rows: budget,
         ..WriterSettings::default()
     };
     Arc::new(
@@ -257,7 +247,7 @@ async fn a_completion_and_its_follow_ups_stand_or_fall_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_writes_go_through_while_webhooks_keep_arriving() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, Duration::from_millis(50)).await;
+    let store = store(&dir, 16).await;
     store
         .add(vec![job("first", Queue::Inbound, None)])
         .await
@@ -387,11 +377,10 @@ async fn a_menu_is_found_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_light_load_a_held_write_runs_at_once() {
+async fn a_workers_write_sent_with_a_webhook_is_answered_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    // Held writes would wait an hour for their deadline: only the writer's
-    // finding nothing more to acknowledge can let them through.
-    let store = store(&dir, Duration::from_secs(3600)).await;
+    // The smallest budget: still one worker's write per turn.
+    let store = store(&dir, 1).await;
     for i in 0..20 {
         let webhook = store.add(vec![job(&format!("w{i}"), Queue::Inbound, None)]);
         let claim = store.claim(Queue::Deliver, app(1), 1, 60_000);
@@ -399,7 +388,7 @@ async fn under_light_load_a_held_write_runs_at_once() {
             tokio::join!(webhook, claim)
         })
         .await
-        .expect("a worker's write waited for its deadline");
+        .expect("a worker's write was left waiting");
         added.unwrap();
         claimed.unwrap();
     }
@@ -489,7 +478,7 @@ async fn a_file_from_before_idempotency_ages_is_upgraded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_turn_is_rolled_back_and_the_writer_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, Duration::ZERO).await;
+    let store = store(&dir, DELAY).await;
     // Webhooks sent together with a write that panics: whichever share its turn
     // fail, and a failed one is not stored.
     let mut tasks = tokio::task::JoinSet::new();
@@ -716,7 +705,7 @@ async fn claims_ask_per_destination_so_a_paused_backlog_is_not_walked() {
 /// for a paused destination that the claim does not ask for.
 async fn claim_steps(waiting: usize) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, Duration::ZERO).await;
+    let store = store(&dir, DELAY).await;
     let jobs: Vec<NewJob> = (0..waiting)
         .flat_map(|i| {
             let to_app = in_conv(&format!("d{i}"), &format!("c{}", i % 1_000));

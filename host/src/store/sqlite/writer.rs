@@ -9,17 +9,18 @@
 //! on the connection): a statement is a function call, not a message to
 //! another thread, so a turn's cost is SQLite's own work and its fsync.
 //!
-//! **Acknowledgements first.** Accepting a webhook or an application message
-//! is what a caller is waiting on; workers' claims and completions are not.
-//! A turn with acknowledgements holds the background writes that came with it;
-//! they run once no acknowledgement has arrived for a millisecond, or once they
-//! have waited `background_delay`. Under light load that is within the
-//! millisecond; while webhooks arrive faster than they can be stored, the
-//! workers' parsing and delivering (CPU the acknowledgements need) is paced by
-//! the delay and catches up when the burst ends. The policy is [`Scheduler`].
+//! **Acknowledgements and workers share every turn.** Accepting a webhook or
+//! an application message is what a caller outside is waiting on; workers'
+//! claims and completions are not, but they are what moves messages on. A
+//! turn takes every acknowledgement waiting (up to `max_batch`) and, oldest
+//! first, the workers' writes up to a budget of rows (`background_rows`,
+//! at least one write); the rest wait for the next turn. So an
+//! acknowledgement never waits behind more than a budget's worth of the
+//! workers' work, and the workers progress in every turn however hard
+//! webhooks arrive. The policy is [`Scheduler`].
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
@@ -74,6 +75,23 @@ impl Op {
     /// or an application message being accepted).
     fn acknowledges(&self) -> bool {
         matches!(self, Op::Add(..) | Op::Remember { .. })
+    }
+
+    /// Roughly how many rows the op writes: what a turn's budget counts.
+    fn rows(&self) -> usize {
+        let jobs = |jobs: &[NewJob]| jobs.len();
+        match self {
+            Op::Add(j, _) => j.len(),
+            Op::Claim { wants, .. } => wants.iter().map(|w| w.limit as usize).sum(),
+            Op::Complete(done, _) => done.iter().map(|(_, f)| 1 + jobs(f)).sum(),
+            Op::Bury(_, _, f, _) => 1 + jobs(f),
+            Op::Remember { jobs: j, .. } => 1 + jobs(j),
+            Op::Prune(_, _, limit, _) | Op::Forget(_, limit, _) | Op::ForgetDedupe(_, limit, _) => {
+                *limit as usize
+            }
+            _ => 1,
+        }
+        .max(1)
     }
 
     /// Where the op runs in its turn. Any order is valid (the ops of a turn
@@ -142,24 +160,26 @@ async fn write_loop(
 ) {
     let mut incoming = Vec::with_capacity(max_batch);
     loop {
-        let open = match scheduler.due_at() {
-            None => rx.recv_many(&mut incoming, max_batch).await > 0,
-            // Held writes run once nothing has arrived for a moment (the burst
-            // is over, or there was none), and at their deadline in any case.
-            Some(due) => {
-                let wake = due.min(Instant::now() + QUIET);
-                match tokio::time::timeout_at(wake.into(), rx.recv_many(&mut incoming, max_batch))
-                    .await
-                {
-                    Ok(received) => received > 0,
-                    Err(_quiet_or_due) => true,
+        let mut closing = false;
+        if scheduler.is_empty() {
+            closing = rx.recv_many(&mut incoming, max_batch).await == 0;
+            if closing {
+                break;
+            }
+        } else {
+            // Writes are held: take what has arrived meanwhile, without waiting.
+            while incoming.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(op) => incoming.push(op),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closing = true;
+                        break;
+                    }
                 }
             }
-        };
-        if !open && scheduler.is_empty() {
-            break;
         }
-        let turn = scheduler.next_turn(&mut incoming, Instant::now(), !open);
+        let turn = scheduler.next_turn(&mut incoming, closing);
         if !turn.is_empty() {
             run_contained(&conn, turn, &env);
         }
@@ -179,56 +199,41 @@ fn run_contained(conn: &Connection, turn: Vec<Op>, env: &Env) {
     }
 }
 
-/// How long the writer waits for more acknowledgements before it runs the
-/// background writes it holds: longer than the gaps inside a burst, short
-/// enough that a lone webhook does not delay the workers noticeably.
-const QUIET: Duration = Duration::from_millis(1);
-
-/// Decides which writes run in the writer's next turn. Acknowledgements run
-/// at once; background writes that arrive with them are held until a turn has
-/// no acknowledgements, at most `delay` (the oldest held write's wait), or
-/// until the writer closes. Pure, so its policy is tested without a database.
+/// Decides which writes run in the writer's next turn: every
+/// acknowledgement, and the oldest workers' writes up to `budget` rows (at
+/// least one). Pure, so its policy is tested without a database.
 pub(super) struct Scheduler {
-    delay: Duration,
-    held: Vec<Op>,
-    held_since: Instant,
+    budget: usize,
+    held: VecDeque<Op>,
 }
 
 impl Scheduler {
-    pub(super) fn new(delay: Duration) -> Scheduler {
+    pub(super) fn new(budget: usize) -> Scheduler {
         Scheduler {
-            delay,
-            held: Vec::new(),
-            held_since: Instant::now(),
+            budget: budget.max(1),
+            held: VecDeque::new(),
         }
     }
 
+    /// Whether no worker's write is waiting.
     pub(super) fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
 
-    /// When the held writes must run, if any are held.
-    pub(super) fn due_at(&self) -> Option<Instant> {
-        (!self.held.is_empty()).then(|| self.held_since + self.delay)
-    }
-
-    /// The ops to run now, taken from `incoming` and the held ones. `closing`
-    /// (no more writes will come) releases everything.
-    pub(super) fn next_turn(
-        &mut self,
-        incoming: &mut Vec<Op>,
-        now: Instant,
-        closing: bool,
-    ) -> Vec<Op> {
+    /// The ops to run now, taken from `incoming` and the held ones.
+    /// `closing` (no more writes will come) releases everything.
+    pub(super) fn next_turn(&mut self, incoming: &mut Vec<Op>, closing: bool) -> Vec<Op> {
         let (mut turn, background): (Vec<Op>, Vec<Op>) =
             incoming.drain(..).partition(Op::acknowledges);
-        if self.held.is_empty() {
-            self.held_since = now;
-        }
         self.held.extend(background);
-        let release = turn.is_empty() || closing || now >= self.held_since + self.delay;
-        if release {
-            turn.append(&mut self.held);
+        let mut rows = 0;
+        while let Some(op) = self.held.front() {
+            let next = rows + op.rows();
+            if !closing && rows > 0 && next > self.budget {
+                break;
+            }
+            rows = next;
+            turn.extend(self.held.pop_front());
         }
         turn
     }
@@ -335,13 +340,7 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
             finisher(reply, r)
         }
         Op::Progress(id, payload, reply) => {
-            let r = execute(
-                conn,
-                "UPDATE jobs SET payload = ?1 WHERE id = ?2",
-                params![payload, id],
-            )
-            .map(drop);
-            finisher(reply, r)
+            finisher(reply, jobs::save_progress(conn, &id, &payload))
         }
         Op::Retry {
             id,
@@ -409,16 +408,7 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
             finisher(reply, r)
         }
         Op::Prune(queue, before, limit, reply) => {
-            // `run_at` is when a job last fell due, at most its finishing time, so
-            // the due index finds old finished jobs without a scan.
-            let r = execute(
-                conn,
-                "DELETE FROM jobs WHERE seq IN (
-                         SELECT seq FROM jobs WHERE queue = ?1 AND state = 'done' AND run_at < ?2
-                         ORDER BY run_at LIMIT ?3)",
-                params![queue.as_str(), before, limit],
-            )
-            .map(|deleted| deleted as u64);
+            let r = atomically(conn, true, |c| jobs::prune(c, queue, before, limit));
             finisher(reply, r)
         }
     }
