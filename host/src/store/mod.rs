@@ -285,10 +285,12 @@ pub trait Store: Send + Sync + 'static {
     /// The menu last degraded to numbers in a conversation (JSON), if any.
     async fn menu(&self, conversation_key: &str) -> Result<Option<String>, StoreError>;
 
-    /// Deletes up to `limit` finished (`done`) jobs of `queue` last due before
-    /// `before` (ms since the epoch); returns how many. Dead letters and pending
-    /// jobs are kept.
-    async fn prune(&self, queue: Queue, before: i64, limit: u32) -> Result<u64, StoreError>;
+    /// Looks at up to `limit` jobs in the order they were created, from just
+    /// after `from` (a [`Pruned::next`], or `None` to start at the oldest),
+    /// and deletes those finished (`done`) before `before` (ms since the
+    /// epoch). Dead letters and pending jobs are kept.
+    async fn prune(&self, from: Option<i64>, before: i64, limit: u32)
+    -> Result<Pruned, StoreError>;
 
     /// Deletes up to `limit` dedupe keys recorded before `before`; returns how
     /// many. A redelivery of a forgotten key is delivered again.
@@ -306,6 +308,16 @@ pub trait Store: Send + Sync + 'static {
         menu: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError>;
+}
+
+/// What one [`Store::prune`] step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Jobs deleted.
+    pub deleted: u64,
+    /// Where the next step goes on from; `None` once the jobs looked at
+    /// were created after the cutoff (or there are no more).
+    pub next: Option<i64>,
 }
 
 /// The result of [`Store::remember`].

@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dedupe::KeyHash;
 use super::{
-    Attempt, DeadLetter, Job, NewJob, Queue, QueueCounts, Remembered, Store, StoreError, Want,
+    Attempt, DeadLetter, Job, NewJob, Pruned, Queue, QueueCounts, Remembered, Store, StoreError,
+    Want,
 };
 use writer::{Env, Op, Reply, Scheduler};
 
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_due ON jobs(queue, state, run_at, seq);
+CREATE INDEX IF NOT EXISTS jobs_log ON jobs(run_at, seq) WHERE queue = 'inbound' AND state = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_dead ON jobs(updated_at) WHERE state = 'dead';
 CREATE TABLE IF NOT EXISTS payloads (
     seq INTEGER PRIMARY KEY,
     payload BLOB NOT NULL
@@ -234,6 +236,7 @@ fn upgrade(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
                  UPDATE jobs SET destination = CASE queue WHEN 'deliver' THEN 'application' ELSE channel END;
                  DROP INDEX IF EXISTS jobs_dedupe;
                  DROP INDEX IF EXISTS jobs_conversation;
+                 DROP INDEX IF EXISTS jobs_due;
                  CREATE TABLE payloads (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
                  INSERT INTO payloads (seq, payload) SELECT seq, payload FROM jobs;
                  ALTER TABLE jobs DROP COLUMN payload;",
@@ -358,10 +361,9 @@ impl Store for SqliteStore {
         // The next *future* time only: what is ready now is claimed on wake-ups.
         if queue == Queue::Inbound {
             return Ok(sqlx::query_scalar(
-                "SELECT run_at FROM jobs WHERE queue = ?1 AND state = 'pending' AND run_at > ?2
+                "SELECT run_at FROM jobs WHERE queue = 'inbound' AND state = 'pending' AND run_at > ?1
                  ORDER BY run_at LIMIT 1",
             )
-            .bind(queue.as_str())
             .bind(now)
             .fetch_optional(&self.reader)
             .await?);
@@ -469,8 +471,13 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn prune(&self, queue: Queue, before: i64, limit: u32) -> Result<u64, StoreError> {
-        self.call(|r| Op::Prune(queue, before, limit, r)).await
+    async fn prune(
+        &self,
+        from: Option<i64>,
+        before: i64,
+        limit: u32,
+    ) -> Result<Pruned, StoreError> {
+        self.call(|r| Op::Prune(from, before, limit, r)).await
     }
 
     async fn forget_idempotency(&self, before: i64, limit: u32) -> Result<u64, StoreError> {

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::runtime::Runtime;
 use crate::store::sqlite::now_ms;
-use crate::store::{Queue, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How often old jobs are looked for.
 const EVERY: Duration = Duration::from_secs(300);
@@ -38,8 +38,21 @@ pub async fn run(rt: Arc<Runtime>, keep: Duration, mut shutdown: watch::Receiver
 /// how many jobs.
 pub async fn prune(store: &dyn Store, before: i64) -> u64 {
     let mut jobs = 0;
-    for queue in Queue::ALL {
-        jobs += in_chunks(queue.as_str(), |limit| store.prune(queue, before, limit)).await;
+    let mut from = None;
+    loop {
+        match store.prune(from, before, CHUNK).await {
+            Ok(pruned) => {
+                jobs += pruned.deleted;
+                match pruned.next {
+                    Some(next) => from = Some(next),
+                    None => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning finished jobs failed; will try again");
+                break;
+            }
+        }
     }
     if jobs > 0 {
         tracing::info!(jobs, "pruned finished jobs");

@@ -10,7 +10,7 @@
 use rusqlite::{Connection, OptionalExtension, Statement, StatementStatus, params};
 
 use crate::store::dedupe::KeyHash;
-use crate::store::{Attempt, Job, NewJob, Queue, Remembered, Want};
+use crate::store::{Attempt, Job, NewJob, Pruned, Queue, Remembered, Want};
 
 /// Runs a cached statement; returns how many rows it changed.
 pub(super) fn execute(
@@ -198,14 +198,14 @@ fn claim_log(
     let mut claim = conn.prepare_cached(
         "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1, updated_at = ?2
          WHERE seq IN (
-             SELECT seq FROM jobs
-             WHERE queue = ?3 AND state = 'pending' AND run_at <= ?2 AND lease_until <= ?2
-             ORDER BY run_at, seq LIMIT ?4)
+             SELECT seq FROM jobs INDEXED BY jobs_log
+             WHERE queue = 'inbound' AND state = 'pending' AND run_at <= ?2 AND lease_until <= ?2
+             ORDER BY run_at, seq LIMIT ?3)
          RETURNING seq, id, channel, destination, attempts, dedupe_key",
     )?;
     count_steps(&claim, &mut 0);
     let mut jobs = claim
-        .query_map(params![lease_until, now, queue.as_str(), limit], |r| {
+        .query_map(params![lease_until, now, limit], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 Job {
@@ -246,30 +246,42 @@ pub(super) fn save_progress(conn: &Connection, id: &str, payload: &[u8]) -> rusq
     .map(drop)
 }
 
-/// Deletes up to `limit` finished jobs of `queue` last due before `before`,
-/// with their payloads.
+/// One step of retention (see [`Store::prune`](crate::store::Store::prune)):
+/// jobs are looked at in creation order, so the oldest come first without an
+/// index that every state change would have to keep up to date.
 pub(super) fn prune(
     conn: &Connection,
-    queue: Queue,
+    from: Option<i64>,
     before: i64,
     limit: u32,
-) -> rusqlite::Result<u64> {
-    // `run_at` is when a job last fell due, at most its finishing time, so
-    // the due index finds old finished jobs without a scan.
-    let seqs: Vec<i64> = conn
+) -> rusqlite::Result<Pruned> {
+    let rows: Vec<(i64, String, i64, i64)> = conn
         .prepare_cached(
-            "SELECT seq FROM jobs WHERE queue = ?1 AND state = 'done' AND run_at < ?2
-             ORDER BY run_at LIMIT ?3",
+            "SELECT seq, state, created_at, updated_at FROM jobs WHERE seq > ?1
+             ORDER BY seq LIMIT ?2",
         )?
-        .query_map(params![queue.as_str(), before, limit], |r| r.get(0))?
+        .query_map(params![from.unwrap_or(0), limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut delete_job = conn.prepare_cached("DELETE FROM jobs WHERE seq = ?1")?;
     let mut delete_payload = conn.prepare_cached("DELETE FROM payloads WHERE seq = ?1")?;
-    for seq in &seqs {
-        delete_job.execute([seq])?;
-        delete_payload.execute([seq])?;
+    let mut deleted = 0;
+    let mut next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.0))
+        .flatten();
+    for (seq, state, created_at, updated_at) in rows {
+        if created_at >= before {
+            next = None;
+            break;
+        }
+        if state == "done" && updated_at < before {
+            delete_job.execute([seq])?;
+            delete_payload.execute([seq])?;
+            deleted += 1;
+        }
     }
-    Ok(seqs.len() as u64)
+    Ok(Pruned { deleted, next })
 }
 
 /// How a job ended.

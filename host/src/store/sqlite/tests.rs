@@ -297,33 +297,39 @@ async fn workers_writes_go_through_while_webhooks_keep_arriving() {
 #[tokio::test]
 async fn pruning_deletes_old_finished_jobs_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, DELAY).await;
-    let at = |id: &str, run_at: i64, dedupe: &str| NewJob {
-        run_at,
-        ..job(id, Queue::Inbound, Some(dedupe))
-    };
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(1_000));
+    let at = |t: i64| now.store(t, std::sync::atomic::Ordering::SeqCst);
+    let store = store_at(&dir, now.clone()).await;
+    let old = |id: &str| job(id, Queue::Inbound, Some(id));
     store
         .add(vec![
-            at("old-done", 1_000, "k-old-done"),
-            at("old-dead", 1_000, "k-old-dead"),
-            at("old-pending", 1_000, "k-old-pending"),
-            at("new-done", 5_000, "k-new-done"),
+            old("old-done"),
+            old("old-dead"),
+            old("old-pending"),
+            old("done-late"),
         ])
         .await
         .unwrap();
-    let claimed = store
-        .claim(Queue::Inbound, log(10), 6_000, 60_000)
+    store
+        .claim(Queue::Inbound, log(10), 1_000, 60_000)
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 4);
     store.complete("old-done", vec![]).await.unwrap();
-    store.complete("new-done", vec![]).await.unwrap();
     store.bury("old-dead", "refused", vec![]).await.unwrap();
+    at(3_000);
+    // Created before the cutoff but finished after it: kept.
+    store.complete("done-late", vec![]).await.unwrap();
+    store.add(vec![old("new-done")]).await.unwrap();
+    store
+        .claim(Queue::Inbound, log(10), 3_000, 60_000)
+        .await
+        .unwrap();
+    store.complete("new-done", vec![]).await.unwrap();
 
     let deleted = crate::workers::retention::prune(store.as_ref(), 2_000).await;
-    assert_eq!(deleted, 1, "only the finished job due before the cutoff");
+    assert_eq!(deleted, 1, "only the job finished before the cutoff");
     let inbound = counts(&store, Queue::Inbound).await;
-    assert_eq!((inbound.pending, inbound.done, inbound.dead), (1, 1, 1));
+    assert_eq!((inbound.pending, inbound.done, inbound.dead), (1, 2, 1));
     assert_eq!(store.dead_letters(10).await.unwrap().len(), 1);
 }
 

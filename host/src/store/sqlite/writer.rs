@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::{self, End, execute};
 use super::{Clock, WriterStats};
-use crate::store::{Attempt, Job, NewJob, Queue, Remembered, StoreError, Want};
+use crate::store::{Attempt, Job, NewJob, Pruned, Queue, Remembered, StoreError, Want};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -62,7 +62,7 @@ pub(super) enum Op {
         reply: Reply<Remembered>,
     },
     SetMenu(String, Option<String>, i64, Reply<()>),
-    Prune(Queue, i64, u32, Reply<u64>),
+    Prune(Option<i64>, i64, u32, Reply<Pruned>),
     Forget(i64, u32, Reply<u64>),
     ForgetDedupe(i64, u32, Reply<u64>),
     /// Panics in the writer, to test that a turn's panic is contained.
@@ -291,7 +291,8 @@ fn fail(op: Op, why: &str) {
         Op::Retry { reply, .. } => f(reply, why),
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
-        Op::Prune(_, _, _, r) | Op::Forget(_, _, r) | Op::ForgetDedupe(_, _, r) => f(r, why),
+        Op::Prune(_, _, _, r) => f(r, why),
+        Op::Forget(_, _, r) | Op::ForgetDedupe(_, _, r) => f(r, why),
         #[cfg(test)]
         Op::Panic(r) => f(r, why),
     }
@@ -407,8 +408,8 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
             .map(|deleted| deleted as u64);
             finisher(reply, r)
         }
-        Op::Prune(queue, before, limit, reply) => {
-            let r = atomically(conn, true, |c| jobs::prune(c, queue, before, limit));
+        Op::Prune(from, before, limit, reply) => {
+            let r = atomically(conn, true, |c| jobs::prune(c, from, before, limit));
             finisher(reply, r)
         }
     }
