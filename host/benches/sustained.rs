@@ -5,6 +5,8 @@
 //! cargo bench -p patchbay-host --bench sustained
 //! # shorter phases while iterating (the defaults are the documented run):
 //! PATCHBAY_BENCH_SECS=20 PATCHBAY_BENCH_PREFILL=200000 cargo bench -p patchbay-host --bench sustained
+//! # the writer's share for workers ([store] background_rows_per_turn):
+//! PATCHBAY_BENCH_BACKGROUND_ROWS=512 cargo bench -p patchbay-host --bench sustained
 //! # another build of `patchbay` (say, the previous release) under the same load:
 //! PATCHBAY_BENCH_BIN=/tmp/patchbay-before cargo bench -p patchbay-host --bench sustained
 //! ```
@@ -425,7 +427,7 @@ fn config(dir: &Path, db: &Path, app_hook: &str) -> PathBuf {
 listen = "127.0.0.1:0"
 [store]
 path = "{}"
-{delay}
+{rows}
 [application]
 webhook_url = "{app_hook}"
 secret = "{APP_SECRET}"
@@ -438,8 +440,8 @@ secrets = {{ signing_secret = "{SECRET}" }}
 "#,
             db.display(),
             // The product's default unless the run asks for another.
-            delay = std::env::var("PATCHBAY_BENCH_BACKGROUND_DELAY_MS")
-                .map(|ms| format!("background_write_delay_ms = {ms}"))
+            rows = std::env::var("PATCHBAY_BENCH_BACKGROUND_ROWS")
+                .map(|rows| format!("background_rows_per_turn = {rows}"))
                 .unwrap_or_default(),
         ),
     )

@@ -36,8 +36,9 @@
 //! The SQLite implementation is the embedded default. It **group-commits**: one
 //! writer, on its own thread, drains every pending write (accepted webhooks,
 //! claims, completions) into one transaction, so many requests share one fsync
-//! and nothing is acknowledged before its commit; acknowledgements go before
-//! workers' writes (see [`sqlite`]). The model maps onto PostgreSQL the same
+//! and nothing is acknowledged before its commit; every transaction takes all
+//! waiting acknowledgements and a bounded share of workers' writes (see
+//! [`sqlite`]). The model maps onto PostgreSQL the same
 //! way (heads claimed with `FOR UPDATE SKIP LOCKED`).
 
 pub mod dedupe;

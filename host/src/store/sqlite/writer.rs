@@ -166,16 +166,15 @@ async fn write_loop(
             if closing {
                 break;
             }
-        } else {
-            // Writes are held: take what has arrived meanwhile, without waiting.
-            while incoming.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(op) => incoming.push(op),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closing = true;
-                        break;
-                    }
+        }
+        // Take what has arrived meanwhile, without waiting.
+        while incoming.len() < max_batch {
+            match rx.try_recv() {
+                Ok(op) => incoming.push(op),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closing = true;
+                    break;
                 }
             }
         }
