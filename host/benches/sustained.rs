@@ -326,9 +326,9 @@ async fn run() {
         "patchbay, end to end (80% of the lesser capacity offered)",
         &e2e_offered,
         &format!(
-            "all {} delivered {}; {e2e_rate:.0} messages/s end to end = {:.2} × the application's capacity",
+            "{} {} delivered; {e2e_rate:.0} messages/s end to end = {:.2} × the application's capacity",
+            if reached { "all" } else { "NOT all" },
             e2e_offered.ok,
-            if reached { "" } else { "NOT " },
             e2e_rate / capacity.per_sec
         ),
     );
@@ -360,8 +360,8 @@ async fn run() {
         "patchbay, with that backlog waiting",
         &with_backlog,
         &format!(
-            "{:.2} × the rate with none waiting",
-            with_backlog.per_sec / pb_full.per_sec
+            "{:.2} × the rate while it piled up from none",
+            with_backlog.per_sec / fill.per_sec
         ),
     );
     // Let parsing catch up so the drain below is deliveries only.
