@@ -1,11 +1,13 @@
-//! Ingress load benchmark: signed webhooks into `patchbay serve` over loopback,
-//! against the same load on a bare handler that only answers 200.
+//! Ingress burst benchmark: signed webhooks into `patchbay serve` over
+//! loopback, against the same load on a bare handler that only answers 200.
+//! A burst into an empty database; `benches/sustained.rs` is the measure of
+//! what a gateway lives through.
 //!
 //! ```text
 //! cargo bench -p patchbay-host --bench ingress_load
 //! PATCHBAY_BENCH_ROUNDS=5 PATCHBAY_BENCH_REQUESTS=50000 cargo bench -p patchbay-host --bench ingress_load
-//! # workers' writes not held back while webhooks arrive ([store] background_write_delay_ms):
-//! PATCHBAY_BENCH_BACKGROUND_DELAY_MS=0 cargo bench -p patchbay-host --bench ingress_load
+//! # the writer's share for workers ([store] background_rows_per_turn):
+//! PATCHBAY_BENCH_BACKGROUND_ROWS=512 cargo bench -p patchbay-host --bench ingress_load
 //! # random event ids, as providers send (the default numbers them):
 //! PATCHBAY_BENCH_RANDOM_IDS=1 cargo bench -p patchbay-host --bench ingress_load
 //! # another build of `patchbay` (say, the previous commit's) under the same load:
@@ -147,7 +149,7 @@ fn write_config(dir: &Path, app: &str) -> PathBuf {
 listen = "127.0.0.1:0"
 [store]
 path = "{}"
-{delay}
+{rows}
 [application]
 webhook_url = "{app}/hook"
 secret = "bench-app-secret"
@@ -162,8 +164,8 @@ secrets = {{ signing_secret = "{SECRET}" }}
             dir.join("bench.db").display(),
             app_concurrency = env_usize("PATCHBAY_BENCH_APP_CONCURRENCY", 32),
             // The product's default unless the run asks for another.
-            delay = std::env::var("PATCHBAY_BENCH_BACKGROUND_DELAY_MS")
-                .map(|ms| format!("background_write_delay_ms = {ms}"))
+            rows = std::env::var("PATCHBAY_BENCH_BACKGROUND_ROWS")
+                .map(|rows| format!("background_rows_per_turn = {rows}"))
                 .unwrap_or_default(),
         ),
     )
