@@ -169,7 +169,7 @@ fn unknown_operations_fail_clearly() {
 #[test]
 fn an_sdk_library_answers_an_operation_it_does_not_know_with_unknown_op() {
     // What a newer host sees calling an older plugin.
-    let lib = open(&plugin_libs::path("patchbay_adapter_sms")).expect("loads");
+    let lib = std::sync::Arc::new(open(&plugin_libs::path("patchbay_adapter_sms")).expect("loads"));
     let config = json!({"channel": "sms", "webhook_url": "https://gw.example/webhooks/sms",
                         "settings": {"account_sid": "AC1", "from": "+1"},
                         "secrets": {"auth_token": "t"}});
@@ -177,15 +177,15 @@ fn an_sdk_library_answers_an_operation_it_does_not_know_with_unknown_op() {
         panic!("instance")
     };
     let envelope = json!({"wire": 1, "now": NOW}).to_string();
-    match lib.call(instance, 200, envelope.as_bytes(), &[]) {
+    match instance.call(200, envelope.as_bytes(), &[]) {
         Answer::Failed { status: code, .. } => assert_eq!(code, status::UNKNOWN_OP),
         Answer::Ok(_) => panic!("op 200 does not exist"),
     }
-    match lib.call(instance, op::VERIFY, b"{not json", &[]) {
+    match instance.call(op::VERIFY, b"{not json", &[]) {
         Answer::Failed { status: code, .. } => assert_eq!(code, status::BAD_ENVELOPE),
         Answer::Ok(_) => panic!("a broken envelope must be refused"),
     }
-    lib.destroy(instance);
+    // Dropping the instance destroys it.
 }
 
 #[test]
@@ -198,4 +198,40 @@ fn a_file_that_is_not_a_plugin_is_refused_with_a_clear_message() {
     );
     let missing = open(std::path::Path::new("/nonexistent/libnothing.so")).expect_err("missing");
     assert!(missing.to_string().contains("/nonexistent/libnothing.so"));
+}
+
+#[test]
+fn an_instance_is_never_destroyed_while_a_call_is_inside_it() {
+    // Threads keep calling into one instance (each `verify` takes about 2 ms
+    // and checks that its instance is alive throughout) while another call
+    // panics, which makes the host replace the instance, three times over.
+    let adapter: std::sync::Arc<dyn ChannelAdapter> = adapter("panics").into();
+    let req = request("POST", "https://gw.example/webhooks/panics", &[], b"{}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (adapter, req, stop) = (adapter.clone(), req.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut used_after_destroy = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Err(rejection) = adapter.verify(&req, Timestamp(NOW), &Resources::none())
+                        && rejection.message.contains("after it was destroyed")
+                    {
+                        used_after_destroy += 1;
+                    }
+                }
+                used_after_destroy
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let Step::Fail { .. } = adapter.parse_inbound(&req, Timestamp(NOW)) else {
+            panic!("a panic must fail the call")
+        };
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let used_after_destroy: usize = callers.into_iter().map(|c| c.join().expect("caller")).sum();
+    assert_eq!(used_after_destroy, 0, "calls ran in destroyed instances");
 }

@@ -55,13 +55,13 @@ impl AdapterFactory for DynamicFactory {
         Ok(Box::new(DynamicAdapter {
             library: self.library.clone(),
             config: config.clone(),
-            instance: RwLock::new(instance),
+            instance: RwLock::new(Arc::new(instance)),
             panics: Mutex::default(),
         }))
     }
 }
 
-fn create(library: &Library, config: &ChannelConfig) -> Result<Instance, ConfigError> {
+fn create(library: &Arc<Library>, config: &ChannelConfig) -> Result<Instance, ConfigError> {
     let json =
         serde_json::to_vec(config).map_err(|e| ConfigError::new("settings", e.to_string()))?;
     library.create(&json).map_err(|answer| match answer {
@@ -87,19 +87,12 @@ fn create(library: &Library, config: &ChannelConfig) -> Result<Instance, ConfigE
 pub struct DynamicAdapter {
     library: Arc<Library>,
     config: ChannelConfig,
-    instance: RwLock<Instance>,
+    /// The current instance. Each call holds its own reference, so replacing
+    /// the instance after a panic destroys the old one only once the calls
+    /// still inside it have returned.
+    instance: RwLock<Arc<Instance>>,
     /// When recent panics happened, for the breaker.
     panics: Mutex<VecDeque<Instant>>,
-}
-
-impl Drop for DynamicAdapter {
-    fn drop(&mut self) {
-        let instance = *self
-            .instance
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.library.destroy(instance);
-    }
 }
 
 /// Why a call produced no result.
@@ -138,10 +131,12 @@ impl DynamicAdapter {
             .push_back(Instant::now());
         match create(&self.library, &self.config) {
             Ok(fresh) => {
-                let mut slot = self.instance.write().unwrap_or_else(|p| p.into_inner());
-                let old = std::mem::replace(&mut *slot, fresh);
-                drop(slot);
-                self.library.destroy(old);
+                // The old instance goes when the last call holding it returns.
+                let old = std::mem::replace(
+                    &mut *self.instance.write().unwrap_or_else(|p| p.into_inner()),
+                    Arc::new(fresh),
+                );
+                drop(old);
             }
             Err(e) => tracing::error!(%channel, "recreating the plugin instance failed: {e}"),
         }
@@ -162,8 +157,12 @@ impl DynamicAdapter {
         let envelope = serde_json::to_vec(&envelope)
             .map_err(|e| CallError::Permanent(format!("envelope: {e}")))?;
         let answer = {
-            let instance = *self.instance.read().unwrap_or_else(|p| p.into_inner());
-            self.library.call(instance, op, &envelope, body)
+            let instance = self
+                .instance
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            instance.call(op, &envelope, body)
         };
         match answer {
             Answer::Ok(json) => serde_json::from_slice(&json).map_err(|e| {

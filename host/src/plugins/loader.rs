@@ -9,6 +9,7 @@
 
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use patchbay_plugin_sdk::abi::{ABI_MAJOR, AdapterDescriptor, ENTRY_SYMBOL, MAGIC, RawBuf, status};
 use patchbay_plugin_sdk::adapter::{Manifest, WireRange};
@@ -189,15 +190,36 @@ unsafe fn slice<'a>(ptr: *const u8, len: u64) -> &'a [u8] {
     }
 }
 
-/// A plugin instance pointer. The plugin's adapter is `Send + Sync` (the SDK
-/// only exports such adapters), so the pointer may move between threads.
-#[derive(Debug, Clone, Copy)]
-pub struct Instance(*mut c_void);
+/// A live plugin instance, owned: calls borrow it, and it is destroyed when
+/// dropped — so no call can run in a destroyed instance. Share it with an
+/// `Arc` to let a call keep it alive while its owner replaces it.
+#[derive(Debug)]
+pub struct Instance {
+    ptr: *mut c_void,
+    library: Arc<Library>,
+}
 
-// SAFETY: see the type's docs.
+// SAFETY: the plugin's adapter is `Send + Sync` (the SDK only exports such
+// adapters), so its instance may be used and dropped from any thread.
 unsafe impl Send for Instance {}
-// SAFETY: see the type's docs.
+// SAFETY: as above.
 unsafe impl Sync for Instance {}
+
+impl Instance {
+    /// Runs operation `op` in this instance.
+    pub fn call(&self, op: u32, envelope: &[u8], body: &[u8]) -> Answer {
+        self.library.call(self, op, envelope, body)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from this library's `create`; `self` is its only
+        // owner and no call can be inside it (calls borrow `self`), so it is
+        // destroyed once, unused.
+        unsafe { (self.library.descriptor.destroy)(self.ptr) }
+    }
+}
 
 /// What a call came back with.
 #[derive(Debug)]
@@ -210,7 +232,7 @@ pub enum Answer {
 
 impl Library {
     /// Creates an instance from a JSON `ChannelConfig`.
-    pub fn create(&self, config: &[u8]) -> Result<Instance, Answer> {
+    pub fn create(self: &Arc<Self>, config: &[u8]) -> Result<Instance, Answer> {
         let mut instance: *mut c_void = std::ptr::null_mut();
         let mut out = RawBuf::EMPTY;
         // SAFETY: `create` is the library's function with the ABI-1 signature;
@@ -225,7 +247,10 @@ impl Library {
         };
         let bytes = self.take(out);
         match (code, instance.is_null()) {
-            (status::OK, false) => Ok(Instance(instance)),
+            (status::OK, false) => Ok(Instance {
+                ptr: instance,
+                library: self.clone(),
+            }),
             (status::OK, true) => Err(Answer::Failed {
                 status: status::ERROR,
                 message: b"create returned no instance".to_vec(),
@@ -237,21 +262,15 @@ impl Library {
         }
     }
 
-    /// Destroys an instance made by [`Library::create`].
-    pub fn destroy(&self, instance: Instance) {
-        // SAFETY: `instance` came from this library's `create` and is destroyed
-        // once (callers drop their copy).
-        unsafe { (self.descriptor.destroy)(instance.0) }
-    }
-
-    /// Runs operation `op`.
-    pub fn call(&self, instance: Instance, op: u32, envelope: &[u8], body: &[u8]) -> Answer {
+    /// Runs operation `op` in `instance` (see [`Instance::call`]).
+    fn call(&self, instance: &Instance, op: u32, envelope: &[u8], body: &[u8]) -> Answer {
         let mut out = RawBuf::EMPTY;
         // SAFETY: `call` is the library's function with the ABI-1 signature; the
-        // instance is live, and the slices and the out-slot are valid for the call.
+        // instance is live for the call (it is borrowed, and only its drop
+        // destroys it), and the slices and the out-slot are valid for the call.
         let code = unsafe {
             (self.descriptor.call)(
-                instance.0,
+                instance.ptr,
                 op,
                 envelope.as_ptr(),
                 envelope.len() as u64,
