@@ -10,6 +10,7 @@ use patchbay_plugin_sdk::capabilities::{ChannelCapabilities, SystemMessages};
 
 use crate::config::{ChannelSection, Config, ConfigError};
 use crate::plugins;
+use crate::plugins::contained::Contained;
 
 /// The adapters compiled into this build, by id.
 pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
@@ -203,7 +204,7 @@ fn build_one(
     Ok(Channel {
         id: id.to_string(),
         adapter_id: section.adapter.clone(),
-        adapter: Arc::from(adapter),
+        adapter: Arc::new(Contained::new(id, adapter)),
         capabilities,
         system_messages: SystemMessages(section.system_messages.clone()),
         language: section.language.clone(),

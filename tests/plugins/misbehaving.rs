@@ -2,6 +2,7 @@
 //! with a message naming what mismatched, or fails one call in a contained
 //! way while the same process keeps using other adapters.
 
+use patchbay_host::plugins::contained::Contained;
 use patchbay_host::plugins::loader::Answer;
 use patchbay_host::plugins::{DynamicFactory, LoadError, open};
 use patchbay_plugin_sdk::abi::{op, status};
@@ -17,16 +18,18 @@ fn refused(name: &str) -> LoadError {
     open(&plugin_libs::path(&format!("misbehaving_{name}"))).expect_err("must be refused")
 }
 
+/// A broken library's adapter, behind the containment layer as `serve` runs it.
 fn adapter(name: &str) -> Box<dyn ChannelAdapter> {
     let lib = open(&plugin_libs::path(&format!("misbehaving_{name}"))).expect("loads");
-    DynamicFactory::new(lib)
+    let inner = DynamicFactory::new(lib)
         .create(&ChannelConfig {
             channel: name.into(),
             webhook_url: format!("https://gw.example/webhooks/{name}"),
             settings: json!({}),
             secrets: Default::default(),
         })
-        .expect("instance")
+        .expect("instance");
+    Box::new(Contained::new(name, inner))
 }
 
 /// A compiled-in adapter working beside the broken one.

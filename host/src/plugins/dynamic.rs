@@ -1,14 +1,15 @@
 //! [`ChannelAdapter`] over a loaded library: every method is one `call` with a
 //! JSON envelope, so nothing downstream knows how the adapter was loaded.
 //!
-//! A plugin that panics is contained: the call fails as transient (the work is
-//! retried), the instance is recreated, and three panics within a minute open
-//! a circuit breaker that fails the channel's calls fast for a minute while
-//! every other channel keeps working.
+//! A plugin that panics (the SDK catches the panic inside the library and
+//! reports it as a status) gets its instance recreated, and the panic is
+//! raised again here so that the one containment layer every adapter runs
+//! behind, [`super::contained::Contained`], counts it, pauses the channel if
+//! it keeps happening, and fails the call as transient. `channels::build`
+//! puts every adapter behind that layer; used on its own, a
+//! `DynamicAdapter` unwinds on a plugin panic.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
 
 use patchbay_plugin_sdk::abi::{Envelope, op, status};
 use patchbay_plugin_sdk::adapter::{
@@ -21,9 +22,6 @@ use patchbay_plugin_sdk::message::Message;
 use serde::de::DeserializeOwned;
 
 use super::loader::{Answer, Instance, Library};
-
-const BREAKER_PANICS: usize = 3;
-const BREAKER_WINDOW: Duration = Duration::from_secs(60);
 
 /// Creates instances from a loaded library.
 #[derive(Debug, Clone)]
@@ -56,7 +54,6 @@ impl AdapterFactory for DynamicFactory {
             library: self.library.clone(),
             config: config.clone(),
             instance: RwLock::new(Arc::new(instance)),
-            panics: Mutex::default(),
         }))
     }
 }
@@ -91,44 +88,13 @@ pub struct DynamicAdapter {
     /// the instance after a panic destroys the old one only once the calls
     /// still inside it have returned.
     instance: RwLock<Arc<Instance>>,
-    /// When recent panics happened, for the breaker.
-    panics: Mutex<VecDeque<Instant>>,
-}
-
-/// Why a call produced no result.
-enum CallError {
-    /// Panicked, or the breaker is open: try again later.
-    Transient(String),
-    /// The plugin cannot do this.
-    Permanent(String),
-}
-
-impl CallError {
-    fn into_adapter_error(self) -> AdapterError {
-        match self {
-            CallError::Transient(m) => AdapterError::transient(m),
-            CallError::Permanent(m) => AdapterError::permanent(m),
-        }
-    }
 }
 
 impl DynamicAdapter {
-    fn breaker_open(&self) -> bool {
-        let mut panics = self.panics.lock().unwrap_or_else(|p| p.into_inner());
-        while panics.front().is_some_and(|t| t.elapsed() > BREAKER_WINDOW) {
-            panics.pop_front();
-        }
-        panics.len() >= BREAKER_PANICS
-    }
-
-    /// Records a panic and replaces the instance, whose state may be broken.
+    /// Replaces the instance, whose state may be broken after a panic.
     fn after_panic(&self, message: &str) {
         let channel = &self.config.channel;
         tracing::error!(%channel, plugin = %self.library.path.display(), "adapter plugin panicked: {message}");
-        self.panics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(Instant::now());
         match create(&self.library, &self.config) {
             Ok(fresh) => {
                 // The old instance goes when the last call holding it returns.
@@ -147,15 +113,8 @@ impl DynamicAdapter {
         op: u32,
         envelope: Envelope,
         body: &[u8],
-    ) -> Result<T, CallError> {
-        if self.breaker_open() {
-            return Err(CallError::Transient(format!(
-                "plugin for channel {} panicked {BREAKER_PANICS} times within a minute; calls paused",
-                self.config.channel
-            )));
-        }
-        let envelope = serde_json::to_vec(&envelope)
-            .map_err(|e| CallError::Permanent(format!("envelope: {e}")))?;
+    ) -> Result<T, String> {
+        let envelope = serde_json::to_vec(&envelope).map_err(|e| format!("envelope: {e}"))?;
         let answer = {
             let instance = self
                 .instance
@@ -165,31 +124,25 @@ impl DynamicAdapter {
             instance.call(op, &envelope, body)
         };
         match answer {
-            Answer::Ok(json) => serde_json::from_slice(&json).map_err(|e| {
-                CallError::Permanent(format!(
-                    "plugin answered invalid JSON for operation {op}: {e}"
-                ))
-            }),
+            Answer::Ok(json) => serde_json::from_slice(&json)
+                .map_err(|e| format!("plugin answered invalid JSON for operation {op}: {e}")),
             Answer::Failed {
                 status: status::PANIC,
                 message,
             } => {
                 let message = String::from_utf8_lossy(&message).into_owned();
                 self.after_panic(&message);
-                Err(CallError::Transient(format!(
-                    "adapter plugin panicked: {message}"
-                )))
+                // For the containment layer to count (no panic hook runs).
+                std::panic::resume_unwind(Box::new(format!("adapter plugin panicked: {message}")))
             }
             Answer::Failed {
                 status: status::UNKNOWN_OP,
                 ..
-            } => Err(CallError::Permanent(format!(
-                "plugin does not support operation {op}"
-            ))),
-            Answer::Failed { status, message } => Err(CallError::Permanent(format!(
+            } => Err(format!("plugin does not support operation {op}")),
+            Answer::Failed { status, message } => Err(format!(
                 "plugin call {op} failed (status {status}): {}",
                 String::from_utf8_lossy(&message)
-            ))),
+            )),
         }
     }
 
@@ -211,7 +164,7 @@ impl DynamicAdapter {
 
     fn step(&self, op: u32, envelope: Envelope, body: &[u8]) -> Step {
         self.invoke(op, envelope, body)
-            .unwrap_or_else(|e| Step::fail(e.into_adapter_error()))
+            .unwrap_or_else(|e| Step::fail(AdapterError::permanent(e)))
     }
 }
 
@@ -234,7 +187,7 @@ impl ChannelAdapter for DynamicAdapter {
         match self.invoke::<Result<Verdict, Rejection>>(op::VERIFY, envelope, &request.body) {
             Ok(result) => result,
             // Nothing is stored; the provider retries on 503.
-            Err(CallError::Transient(m) | CallError::Permanent(m)) => Err(Rejection {
+            Err(m) => Err(Rejection {
                 status: 503,
                 message: m,
                 stale_resources: false,
@@ -295,7 +248,7 @@ impl ChannelAdapter for DynamicAdapter {
             ..Self::envelope(now)
         };
         self.invoke::<Result<RequestSpec, AdapterError>>(op::TOKEN_REQUEST, envelope, &[])
-            .unwrap_or_else(|e| Err(e.into_adapter_error()))
+            .unwrap_or_else(|e| Err(AdapterError::permanent(e)))
     }
 
     fn token_response(
@@ -314,6 +267,6 @@ impl ChannelAdapter for DynamicAdapter {
             ..Self::envelope(now)
         };
         self.invoke::<Result<AccessToken, AdapterError>>(op::TOKEN_RESPONSE, envelope, &body)
-            .unwrap_or_else(|e| Err(e.into_adapter_error()))
+            .unwrap_or_else(|e| Err(AdapterError::permanent(e)))
     }
 }

@@ -4,6 +4,7 @@
 //! in the same `ChannelAdapter` trait the compiled-in adapters implement;
 //! [`load_configured`] applies the operator's `[[plugin]]` policy first.
 
+pub mod contained;
 pub mod dynamic;
 pub mod loader;
 

@@ -53,25 +53,18 @@ pub async fn webhook(
         }
     };
     let mut verdict = verify(channel, &request, &resources);
-    if let Ok(Err(rejection)) = &verdict
+    if let Err(rejection) = &verdict
         && rejection.stale_resources
         && let Some(fresh) = rt.resources.refresh_stale(&rt.transport, channel).await
     {
         verdict = verify(channel, &request, &fresh);
     }
     let verdict = match verdict {
-        Ok(Ok(v)) => v,
-        Ok(Err(rejection)) => {
+        Ok(v) => v,
+        Err(rejection) => {
             tracing::warn!(channel = %channel_id, status = rejection.status, reason = %rejection.message, "webhook rejected");
             let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::UNAUTHORIZED);
             return error(status, rejection.message);
-        }
-        Err(_) => {
-            tracing::error!(channel = %channel_id, "adapter panicked in verify");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "adapter failed to verify the request",
-            );
         }
     };
     if verdict.store {
@@ -117,15 +110,14 @@ pub async fn webhook(
     response
 }
 
-/// Runs the adapter's `verify`, containing a panic.
+/// Runs the adapter's `verify` (behind `plugins::contained`: a panic is a
+/// 503 rejection, so the provider retries).
 fn verify(
     channel: &Channel,
     request: &InboundRequest,
     resources: &Resources,
-) -> std::thread::Result<Result<Verdict, Rejection>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        channel
-            .adapter
-            .verify(request, Timestamp(now_ms()), resources)
-    }))
+) -> Result<Verdict, Rejection> {
+    channel
+        .adapter
+        .verify(request, Timestamp(now_ms()), resources)
 }

@@ -11,7 +11,7 @@ use patchbay_core::menu::Menu;
 use patchbay_plugin_sdk::adapter::{InboundRequest, StepOutput, Timestamp};
 use patchbay_plugin_sdk::message::{Content, Message};
 
-use super::{Next, conversation_key, deliver_job, guarded, idle_sleep, new_id, next_after};
+use super::{Next, conversation_key, deliver_job, idle_sleep, new_id, next_after};
 use crate::app::new_traceparent;
 use crate::runtime::{Runtime, persist};
 use crate::store::sqlite::now_ms;
@@ -172,9 +172,9 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
         }
     };
     let adapter = channel.adapter.clone();
-    let step = guarded("parse_inbound", || {
-        adapter.parse_inbound(&request, Timestamp(now_ms()))
-    });
+    // Adapters run behind `plugins::contained`: a panic comes back as a
+    // transient failure.
+    let step = adapter.parse_inbound(&request, Timestamp(now_ms()));
     let outcome = rt
         .transport
         .drive(&channel.id, adapter.as_ref(), step)

@@ -21,13 +21,11 @@ pub mod outbound;
 pub mod retention;
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use patchbay_core::breaker::Admit;
 use patchbay_core::retry::{RetryDecision, RetryPolicy};
-use patchbay_plugin_sdk::adapter::Step;
 use patchbay_plugin_sdk::error::AdapterError;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -174,17 +172,6 @@ pub(crate) async fn idle_sleep(
     match [due, paused_until].into_iter().flatten().min() {
         Some(at) => Duration::from_millis((at - now).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
         None => IDLE_POLL,
-    }
-}
-
-/// Calls into an adapter, turning a panic into a transient error so one bad
-/// message cannot take the worker down (it is retried, then dead-lettered).
-pub fn guarded(what: &str, f: impl FnOnce() -> Step) -> Step {
-    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(step) => step,
-        Err(_) => Step::fail(AdapterError::transient(format!(
-            "adapter panicked in {what}"
-        ))),
     }
 }
 

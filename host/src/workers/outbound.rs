@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use patchbay_core::breaker::Verdict;
 
-use super::{Next, conversation_key, deliver_job, guarded, new_id, next_after};
+use super::{Next, conversation_key, deliver_job, new_id, next_after};
 use crate::runtime::Runtime;
 use crate::store::sqlite::now_ms;
 use crate::store::{Attempt, Job, NewJob};
@@ -105,9 +105,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
         if fitted.parts.len() > 1 {
             part_message.id = format!("{}.{}", message.id, index + 1);
         }
-        let step = guarded("render_outbound", || {
-            adapter.render_outbound(&part_message, Timestamp(now_ms()))
-        });
+        let step = adapter.render_outbound(&part_message, Timestamp(now_ms()));
         match rt
             .transport
             .drive(&channel.id, adapter.as_ref(), step)
