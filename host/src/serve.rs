@@ -17,6 +17,7 @@ use crate::store::{APPLICATION, Queue, SqliteStore, Store, WriterSettings};
 use crate::transport::{Transport, http_client};
 use crate::workers;
 use crate::workers::completions::{self, Completer};
+use crate::workers::supervise;
 
 /// Opens the configured store; `serving` releases a previous process's leases.
 pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dyn Store>> {
@@ -98,37 +99,50 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         recorded_rx,
     ));
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(workers::inbound::run(
-        rt.clone(),
-        // One parser keeps webhooks in arrival order; batches small enough
-        // to share a store turn with acknowledgements.
-        64,
-        rt.wake.inbound.clone(),
-        stop_rx.clone(),
-    ));
-    tasks.spawn(workers::run_queue(
-        rt.clone(),
-        Queue::Deliver,
-        vec![APPLICATION.to_string()],
-        config.application.concurrency,
-        rt.wake.deliver.clone(),
-        stop_rx.clone(),
-        workers::deliver::handle,
-    ));
-    tasks.spawn(workers::run_queue(
-        rt.clone(),
-        Queue::Outbound,
-        rt.channels.keys().cloned().collect(),
-        config.outbound.concurrency,
-        rt.wake.outbound.clone(),
-        stop_rx.clone(),
-        workers::outbound::handle,
-    ));
-    tasks.spawn(workers::retention::run(
-        rt.clone(),
-        Duration::from_secs(config.store.keep_done_hours.saturating_mul(3600)),
-        stop_rx.clone(),
-    ));
+    // Each loop runs supervised: should one panic (a bug), it is logged and
+    // started again; its leased jobs come back when their leases end.
+    let (inbound_rt, inbound_stop) = (rt.clone(), stop_rx.clone());
+    tasks.spawn(supervise("inbound", stop_rx.clone(), move || {
+        workers::inbound::run(
+            inbound_rt.clone(),
+            // One parser keeps webhooks in arrival order; batches small
+            // enough to share a store turn with acknowledgements.
+            64,
+            inbound_rt.wake.inbound.clone(),
+            inbound_stop.clone(),
+        )
+    }));
+    let (deliver_rt, deliver_stop) = (rt.clone(), stop_rx.clone());
+    let deliver_concurrency = config.application.concurrency;
+    tasks.spawn(supervise("deliver", stop_rx.clone(), move || {
+        workers::run_queue(
+            deliver_rt.clone(),
+            Queue::Deliver,
+            vec![APPLICATION.to_string()],
+            deliver_concurrency,
+            deliver_rt.wake.deliver.clone(),
+            deliver_stop.clone(),
+            workers::deliver::handle,
+        )
+    }));
+    let (outbound_rt, outbound_stop) = (rt.clone(), stop_rx.clone());
+    let outbound_concurrency = config.outbound.concurrency;
+    tasks.spawn(supervise("outbound", stop_rx.clone(), move || {
+        workers::run_queue(
+            outbound_rt.clone(),
+            Queue::Outbound,
+            outbound_rt.channels.keys().cloned().collect(),
+            outbound_concurrency,
+            outbound_rt.wake.outbound.clone(),
+            outbound_stop.clone(),
+            workers::outbound::handle,
+        )
+    }));
+    let (retention_rt, retention_stop) = (rt.clone(), stop_rx.clone());
+    let keep = Duration::from_secs(config.store.keep_done_hours.saturating_mul(3600));
+    tasks.spawn(supervise("retention", stop_rx.clone(), move || {
+        workers::retention::run(retention_rt.clone(), keep, retention_stop.clone())
+    }));
 
     let router = crate::server::router(rt.clone(), config.server.max_body_bytes);
     if config.store.background_write_delay_ms.is_some() {

@@ -175,6 +175,35 @@ pub(crate) async fn idle_sleep(
     }
 }
 
+/// Runs the loop `start` makes until it returns (it does on shutdown). If it
+/// panics — a bug, since adapters' panics are contained — the panic is logged
+/// and a new loop started a second later, unless `stop` has turned true.
+pub async fn supervise<F, Fut>(name: &'static str, mut stop: watch::Receiver<bool>, start: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(start()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => {
+                tracing::error!(worker = name, "worker loop panicked; starting it again");
+            }
+            Err(_) => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RESTART_AFTER) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How long a panicked worker loop waits before it starts again.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
 /// What to do with a job after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -228,4 +257,43 @@ pub fn deliver_job(
 /// A new message id (UUIDv7: sortable by time).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::sync::watch;
+
+    use super::supervise;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_loop_that_panics_is_started_again() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let starts = Arc::new(AtomicU32::new(0));
+        let counted = starts.clone();
+        supervise("test", stop, move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(n >= 2, "the loop's bug, twice");
+            }
+        })
+        .await;
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_restart_once_stopping() {
+        let (stop_tx, stop) = watch::channel(false);
+        stop_tx.send(true).expect("send");
+        let starts = Arc::new(AtomicU32::new(0));
+        let counted = starts.clone();
+        supervise("test", stop, move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { panic!("a bug") }
+        })
+        .await;
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
+    }
 }
