@@ -231,3 +231,31 @@ async fn rate_limited_send_is_retried_and_a_missing_room_fails_530() {
         "404 is not retried"
     );
 }
+
+#[tokio::test]
+async fn more_buttons_than_a_card_shows_go_out_as_numbered_text() {
+    let s = setup().await;
+    // Webex renders at most 5 actions on a card: 7 become a numbered menu…
+    s.reply(json!({"type": "buttons", "text": "Pick a slot", "buttons": buttons(7)}))
+        .await;
+    let sent = s.webex.wait_for_path("/v1/messages", 1).await;
+    let body = sent[0].json();
+    assert!(body.get("attachments").is_none(), "no card: {body}");
+    let text = body["markdown"]
+        .as_str()
+        .or(body["text"].as_str())
+        .expect("text");
+    assert!(text.contains("7. Slot 7"), "{text}");
+    // …while 5 stay a card with 5 actions.
+    s.reply(json!({"type": "buttons", "text": "Pick one", "buttons": buttons(5)}))
+        .await;
+    let sent = s.webex.wait_for_path("/v1/messages", 2).await;
+    let card = &sent[1].json()["attachments"][0]["content"];
+    assert_eq!(card["actions"].as_array().map(Vec::len), Some(5));
+}
+
+fn buttons(n: usize) -> Vec<Value> {
+    (1..=n)
+        .map(|i| json!({"title": format!("Slot {i}"), "action": {"type": "postback", "payload": format!("SLOT_{i}")}}))
+        .collect()
+}

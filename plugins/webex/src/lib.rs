@@ -45,6 +45,9 @@ pub const ADAPTER_ID: &str = "webex";
 /// Webex refuses messages longer than 7439 bytes; leave room for the markup.
 pub const MAX_TEXT: usize = 7000;
 
+/// Webex shows at most this many actions on one Adaptive Card.
+pub const MAX_CARD_ACTIONS: usize = 5;
+
 /// Creates Webex instances.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WebexFactory;
@@ -89,9 +92,11 @@ fn manifest() -> Manifest {
             max_size: Some(100 * 1024 * 1024),
             ..AttachmentPolicy::default()
         },
-        // Patchbay's choice: a "carousel" is a stack of containers in one card,
-        // readable up to about ten.
+        // Webex renders at most 5 actions on a card (more and the card is
+        // refused or cut); a "carousel" is Patchbay's stack of containers in
+        // one card, readable up to about ten.
         limits: RichLimits {
+            max_buttons: Some(MAX_CARD_ACTIONS),
             max_cards: Some(10),
             ..RichLimits::default()
         },
