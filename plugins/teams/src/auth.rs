@@ -52,6 +52,9 @@ struct Jwk {
     kty: String,
     n: String,
     e: String,
+    /// The channels (`msteams`, `webchat`, …) the key may sign activities of.
+    #[serde(default)]
+    endorsements: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -60,15 +63,20 @@ struct Claims {
     serviceurl: Option<String>,
 }
 
-/// Validates `Authorization: Bearer <JWT>` and checks its `serviceurl` claim
-/// against the activity's `serviceUrl`.
+/// Validates `Authorization: Bearer <JWT>`: signed by a key endorsed for the
+/// activity's `channelId`, and with a `serviceurl` claim matching the
+/// activity's `serviceUrl`.
 pub(crate) fn validate(
     teams: &Teams,
     authorization: Option<&str>,
-    service_url: &str,
+    activity: ActivityHead<'_>,
     now: Timestamp,
     resources: &Resources,
 ) -> Result<(), Rejection> {
+    let ActivityHead {
+        service_url,
+        channel_id,
+    } = activity;
     let token = authorization
         .and_then(|h| {
             h.strip_prefix("Bearer ")
@@ -93,6 +101,12 @@ pub(crate) fn validate(
         .filter_map(|k| Jwk::deserialize(k).ok())
         .find(|k| k.kid == kid && (k.kty.is_empty() || k.kty == "RSA"))
         .ok_or_else(|| Rejection::stale_resources("bearer token is signed with an unknown key"))?;
+    // A key serves the channels it is endorsed for, and no others.
+    if !jwk.endorsements.iter().any(|e| e == channel_id) {
+        return Err(Rejection::unauthorized(format!(
+            "signing key is not endorsed for channel {channel_id:?}"
+        )));
+    }
     let key = DecodingKey::from_rsa_components(&jwk.n, &jwk.e)
         .map_err(|_| Rejection::unauthorized("signing key is malformed"))?;
 
@@ -119,6 +133,15 @@ pub(crate) fn validate(
         ));
     }
     Ok(())
+}
+
+/// What `validate` reads of the activity before its token is checked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActivityHead<'a> {
+    /// `serviceUrl`: what the token's `serviceurl` claim must match.
+    pub service_url: &'a str,
+    /// `channelId`: what the signing key must be endorsed for.
+    pub channel_id: &'a str,
 }
 
 /// `exp` and `nbf` against the host's clock, with the leeway.

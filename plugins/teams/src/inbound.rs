@@ -18,16 +18,22 @@ pub(crate) fn verify(
     now: Timestamp,
     resources: &Resources,
 ) -> Result<Verdict, Rejection> {
-    // Only serviceUrl is read before the token is checked; it is what the
-    // token's serviceurl claim must match.
+    // Only serviceUrl and channelId are read before the token is checked:
+    // the token's serviceurl claim must match the one, its key be endorsed
+    // for the other.
     let activity: Value = serde_json::from_slice(&request.body)
         .map_err(|_| Rejection::bad_request("activity is not JSON"))?;
     let service_url = str_at(&activity, "/serviceUrl")
         .ok_or_else(|| Rejection::bad_request("activity has no serviceUrl"))?;
+    let channel_id = str_at(&activity, "/channelId")
+        .ok_or_else(|| Rejection::bad_request("activity has no channelId"))?;
     auth::validate(
         teams,
         request.header("authorization"),
-        service_url,
+        auth::ActivityHead {
+            service_url,
+            channel_id,
+        },
         now,
         resources,
     )?;

@@ -29,7 +29,9 @@
 //! `…/activities/{replyToId}` for a thread) with a bearer token from the OAuth
 //! client-credentials flow, cached by the host until it expires; a 401 refreshes
 //! it once. The service URL is the message's `context.teams_service_url` when it
-//! starts with one of `service_url_prefixes`, else `service_url`. Buttons become
+//! is `service_url` or starts with one of `service_url_prefixes`, `service_url`
+//! when the message names none, and any other host fails the message (530)
+//! rather than receive the token. Buttons become
 //! a hero card, list pickers an Adaptive Card with a choice set, carousels hero
 //! cards with `attachmentLayout: "carousel"`, quick replies `suggestedActions`;
 //! typing is sent as a `typing` activity. Postback buttons use `messageBack`

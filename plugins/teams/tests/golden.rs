@@ -89,7 +89,11 @@ fn bearer(request: &mut InboundRequest, token: &Token) {
 }
 
 fn activity(service_url: &str) -> Vec<u8> {
-    json!({"type": "message", "id": "1", "serviceUrl": service_url, "text": "hi",
+    activity_on("msteams", service_url)
+}
+
+fn activity_on(channel_id: &str, service_url: &str) -> Vec<u8> {
+    json!({"type": "message", "id": "1", "channelId": channel_id, "serviceUrl": service_url, "text": "hi",
            "conversation": {"id": "a:1"}, "from": {"id": "29:1"}})
     .to_string()
     .into_bytes()
@@ -271,7 +275,7 @@ fn the_key_set_is_fetched_through_the_openid_metadata() {
 #[test]
 fn card_actions_get_the_invoke_response() {
     let body = json!({"type": "invoke", "name": "adaptiveCard/action", "id": "9",
-        "serviceUrl": SERVICE_URL, "conversation": {"id": "a:1"},
+        "channelId": "msteams", "serviceUrl": SERVICE_URL, "conversation": {"id": "a:1"},
         "value": {"action": {"type": "Action.Execute", "verb": "ok", "data": {"payload": "OK"}}}});
     let mut req = request(
         "POST",
@@ -339,4 +343,46 @@ fn passes_the_conformance_kit() {
         .outbound_fixtures(path("fixtures/outbound"))
         .run()
         .assert_passed();
+}
+
+#[test]
+fn a_key_signs_only_for_the_channels_it_is_endorsed_for() {
+    // The test key is endorsed for msteams only.
+    let token = Token::valid(SERVICE_URL);
+    let mut teams_activity = request(
+        "POST",
+        "https://gw/webhooks/teams",
+        &[],
+        &activity(SERVICE_URL),
+    );
+    bearer(&mut teams_activity, &token);
+    assert!(harness().verify(&teams_activity).is_ok());
+    let mut webchat = request(
+        "POST",
+        "https://gw/webhooks/teams",
+        &[],
+        &activity_on("webchat", SERVICE_URL),
+    );
+    bearer(&mut webchat, &token);
+    let err = harness()
+        .verify(&webchat)
+        .expect_err("not endorsed for webchat");
+    assert_eq!(err.status, 401);
+    assert!(err.message.contains("not endorsed"), "{}", err.message);
+}
+
+#[test]
+fn a_key_endorsed_only_for_webchat_is_refused_for_teams() {
+    let mut keys = json_file("keys/jwks.json");
+    keys["keys"][0]["endorsements"] = json!(["webchat"]);
+    let harness = Harness::new(teams(), NOW).with_resource(KEYS_RESOURCE, keys);
+    let mut req = request(
+        "POST",
+        "https://gw/webhooks/teams",
+        &[],
+        &activity(SERVICE_URL),
+    );
+    bearer(&mut req, &Token::valid(SERVICE_URL));
+    let err = harness.verify(&req).expect_err("endorsed for webchat only");
+    assert_eq!(err.status, 401);
 }
