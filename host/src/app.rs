@@ -7,10 +7,11 @@
 //! 2xx is delivered; 5xx, 408, 429 and network failures or timeouts are retried;
 //! any other 4xx means the application refuses the message: it is dead-lettered.
 
-use patchbay_plugin_sdk::adapter::Secret;
+use patchbay_plugin_sdk::adapter::{Secret, Timestamp, retry_after_ms};
 use patchbay_plugin_sdk::message::TraceContext;
 use patchbay_plugin_sdk::signature::{hmac_sha1_hex, hmac_sha256_hex};
 
+use crate::store::sqlite::now_ms;
 use crate::transport::{error_chain, host_of};
 
 /// What became of one delivery attempt.
@@ -100,8 +101,7 @@ impl AppClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| s * 1000);
+            .and_then(|v| retry_after_ms(v, Timestamp(now_ms())));
         // Drain the body so the connection can be reused.
         let _ = response.bytes().await;
         match status.as_u16() {

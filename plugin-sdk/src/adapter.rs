@@ -704,10 +704,19 @@ impl ProviderResponse {
         (200..300).contains(&self.status)
     }
 
-    /// `Retry-After` in milliseconds, when given in seconds.
+    /// `Retry-After` in milliseconds, when given in seconds (see
+    /// [`retry_after_at`](Self::retry_after_at) for HTTP-dates too).
     pub fn retry_after_ms(&self) -> Option<u64> {
-        let secs: f64 = self.header("retry-after")?.trim().parse().ok()?;
-        (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64)
+        // Without a clock an HTTP-date means nothing; seconds need none.
+        let value = self.header("retry-after")?;
+        value.trim().parse::<f64>().ok()?;
+        retry_after_ms(value, Timestamp(0))
+    }
+
+    /// `Retry-After` in milliseconds from `now`, given in seconds or as an
+    /// HTTP-date (see [`retry_after_ms`]).
+    pub fn retry_after_at(&self, now: Timestamp) -> Option<u64> {
+        retry_after_ms(self.header("retry-after")?, now)
     }
 
     /// The default classification of a non-2xx HTTP answer: 429 rate limited
@@ -734,4 +743,26 @@ pub struct AccessToken {
     pub token: Secret,
     /// Expiry, milliseconds since the epoch.
     pub expires_at: Timestamp,
+}
+
+/// A `Retry-After` value in milliseconds from `now`: delay-seconds
+/// (`"120"`, fractions accepted) or an HTTP-date (`"Wed, 21 Oct 2026
+/// 07:28:00 GMT"`; a date already past is 0). `None` if it is neither.
+///
+/// ```
+/// use patchbay_plugin_sdk::adapter::{Timestamp, retry_after_ms};
+/// assert_eq!(retry_after_ms("2", Timestamp(0)), Some(2_000));
+/// // 1 Jan 1970 00:01:00 GMT is 60 s after the epoch.
+/// assert_eq!(retry_after_ms("Thu, 01 Jan 1970 00:01:00 GMT", Timestamp(15_000)), Some(45_000));
+/// assert_eq!(retry_after_ms("soon", Timestamp(0)), None);
+/// ```
+pub fn retry_after_ms(value: &str, now: Timestamp) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    let at_ms = i64::try_from(at_ms).ok()?;
+    Some(at_ms.saturating_sub(now.0).max(0) as u64)
 }

@@ -196,3 +196,26 @@ async fn after_an_outage_every_message_arrives_once_in_order_and_every_conversat
     );
     assert_eq!(host.counts()["deliver"]["dead"], 0);
 }
+
+#[tokio::test]
+async fn an_application_retry_after_date_pauses_deliveries_until_then() {
+    let app = Mock::start().await;
+    // "Come back in 2 s", as an HTTP-date (whole seconds, so up to 3 s away).
+    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(3);
+    app.script_path(
+        "/hook",
+        vec![Answer::new(503, "{}").header("retry-after", &httpdate::fmt_http_date(at))],
+    );
+    let host = Host::start(HostOptions::new(
+        &app.url("/hook"),
+        "http://127.0.0.1:9/unused",
+    ));
+    assert_eq!(host.webhook(&body("evt-later")).await.status(), 200);
+    let got = app.wait_for(2).await;
+    let waited = got[1].at.duration_since(got[0].at);
+    assert!(
+        waited >= std::time::Duration::from_secs(1),
+        "the date was honoured, not ignored: retried after {waited:?}"
+    );
+    assert_eq!(got[1].status, 200);
+}
