@@ -132,6 +132,11 @@ async fn run(cli: Cli) -> ExitCode {
             crate::telemetry::init(&config.log);
             match crate::serve::serve(config).await {
                 Ok(()) => ExitCode::SUCCESS,
+                // As `check-config` does: 78 for what the config got wrong.
+                Err(e) if e.downcast_ref::<crate::config::ConfigError>().is_some() => {
+                    eprintln!("error: invalid config: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
                 Err(e) => {
                     tracing::error!("{e:#}");
                     eprintln!("error: {e:#}");

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use crate::app::AppClient;
 use crate::channels;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
 use crate::runtime::{Completers, Runtime, Wakers};
@@ -32,7 +32,8 @@ pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dy
 }
 
 /// Runs until SIGTERM or Ctrl-C, then stops accepting, finishes in-flight work
-/// (up to `shutdown_grace_secs`) and returns.
+/// (up to `shutdown_grace_secs`) and returns. A configuration the channels or
+/// the application endpoint refuse is an error holding a [`ConfigError`].
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -43,8 +44,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let channels =
-        channels::build(&config, &public_url).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+    let channels = channels::build(&config, &public_url).map_err(anyhow::Error::new)?;
     let store = open_store(&config, true).await?;
 
     let app_client = http_client(Duration::from_millis(config.application.timeout_ms));
@@ -66,7 +66,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .application
                 .webhook_url
                 .parse()
-                .context("application.webhook_url")?,
+                .map_err(|e| ConfigError::new("application.webhook_url", format!("{e}")))?,
             config.application.secret.clone(),
         ),
         app_retry: config.application.retry,

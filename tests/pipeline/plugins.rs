@@ -289,6 +289,15 @@ async fn plugin_policy_errors_name_the_entry() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{stderr}");
         assert!(stderr.contains(key) && stderr.contains(message), "{stderr}");
+        // `serve` refuses the same config the same way, saying so once.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchbay"))
+            .args(["serve", "--config"])
+            .arg(&s.host.config)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "serve: {stderr}");
+        assert_eq!(stderr.matches(message).count(), 1, "{stderr}");
     }
     // Loaded under another name, the SMS library runs beside the compiled-in SMS.
     let renamed = format!(

@@ -302,6 +302,10 @@ pub trait Store: Send + Sync + 'static {
     /// key afterwards stores a new message.
     async fn forget_idempotency(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
 
+    /// Deletes up to `limit` degraded menus last set before `before`; returns
+    /// how many. A customer's "2" long after no longer picks from them.
+    async fn forget_menus(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+
     /// Records (or with `None` clears) a conversation's degraded menu.
     async fn set_menu(
         &self,

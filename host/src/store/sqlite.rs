@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS menus (
     menu TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS menus_age ON menus(updated_at);
 "#;
 
 /// The time in ms since the epoch; the store asks it for every timestamp it
@@ -214,7 +215,8 @@ impl SqliteStore {
 fn upgrade(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version >= SCHEMA_VERSION {
-        return Ok(());
+        // Every statement is IF NOT EXISTS: an index added since is created.
+        return conn.execute_batch(SCHEMA);
     }
     let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
         conn.query_row(
@@ -487,6 +489,10 @@ impl Store for SqliteStore {
 
     async fn forget_dedupe(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
         self.call(|r| Op::ForgetDedupe(before, limit, r)).await
+    }
+
+    async fn forget_menus(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        self.call(|r| Op::ForgetMenus(before, limit, r)).await
     }
 
     async fn set_menu(

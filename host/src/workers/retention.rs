@@ -34,8 +34,8 @@ pub async fn run(rt: Arc<Runtime>, keep: Duration, mut shutdown: watch::Receiver
 }
 
 /// Deletes what is older than `before` (ms since the epoch): the finished jobs
-/// of every queue, the provider event ids and the idempotency keys; returns
-/// how many jobs.
+/// of every queue, the provider event ids, the degraded menus and the
+/// idempotency keys; returns how many jobs.
 pub async fn prune(store: &dyn Store, before: i64) -> u64 {
     let mut jobs = 0;
     let mut from = None;
@@ -62,6 +62,13 @@ pub async fn prune(store: &dyn Store, before: i64) -> u64 {
         tracing::info!(
             keys = dedupe,
             "forgot provider event ids older than the retention window"
+        );
+    }
+    let menus = in_chunks("menus", |limit| store.forget_menus(before, limit)).await;
+    if menus > 0 {
+        tracing::info!(
+            menus,
+            "forgot degraded menus older than the retention window"
         );
     }
     let keys = in_chunks("idempotency keys", |limit| {

@@ -996,3 +996,24 @@ async fn a_backlog_drains_round_robin_across_conversations() {
     }
     assert_eq!(order, ["a1", "b1", "c1", "a2", "a3"]);
 }
+
+#[tokio::test]
+async fn old_menus_are_forgotten_with_the_retention_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    store
+        .set_menu("old", Some("{\"m\":1}"), 1_000)
+        .await
+        .unwrap();
+    store
+        .set_menu("recent", Some("{\"m\":2}"), 5_000)
+        .await
+        .unwrap();
+    crate::workers::retention::prune(store.as_ref(), 2_000).await;
+    assert_eq!(
+        store.menu("old").await.unwrap(),
+        None,
+        "a \"2\" weeks later is text"
+    );
+    assert!(store.menu("recent").await.unwrap().is_some());
+}

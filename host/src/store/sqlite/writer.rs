@@ -65,6 +65,7 @@ pub(super) enum Op {
     Prune(Option<i64>, i64, u32, Reply<Pruned>),
     Forget(i64, u32, Reply<u64>),
     ForgetDedupe(i64, u32, Reply<u64>),
+    ForgetMenus(i64, u32, Reply<u64>),
     /// Panics in the writer, to test that a turn's panic is contained.
     #[cfg(test)]
     Panic(Reply<()>),
@@ -86,9 +87,10 @@ impl Op {
             Op::Complete(done, _) => done.iter().map(|(_, f)| 1 + jobs(f)).sum(),
             Op::Bury(_, _, f, _) => 1 + jobs(f),
             Op::Remember { jobs: j, .. } => 1 + jobs(j),
-            Op::Prune(_, _, limit, _) | Op::Forget(_, limit, _) | Op::ForgetDedupe(_, limit, _) => {
-                *limit as usize
-            }
+            Op::Prune(_, _, limit, _)
+            | Op::Forget(_, limit, _)
+            | Op::ForgetDedupe(_, limit, _)
+            | Op::ForgetMenus(_, limit, _) => *limit as usize,
             _ => 1,
         }
         .max(1)
@@ -291,7 +293,7 @@ fn fail(op: Op, why: &str) {
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
         Op::Prune(_, _, _, r) => f(r, why),
-        Op::Forget(_, _, r) | Op::ForgetDedupe(_, _, r) => f(r, why),
+        Op::Forget(_, _, r) | Op::ForgetDedupe(_, _, r) | Op::ForgetMenus(_, _, r) => f(r, why),
         #[cfg(test)]
         Op::Panic(r) => f(r, why),
     }
@@ -402,6 +404,16 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
                 conn,
                 "DELETE FROM dedupe WHERE slot IN (
                          SELECT slot FROM dedupe WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
+                params![before, limit],
+            )
+            .map(|deleted| deleted as u64);
+            finisher(reply, r)
+        }
+        Op::ForgetMenus(before, limit, reply) => {
+            let r = execute(
+                conn,
+                "DELETE FROM menus WHERE rowid IN (
+                         SELECT rowid FROM menus WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
                 params![before, limit],
             )
             .map(|deleted| deleted as u64);
