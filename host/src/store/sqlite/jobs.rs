@@ -168,17 +168,18 @@ pub(super) fn claim(
             match job {
                 Some(job) => jobs.push(job),
                 None => {
-                    // A head whose job is gone or finished (a bug): dropping it
-                    // keeps the conversation's later jobs from waiting for ever.
+                    // A head whose job is finished or gone (a bug): move on to
+                    // the job after it, so the conversation does not wait for ever.
                     tracing::error!(
                         queue = queue.as_str(),
-                        "conversation head without a pending job; dropped"
+                        "conversation head without a pending job; moved on"
                     );
-                    execute(
-                        conn,
-                        "DELETE FROM heads WHERE queue = ?1 AND conversation_key = ?2",
-                        params![queue.as_str(), key],
-                    )?;
+                    let next: Option<i64> = conn
+                        .prepare_cached("SELECT next_seq FROM jobs WHERE seq = ?1")?
+                        .query_row([seq], |r| r.get(0))
+                        .optional()?
+                        .flatten();
+                    advance(conn, queue, &key, seq, next, now)?;
                 }
             }
         }
