@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 
 mod support;
-use support::{bench_main, block_on, counter, env_usize, median, spawn};
+use support::{bare_server, bench_main, counter, env_usize, median, spawn};
 
 const SECRET: &str = "bench-channel-secret";
 
@@ -43,20 +43,6 @@ fn main() {
         return;
     }
     bench_main(run);
-}
-
-fn bare_server() {
-    block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        println!(
-            "patchbay listening on http://{}",
-            listener.local_addr().expect("addr")
-        );
-        let app = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
-        axum::serve(listener, app).await.expect("serve");
-    });
 }
 
 async fn run() {

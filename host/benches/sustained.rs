@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 
 mod support;
-use support::{Server, bench_main, block_on, env_usize, spawn};
+use support::{Server, bare_server, bench_main, block_on, env_usize, spawn};
 
 const SECRET: &str = "bench-channel-secret";
 const APP_SECRET: &str = "bench-app-secret";
@@ -66,20 +66,6 @@ fn main() {
 }
 
 // ---- the two helper processes --------------------------------------------
-
-fn bare_server() {
-    block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        println!(
-            "patchbay listening on http://{}",
-            listener.local_addr().expect("addr")
-        );
-        let app = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
-        axum::serve(listener, app).await.expect("serve");
-    });
-}
 
 /// The application: `POST /hook` answers 200 (503 while down) and counts;
 /// `/control/{down,up,stats}` steer it. After `up`, it notes when each

@@ -89,3 +89,20 @@ pub fn spawn(mut cmd: Command) -> Server {
         .to_string();
     Server(child, url)
 }
+
+/// The bare handler: answers 200 with an empty body to anything, and prints
+/// its address as `patchbay serve` does. Benchmarks re-execute themselves
+/// into it, so it runs as its own process.
+pub fn bare_server() {
+    block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!(
+            "patchbay listening on http://{}",
+            listener.local_addr().expect("addr")
+        );
+        let app = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
+        axum::serve(listener, app).await.expect("serve");
+    });
+}

@@ -24,7 +24,7 @@ use super::{
     Attempt, DeadLetter, Job, NewJob, Pruned, Queue, QueueCounts, Remembered, Store, StoreError,
     Want,
 };
-use writer::{Env, Op, Reply, Scheduler};
+use writer::{Aged, Env, Op, Reply, Scheduler};
 
 /// The schema this version writes; `PRAGMA user_version` holds it.
 const SCHEMA_VERSION: i64 = 2;
@@ -484,15 +484,18 @@ impl Store for SqliteStore {
     }
 
     async fn forget_idempotency(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
-        self.call(|r| Op::Forget(before, limit, r)).await
+        self.call(|r| Op::Forget(Aged::IdempotencyKeys, before, limit, r))
+            .await
     }
 
     async fn forget_dedupe(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
-        self.call(|r| Op::ForgetDedupe(before, limit, r)).await
+        self.call(|r| Op::Forget(Aged::EventIds, before, limit, r))
+            .await
     }
 
     async fn forget_menus(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
-        self.call(|r| Op::ForgetMenus(before, limit, r)).await
+        self.call(|r| Op::Forget(Aged::Menus, before, limit, r))
+            .await
     }
 
     async fn set_menu(

@@ -63,9 +63,7 @@ pub(super) enum Op {
     },
     SetMenu(String, Option<String>, i64, Reply<()>),
     Prune(Option<i64>, i64, u32, Reply<Pruned>),
-    Forget(i64, u32, Reply<u64>),
-    ForgetDedupe(i64, u32, Reply<u64>),
-    ForgetMenus(i64, u32, Reply<u64>),
+    Forget(Aged, i64, u32, Reply<u64>),
     /// Panics in the writer, to test that a turn's panic is contained.
     #[cfg(test)]
     Panic(Reply<()>),
@@ -87,10 +85,7 @@ impl Op {
             Op::Complete(done, _) => done.iter().map(|(_, f)| 1 + jobs(f)).sum(),
             Op::Bury(_, _, f, _) => 1 + jobs(f),
             Op::Remember { jobs: j, .. } => 1 + jobs(j),
-            Op::Prune(_, _, limit, _)
-            | Op::Forget(_, limit, _)
-            | Op::ForgetDedupe(_, limit, _)
-            | Op::ForgetMenus(_, limit, _) => *limit as usize,
+            Op::Prune(_, _, limit, _) | Op::Forget(_, _, limit, _) => *limit as usize,
             _ => 1,
         }
         .max(1)
@@ -104,6 +99,38 @@ impl Op {
             Op::Add(..) | Op::Remember { .. } => 0,
             Op::Claim { .. } => 2,
             _ => 1,
+        }
+    }
+}
+
+/// Rows that age out with the retention window, by table.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Aged {
+    /// Application `Idempotency-Key`s.
+    IdempotencyKeys,
+    /// Provider event ids.
+    EventIds,
+    /// Menus degraded to numbers.
+    Menus,
+}
+
+impl Aged {
+    /// Deletes up to `?2` rows older than `?1`, oldest first, through the
+    /// table's age index.
+    fn delete_oldest(self) -> &'static str {
+        match self {
+            Aged::IdempotencyKeys => {
+                "DELETE FROM idempotency WHERE rowid IN (
+                     SELECT rowid FROM idempotency WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)"
+            }
+            Aged::EventIds => {
+                "DELETE FROM dedupe WHERE slot IN (
+                     SELECT slot FROM dedupe WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)"
+            }
+            Aged::Menus => {
+                "DELETE FROM menus WHERE rowid IN (
+                     SELECT rowid FROM menus WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)"
+            }
         }
     }
 }
@@ -293,7 +320,7 @@ fn fail(op: Op, why: &str) {
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
         Op::Prune(_, _, _, r) => f(r, why),
-        Op::Forget(_, _, r) | Op::ForgetDedupe(_, _, r) | Op::ForgetMenus(_, _, r) => f(r, why),
+        Op::Forget(_, _, _, r) => f(r, why),
         #[cfg(test)]
         Op::Panic(r) => f(r, why),
     }
@@ -388,35 +415,9 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
             };
             finisher(reply, r.map(drop))
         }
-        Op::Forget(before, limit, reply) => {
-            let r = execute(
-                conn,
-                "DELETE FROM idempotency WHERE rowid IN (
-                         SELECT rowid FROM idempotency WHERE created_at < ?1
-                         ORDER BY created_at LIMIT ?2)",
-                params![before, limit],
-            )
-            .map(|deleted| deleted as u64);
-            finisher(reply, r)
-        }
-        Op::ForgetDedupe(before, limit, reply) => {
-            let r = execute(
-                conn,
-                "DELETE FROM dedupe WHERE slot IN (
-                         SELECT slot FROM dedupe WHERE seen_at < ?1 ORDER BY seen_at LIMIT ?2)",
-                params![before, limit],
-            )
-            .map(|deleted| deleted as u64);
-            finisher(reply, r)
-        }
-        Op::ForgetMenus(before, limit, reply) => {
-            let r = execute(
-                conn,
-                "DELETE FROM menus WHERE rowid IN (
-                         SELECT rowid FROM menus WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
-                params![before, limit],
-            )
-            .map(|deleted| deleted as u64);
+        Op::Forget(aged, before, limit, reply) => {
+            let r = execute(conn, aged.delete_oldest(), params![before, limit])
+                .map(|deleted| deleted as u64);
             finisher(reply, r)
         }
         Op::Prune(from, before, limit, reply) => {
