@@ -33,7 +33,8 @@
 //! when the message names none, and any other host fails the message (530)
 //! rather than receive the token. Buttons become
 //! a hero card, list pickers an Adaptive Card with a choice set, carousels hero
-//! cards with `attachmentLayout: "carousel"`, quick replies `suggestedActions`;
+//! cards with `attachmentLayout: "carousel"`, quick replies `suggestedActions`
+//! (more than the three Teams shows: a card with a choice set);
 //! typing is sent as a `typing` activity. Postback buttons use `messageBack`
 //! with `{"payload": …}` as value, so the click comes back as a postback.
 //!

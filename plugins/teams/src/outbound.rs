@@ -65,22 +65,16 @@ pub(crate) fn render(teams: &Teams, message: &Message) -> Step {
             activity["attachments"] = Value::Array(cards);
         }
         Content::ListPicker { title, items } => {
-            let choices: Vec<Value> = items
+            let choices = items
                 .iter()
-                .map(|item| json!({"title": item.label(), "value": item.payload}))
-                .collect();
-            let card = json!({
-                "type": "AdaptiveCard",
-                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "version": "1.4",
-                "body": [
-                    {"type": "TextBlock", "text": title, "wrap": true, "weight": "Bolder"},
-                    {"type": "Input.ChoiceSet", "id": "payload", "style": "expanded",
-                     "isRequired": true, "choices": choices},
-                ],
-                "actions": [{"type": "Action.Submit", "title": "Send"}],
-            });
-            activity["attachments"] = json!([{"contentType": ADAPTIVE, "content": card}]);
+                .map(|item| (item.label(), item.payload.clone()));
+            activity["attachments"] = json!([choice_card(title, choices)]);
+        }
+        // Teams shows only the first three suggested actions: more go out as
+        // a card with a choice set, so none is hidden.
+        Content::QuickReplies { text, replies } if replies.len() > MAX_SUGGESTED_ACTIONS => {
+            let choices = replies.iter().map(|r| (r.title.clone(), r.payload.clone()));
+            activity["attachments"] = json!([choice_card(text, choices)]);
         }
         Content::QuickReplies { text, replies } => {
             activity["text"] = json!(text);
@@ -156,6 +150,29 @@ fn service_url(teams: &Teams, message: &Message) -> Result<String, AdapterError>
         )
         .with_reason(ReasonCode::INVALID_DESTINATION)),
     }
+}
+
+/// Suggested actions Teams shows; it drops the rest without a word.
+const MAX_SUGGESTED_ACTIONS: usize = 3;
+
+/// An Adaptive Card attachment: a heading and a choice set submitted with one
+/// button, whose `payload` input comes back as the postback.
+fn choice_card(title: &str, choices: impl Iterator<Item = (String, String)>) -> Value {
+    let choices: Vec<Value> = choices
+        .map(|(label, payload)| json!({"title": label, "value": payload}))
+        .collect();
+    let card = json!({
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "text": title, "wrap": true, "weight": "Bolder"},
+            {"type": "Input.ChoiceSet", "id": "payload", "style": "expanded",
+             "isRequired": true, "choices": choices},
+        ],
+        "actions": [{"type": "Action.Submit", "title": "Send"}],
+    });
+    json!({"contentType": ADAPTIVE, "content": card})
 }
 
 /// A `messageBack` action whose value comes back as a postback.
