@@ -376,6 +376,30 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            if policy.base_delay_ms > policy.max_delay_ms {
+                return Err(ConfigError::new(
+                    format!("{name}.base_delay_ms"),
+                    "must not be greater than max_delay_ms",
+                ));
+            }
+        }
+        // Zero would mean "never": refused rather than quietly read as 1.
+        for (key, value) in [
+            ("store.max_batch", self.store.max_batch as u64),
+            (
+                "store.background_rows_per_turn",
+                self.store.background_rows_per_turn as u64,
+            ),
+            ("store.lease_secs", self.store.lease_secs),
+            (
+                "application.concurrency",
+                self.application.concurrency as u64,
+            ),
+            ("outbound.concurrency", self.outbound.concurrency as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
         }
         if let Some(public) = &self.server.public_url
             && !(public.starts_with("http://") || public.starts_with("https://"))
@@ -633,6 +657,29 @@ mod tests {
                 "64 hex digits",
             ),
             ("[application\n".to_string(), "(syntax)", ""),
+            (
+                format!("[store]\nlease_secs = 0\n{MINIMAL}"),
+                "store.lease_secs",
+                "at least 1",
+            ),
+            (
+                format!("[store]\nbackground_rows_per_turn = 0\n{MINIMAL}"),
+                "store.background_rows_per_turn",
+                "at least 1",
+            ),
+            (
+                MINIMAL.replace("api_keys = [", "concurrency = 0\n        api_keys = ["),
+                "application.concurrency",
+                "at least 1",
+            ),
+            (
+                MINIMAL.replace(
+                    "api_keys = [",
+                    "retry = { base_delay_ms = 5000, max_delay_ms = 1000 }\n        api_keys = [",
+                ),
+                "application.retry.base_delay_ms",
+                "max_delay_ms",
+            ),
         ];
         for (text, key, message) in table {
             let err = Config::parse(&text, dir.path(), &env).expect_err(key);

@@ -71,7 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         app_retry: config.application.retry,
         outbound_retry: config.outbound.retry,
-        lease_ms: (config.store.lease_secs.max(1) * 1000) as i64,
+        lease_ms: (config.store.lease_secs.saturating_mul(1000)) as i64,
         public_url: public_url.clone(),
         api_keys: config.application.api_keys.clone(),
         wake: Wakers::default(),
