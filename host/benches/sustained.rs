@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 
 mod support;
-use support::{Server, bare_server, bench_main, block_on, env_usize, spawn};
+use support::{Server, bare_server, bench_main, block_on, env_usize, serve_announced, spawn};
 
 const SECRET: &str = "bench-channel-secret";
 const APP_SECRET: &str = "bench-app-secret";
@@ -125,14 +125,7 @@ fn app_server() {
             .route("/control/up", post(up))
             .route("/control/stats", get(stats))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        println!(
-            "patchbay listening on http://{}",
-            listener.local_addr().expect("addr")
-        );
-        axum::serve(listener, router).await.expect("serve");
+        serve_announced(router).await;
     });
 }
 

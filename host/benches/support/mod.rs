@@ -94,15 +94,20 @@ pub fn spawn(mut cmd: Command) -> Server {
 /// its address as `patchbay serve` does. Benchmarks re-execute themselves
 /// into it, so it runs as its own process.
 pub fn bare_server() {
-    block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        println!(
-            "patchbay listening on http://{}",
-            listener.local_addr().expect("addr")
-        );
-        let app = axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" });
-        axum::serve(listener, app).await.expect("serve");
-    });
+    block_on(serve_announced(
+        axum::Router::new().fallback(|_body: axum::body::Bytes| async { "" }),
+    ));
+}
+
+/// Serves `router` on a random loopback port, first printing its address as
+/// `patchbay serve` does (what [`spawn`] reads).
+pub async fn serve_announced(router: axum::Router) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    println!(
+        "patchbay listening on http://{}",
+        listener.local_addr().expect("addr")
+    );
+    axum::serve(listener, router).await.expect("serve");
 }
