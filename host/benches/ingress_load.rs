@@ -150,9 +150,7 @@ secrets = {{ signing_secret = "{SECRET}" }}
             dir.join("bench.db").display(),
             app_concurrency = env_usize("PATCHBAY_BENCH_APP_CONCURRENCY", 32),
             // The product's default unless the run asks for another.
-            rows = std::env::var("PATCHBAY_BENCH_BACKGROUND_ROWS")
-                .map(|rows| format!("background_rows_per_turn = {rows}"))
-                .unwrap_or_default(),
+            rows = support::store_tuning(),
         ),
     )
     .expect("config");

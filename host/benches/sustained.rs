@@ -419,9 +419,7 @@ secrets = {{ signing_secret = "{SECRET}" }}
 "#,
             db.display(),
             // The product's default unless the run asks for another.
-            rows = std::env::var("PATCHBAY_BENCH_BACKGROUND_ROWS")
-                .map(|rows| format!("background_rows_per_turn = {rows}"))
-                .unwrap_or_default(),
+            rows = support::store_tuning(),
         ),
     )
     .expect("config");

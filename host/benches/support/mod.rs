@@ -111,3 +111,11 @@ pub async fn serve_announced(router: axum::Router) {
     );
     axum::serve(listener, router).await.expect("serve");
 }
+
+/// `background_rows_per_turn = N` for a bench config when
+/// `PATCHBAY_BENCH_BACKGROUND_ROWS` asks for it, else nothing (the default).
+pub fn store_tuning() -> String {
+    std::env::var("PATCHBAY_BENCH_BACKGROUND_ROWS")
+        .map(|rows| format!("background_rows_per_turn = {rows}"))
+        .unwrap_or_default()
+}

@@ -150,6 +150,15 @@ fn ids(jobs: &[crate::store::Job]) -> Vec<&str> {
     jobs.iter().map(|j| j.id.as_str()).collect()
 }
 
+/// Claims up to `limit` jobs for the application at `now`; their ids.
+async fn claim_app(store: &SqliteStore, limit: u32, now: i64) -> Vec<String> {
+    let claimed = store
+        .claim(Queue::Deliver, app(limit), now, 60_000)
+        .await
+        .expect("claim");
+    claimed.into_iter().map(|j| j.id).collect()
+}
+
 async fn counts(store: &SqliteStore, queue: Queue) -> QueueCounts {
     store
         .counts()
@@ -552,34 +561,16 @@ async fn a_conversation_hands_out_one_job_at_a_time_in_order() {
         .await
         .unwrap();
     assert_eq!(ids(&first), ["a1", "b1"], "one head per conversation");
-    assert!(
-        store
-            .claim(Queue::Deliver, app(10), 2, 60_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_app(&store, 10, 2).await.is_empty());
 
     store.complete("a1", vec![]).await.unwrap();
-    assert_eq!(
-        ids(&store
-            .claim(Queue::Deliver, app(10), 3, 60_000)
-            .await
-            .unwrap()),
-        ["a2"]
-    );
+    assert_eq!(claim_app(&store, 10, 3).await, ["a2"]);
     // A retry keeps the head: b2 waits while b1 backs off.
     store
         .retry("b1", 100, "503", Attempt::Counted)
         .await
         .unwrap();
-    assert!(
-        store
-            .claim(Queue::Deliver, app(10), 50, 60_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_app(&store, 10, 50).await.is_empty());
     assert_eq!(
         store
             .next_due(Queue::Deliver, vec![APPLICATION.into()], 50)
@@ -626,22 +617,10 @@ async fn a_job_whose_completion_failed_keeps_its_place_at_the_head() {
         .await;
     assert!(failed.is_err());
     // Nothing newer of the conversation is handed out meanwhile…
-    assert!(
-        store
-            .claim(Queue::Deliver, app(10), 2, 60_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_app(&store, 10, 2).await.is_empty());
     // …and once the write goes through, m2 follows at once.
     store.complete("m1", vec![]).await.unwrap();
-    assert_eq!(
-        ids(&store
-            .claim(Queue::Deliver, app(10), 3, 60_000)
-            .await
-            .unwrap()),
-        ["m2"]
-    );
+    assert_eq!(claim_app(&store, 10, 3).await, ["m2"]);
     // Completing again (a retried write that had in fact committed) is harmless.
     store
         .complete("m1", vec![in_conv("m-dup", "c")])
@@ -887,13 +866,7 @@ async fn a_file_from_before_conversation_heads_is_upgraded() {
         .unwrap();
     assert_eq!(ids(&first), ["d1"]);
     store.complete("d1", vec![]).await.unwrap();
-    assert_eq!(
-        ids(&store
-            .claim(Queue::Deliver, app(10), 3, 60_000)
-            .await
-            .unwrap()),
-        ["d2"]
-    );
+    assert_eq!(claim_app(&store, 10, 3).await, ["d2"]);
     let to_test = vec![Want {
         destination: "test".into(),
         limit: 10,
