@@ -13,13 +13,11 @@ use patchbay_plugin_sdk::adapter::{
     AccessToken, ChannelAdapter, HttpRequestSpec, ProviderResponse, RequestSpec, Step, StepOutput,
     Timestamp,
 };
+use patchbay_plugin_sdk::driver::{Driver, Next};
 use patchbay_plugin_sdk::error::AdapterError;
 
 use crate::smtp::SmtpSender;
 use crate::store::sqlite::now_ms;
-
-/// Most steps one operation may take; more means an adapter is looping.
-pub const MAX_STEPS: usize = 16;
 
 /// Refresh tokens this long before they expire.
 const TOKEN_MARGIN_MS: i64 = 60_000;
@@ -58,50 +56,38 @@ impl Transport {
         }
     }
 
-    /// Runs `step` to completion for `channel`'s adapter.
+    /// Runs `step` to completion for `channel`'s adapter, through the SDK's
+    /// [`Driver`] (the loop the testkit runs too).
     pub async fn drive(
         &self,
         channel: &str,
         adapter: &dyn ChannelAdapter,
-        mut step: Step,
+        step: Step,
     ) -> Result<StepOutput, AdapterError> {
-        // A request made with a cached token that the provider refuses is made
-        // once more with a fresh token before the failure counts.
-        let mut refreshed = false;
-        for _ in 0..MAX_STEPS {
-            match step {
-                Step::Done { output } => return Ok(output),
-                Step::Fail { error } => {
-                    if error.is_auth_expired() {
+        let mut driver = Driver::new(step);
+        loop {
+            match driver.advance() {
+                Next::Request {
+                    request,
+                    fresh_token,
+                } => {
+                    if fresh_token {
+                        tracing::info!(%channel, "provider refused the cached token; refreshing it once");
                         self.forget_tokens(channel);
                     }
-                    return Err(error);
-                }
-                Step::Request {
-                    request,
-                    continuation,
-                } => {
-                    let authed =
-                        matches!(&request, RequestSpec::Http(h) if h.auth_profile.is_some());
-                    let again =
-                        (authed && !refreshed).then(|| (request.clone(), continuation.clone()));
                     let response = self.execute(channel, adapter, request).await?;
-                    step = adapter.resume(continuation, response, Timestamp(now_ms()));
-                    if let (Step::Fail { error }, Some((request, continuation))) = (&step, again)
+                    driver.resume(adapter, response, Timestamp(now_ms()));
+                }
+                Next::Finished(outcome) => {
+                    if let Err(error) = &outcome
                         && error.is_auth_expired()
                     {
-                        tracing::info!(%channel, "provider refused the cached token; refreshing it once");
-                        refreshed = true;
                         self.forget_tokens(channel);
-                        let response = self.execute(channel, adapter, request).await?;
-                        step = adapter.resume(continuation, response, Timestamp(now_ms()));
                     }
+                    return outcome;
                 }
             }
         }
-        Err(AdapterError::permanent(format!(
-            "adapter took more than {MAX_STEPS} steps; giving up"
-        )))
     }
 
     async fn execute(

@@ -136,6 +136,7 @@
 
 pub mod abi;
 pub mod adapter;
+pub mod driver;
 #[doc = include_str!("../docs/writing-an-adapter.md")]
 pub mod guide {}
 pub mod capabilities;

@@ -28,11 +28,9 @@ use crate::adapter::{
     ChannelAdapter, InboundRequest, ProviderResponse, RequestSpec, Resources, Step, StepOutput,
     Timestamp, Verdict,
 };
+use crate::driver::{Driver, Next};
 use crate::error::{AdapterError, Rejection};
 use crate::message::Message;
-
-/// Most steps one operation may take before the harness calls it a loop.
-pub const MAX_STEPS: usize = 16;
 
 /// Runs an adapter's operations with a fixed `now` and scripted responses.
 #[derive(Debug)]
@@ -103,27 +101,15 @@ impl<A: ChannelAdapter> Harness<A> {
         self.drive(self.adapter.render_outbound(message, self.now), responses)
     }
 
-    fn drive(&self, mut step: Step, responses: Vec<ProviderResponse>) -> Run {
+    /// Runs `step` through the SDK's [`Driver`] — the same loop the host
+    /// runs — answering each request with the next scripted response.
+    fn drive(&self, step: Step, responses: Vec<ProviderResponse>) -> Run {
         let mut responses = VecDeque::from(responses);
         let mut requests = Vec::new();
-        for _ in 0..MAX_STEPS {
-            match step {
-                Step::Done { output } => {
-                    return Run {
-                        requests,
-                        outcome: Ok(output),
-                    };
-                }
-                Step::Fail { error } => {
-                    return Run {
-                        requests,
-                        outcome: Err(error),
-                    };
-                }
-                Step::Request {
-                    request,
-                    continuation,
-                } => {
+        let mut driver = Driver::new(step);
+        loop {
+            match driver.advance() {
+                Next::Request { request, .. } => {
                     requests.push(request);
                     let Some(response) = responses.pop_front() else {
                         return Run {
@@ -133,13 +119,10 @@ impl<A: ChannelAdapter> Harness<A> {
                             )),
                         };
                     };
-                    step = self.adapter.resume(continuation, response, self.now);
+                    driver.resume(&self.adapter, response, self.now);
                 }
+                Next::Finished(outcome) => return Run { requests, outcome },
             }
-        }
-        Run {
-            requests,
-            outcome: Err(AdapterError::permanent("testkit: too many steps")),
         }
     }
 }

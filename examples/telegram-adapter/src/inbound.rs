@@ -4,7 +4,7 @@ use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::signature::constant_time_eq;
 use serde_json::{Value, json};
 
-use crate::Telegram;
+use crate::{Pending, Telegram};
 
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
@@ -92,19 +92,18 @@ fn callback(telegram: &Telegram, query: &Value) -> Step {
         telegram.method_url("answerCallbackQuery"),
         &json!({"callback_query_id": query["id"]}),
     );
-    Step::Request {
-        request: RequestSpec::Http(answer),
-        continuation: Continuation(json!({"op": "callback", "message": postback})),
-    }
+    Step::request(
+        answer,
+        &Pending::Callback {
+            message: Box::new(postback),
+        },
+    )
 }
 
 /// The postback goes on whatever answerCallbackQuery said: the spinner is
 /// cosmetic, the customer's choice is not.
-pub(crate) fn after_answer(continuation: Continuation, _response: ProviderResponse) -> Step {
-    match serde_json::from_value::<Message>(continuation.0["message"].clone()) {
-        Ok(message) => Step::messages(vec![message]),
-        Err(e) => Step::fail(AdapterError::permanent(format!("continuation: {e}"))),
-    }
+pub(crate) fn after_answer(postback: Message) -> Step {
+    Step::messages(vec![postback])
 }
 
 fn envelope(message: &Value, from: &Value, content: Content) -> Message {

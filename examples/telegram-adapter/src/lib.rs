@@ -14,8 +14,19 @@
 mod inbound;
 mod outbound;
 
+/// Where an operation left off while the host made a request: a typed
+/// continuation, encoded and decoded by the SDK.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Pending {
+    /// Answering a button press; the postback goes to the application after.
+    Callback { message: Box<Message> },
+    /// Sending part `part` of `message` (files go one per request).
+    Send { part: usize, message: Box<Message> },
+}
+
 use patchbay_plugin_sdk::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The adapter id used in configs.
 pub const ADAPTER_ID: &str = "telegram";
@@ -167,9 +178,10 @@ impl ChannelAdapter for Telegram {
         response: ProviderResponse,
         _now: Timestamp,
     ) -> Step {
-        match continuation.0["op"].as_str() {
-            Some("callback") => inbound::after_answer(continuation, response),
-            _ => outbound::resume(self, continuation, response),
+        match continuation.decode() {
+            Ok(Pending::Callback { message }) => inbound::after_answer(*message),
+            Ok(Pending::Send { part, message }) => outbound::resume(self, part, &message, response),
+            Err(e) => Step::fail(e),
         }
     }
 }

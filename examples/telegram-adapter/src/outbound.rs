@@ -5,7 +5,7 @@ use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::url::decode_data_url;
 use serde_json::{Map, Value, json};
 
-use crate::{MAX_CALLBACK_DATA, Telegram};
+use crate::{MAX_CALLBACK_DATA, Pending, Telegram};
 
 pub(crate) fn render(telegram: &Telegram, message: &Message) -> Step {
     step(telegram, message, 0)
@@ -18,10 +18,13 @@ fn step(telegram: &Telegram, message: &Message, part: usize) -> Step {
         Ok(None) => return Step::delivered(None),
         Err(error) => return Step::fail(error),
     };
-    Step::Request {
-        request: RequestSpec::Http(request),
-        continuation: Continuation(json!({"op": "send", "part": part, "message": message})),
-    }
+    Step::request(
+        request,
+        &Pending::Send {
+            part,
+            message: Box::new(message.clone()),
+        },
+    )
 }
 
 fn request(
@@ -178,7 +181,8 @@ fn upload(
 
 pub(crate) fn resume(
     telegram: &Telegram,
-    continuation: Continuation,
+    part: usize,
+    message: &Message,
     response: ProviderResponse,
 ) -> Step {
     let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
@@ -188,11 +192,7 @@ pub(crate) fn resume(
     let sent = body["result"]["message_id"]
         .as_i64()
         .map(|id| id.to_string());
-    let Ok(message) = serde_json::from_value::<Message>(continuation.0["message"].clone()) else {
-        return Step::delivered(sent);
-    };
-    let next = continuation.0["part"].as_u64().unwrap_or(0) as usize + 1;
-    match step(telegram, &message, next) {
+    match step(telegram, message, part + 1) {
         // The last part: its id stands for the message.
         Step::Done { .. } => Step::delivered(sent),
         more => more,

@@ -239,7 +239,7 @@ mod tests {
         assert!(transient(a.parse_inbound(&req, now)).contains("parse_inbound"));
         assert!(
             transient(a.resume(
-                Continuation(serde_json::Value::Null),
+                Continuation::none(),
                 ProviderResponse::default(),
                 now
             ))
@@ -274,7 +274,7 @@ mod tests {
             Box::new(|a| drop(a.render_outbound(&Message::new("c", Content::text("x")), now))),
             Box::new(|a| {
                 drop(a.resume(
-                    Continuation(serde_json::Value::Null),
+                    Continuation::none(),
                     ProviderResponse::default(),
                     now,
                 ))

@@ -226,10 +226,7 @@ impl ChannelAdapter for ClientChannel {
         };
         request.headers.extend(self.signature_headers(&body));
         request.body = body;
-        Step::Request {
-            request: RequestSpec::Http(request),
-            continuation: Continuation(Value::Null),
-        }
+        Step::request(request, &())
     }
 
     fn resume(

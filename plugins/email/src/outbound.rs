@@ -14,7 +14,7 @@ use patchbay_plugin_sdk::url::decode_data_url;
 use patchbay_plugin_sdk::url::encode_component;
 use pulldown_cmark_escape::escape_html;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::inbound::POSTBACK_MARK;
 use crate::{Email, is_address};
@@ -289,24 +289,36 @@ fn next(email: &Email, mut draft: Draft) -> Step {
             push_file(&mut draft, &attachment, Some(&media_type), &bytes);
             continue;
         }
-        return Step::Request {
-            request: RequestSpec::Http(HttpRequestSpec::get(&attachment.url)),
-            continuation: Continuation(json!({"op": "fetch", "draft": draft})),
-        };
+        return Step::request(
+            HttpRequestSpec::get(&attachment.url),
+            &Pending::Fetch { draft },
+        );
     }
     let message = match build(email, &draft) {
         Ok(bytes) => bytes,
         Err(e) => return Step::fail(AdapterError::permanent(format!("building the mail: {e}"))),
     };
-    Step::Request {
-        request: RequestSpec::Smtp(SmtpRequestSpec {
+    Step::request(
+        SmtpRequestSpec {
             relay: email.relay.clone(),
             from: email.from.address.clone(),
             to: vec![draft.to.clone()],
             message,
-        }),
-        continuation: Continuation(json!({"op": "send", "message_id": draft.message_id})),
-    }
+        },
+        &Pending::Send {
+            message_id: draft.message_id,
+        },
+    )
+}
+
+/// Where a send left off while the host made a request.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Pending {
+    /// Downloading the first of `draft.pending`.
+    Fetch { draft: Draft },
+    /// Submitting the finished mail.
+    Send { message_id: String },
 }
 
 fn push_file(draft: &mut Draft, attachment: &Attachment, served_type: Option<&str>, bytes: &[u8]) {
@@ -379,17 +391,14 @@ pub(crate) fn resume(
     response: ProviderResponse,
     _now: Timestamp,
 ) -> Step {
-    match continuation.0["op"].as_str() {
-        Some("fetch") => fetched(email, continuation, response),
-        Some("send") => sent(continuation, response),
-        _ => Step::fail(AdapterError::permanent("unknown email continuation")),
+    match continuation.decode() {
+        Ok(Pending::Fetch { draft }) => fetched(email, draft, response),
+        Ok(Pending::Send { message_id }) => sent(message_id, response),
+        Err(e) => Step::fail(e),
     }
 }
 
-fn fetched(email: &Email, continuation: Continuation, response: ProviderResponse) -> Step {
-    let Ok(mut draft) = serde_json::from_value::<Draft>(continuation.0["draft"].clone()) else {
-        return Step::fail(AdapterError::permanent("corrupt email continuation"));
-    };
+fn fetched(email: &Email, mut draft: Draft, response: ProviderResponse) -> Step {
     let attachment = draft.pending.remove(0);
     if !response.is_success() {
         let msg = format!(
@@ -411,11 +420,11 @@ fn fetched(email: &Email, continuation: Continuation, response: ProviderResponse
 }
 
 /// SMTP reply codes: 2xx accepted, 4xx try later, 5xx never.
-fn sent(continuation: Continuation, response: ProviderResponse) -> Step {
+fn sent(message_id: String, response: ProviderResponse) -> Step {
     let reply = String::from_utf8_lossy(&response.body).trim().to_string();
     let detail = format!("SMTP relay answered {} {reply}", response.status);
     match response.status {
-        200..=299 => Step::delivered(continuation.0["message_id"].as_str().map(str::to_string)),
+        200..=299 => Step::delivered(Some(message_id)),
         400..=499 => Step::fail(AdapterError::transient(detail)),
         // No such mailbox, not local, or a bad address.
         550 | 551 | 553 => {

@@ -43,13 +43,6 @@ enum Stage {
     Complete,
 }
 
-fn continue_with(request: HttpRequestSpec, state: &State) -> Step {
-    Step::Request {
-        request: RequestSpec::Http(request),
-        continuation: Continuation(serde_json::to_value(state).unwrap_or(Value::Null)),
-    }
-}
-
 fn api_json(slack: &Slack, method: &str, body: &Value) -> HttpRequestSpec {
     HttpRequestSpec {
         method: "POST".into(),
@@ -179,7 +172,7 @@ pub(crate) fn render(slack: &Slack, message: &Message) -> Step {
     if let Some(blocks) = blocks {
         body["blocks"] = Value::Array(blocks);
     }
-    continue_with(api_json(slack, "chat.postMessage", &body), &State::Post)
+    Step::request(api_json(slack, "chat.postMessage", &body), &State::Post)
 }
 
 fn plain(text: &str) -> Value {
@@ -232,7 +225,7 @@ fn start_upload(message: &Message, files: &[Attachment], comment: Option<String>
         comment,
         bytes_b64: None,
     });
-    continue_with(HttpRequestSpec::get(&first.url), &state)
+    Step::request(HttpRequestSpec::get(&first.url), &state)
 }
 
 /// Continues a flow with Slack's (or the file host's) answer.
@@ -241,9 +234,9 @@ pub(crate) fn resume(
     continuation: Continuation,
     response: ProviderResponse,
 ) -> Step {
-    let state: State = match serde_json::from_value(continuation.0) {
+    let state: State = match continuation.decode() {
         Ok(s) => s,
-        Err(e) => return Step::fail(AdapterError::permanent(format!("bad continuation: {e}"))),
+        Err(e) => return Step::fail(e),
     };
     let result = match state {
         State::Post => api_result(&response, "chat.postMessage")
@@ -291,7 +284,7 @@ fn upload_step(
             };
             upload.stage = Stage::GetUploadUrl;
             upload.bytes_b64 = Some(B64.encode(&response.body));
-            Ok(continue_with(request, &State::Upload(upload)))
+            Ok(Step::request(request, &State::Upload(upload)))
         }
         Stage::GetUploadUrl => {
             let body = api_result(response, "files.getUploadURLExternal")?;
@@ -317,7 +310,7 @@ fn upload_step(
                 auth_profile: None,
             };
             upload.stage = Stage::Upload;
-            Ok(continue_with(request, &State::Upload(upload)))
+            Ok(Step::request(request, &State::Upload(upload)))
         }
         Stage::Upload => {
             if !response.is_success() {
@@ -327,7 +320,7 @@ fn upload_step(
             if let Some(next) = upload.files.get(upload.index) {
                 let request = HttpRequestSpec::get(&next.url);
                 upload.stage = Stage::Download;
-                return Ok(continue_with(request, &State::Upload(upload)));
+                return Ok(Step::request(request, &State::Upload(upload)));
             }
             let files: Vec<Value> = upload
                 .uploaded
@@ -342,7 +335,7 @@ fn upload_step(
                 body["initial_comment"] = json!(comment);
             }
             upload.stage = Stage::Complete;
-            Ok(continue_with(
+            Ok(Step::request(
                 api_json(slack, "files.completeUploadExternal", &body),
                 &State::Upload(upload),
             ))

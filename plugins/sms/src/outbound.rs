@@ -61,10 +61,7 @@ pub(crate) fn render(sms: &Sms, message: &Message) -> Step {
         body: form.finish().into_bytes(),
         auth_profile: None,
     };
-    Step::Request {
-        request: RequestSpec::Http(request),
-        continuation: Continuation(Value::Null),
-    }
+    Step::request(request, &())
 }
 
 pub(crate) fn resume(response: ProviderResponse) -> Step {

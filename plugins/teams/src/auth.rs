@@ -4,24 +4,24 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use patchbay_plugin_sdk::prelude::*;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::Teams;
+use crate::{Pending, Teams};
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 300;
 
 /// Step 1: the OpenID metadata, which names the key set.
 pub(crate) fn fetch_keys(metadata_url: &str) -> Step {
-    Step::Request {
-        request: RequestSpec::Http(HttpRequestSpec::get(metadata_url)),
-        continuation: Continuation(json!({"op": "keys", "stage": "metadata"})),
-    }
+    Step::request(HttpRequestSpec::get(metadata_url), &Pending::KeyMetadata)
 }
 
 /// Step 2 and 3: follow `jwks_uri`, then hand the key set to the host.
-pub(crate) fn resume_keys(continuation: Continuation, response: ProviderResponse) -> Step {
-    let stage = continuation.0["stage"].as_str().unwrap_or_default();
+pub(crate) fn resume_keys(pending: Pending, response: ProviderResponse) -> Step {
+    let stage = match pending {
+        Pending::KeyMetadata => "metadata",
+        _ => "key set",
+    };
     if !response.is_success() {
         return Step::fail(response.classify_http_error(&format!("OpenID {stage} endpoint")));
     }
@@ -32,10 +32,7 @@ pub(crate) fn resume_keys(continuation: Continuation, response: ProviderResponse
     };
     match stage {
         "metadata" => match body["jwks_uri"].as_str() {
-            Some(uri) => Step::Request {
-                request: RequestSpec::Http(HttpRequestSpec::get(uri)),
-                continuation: Continuation(json!({"op": "keys", "stage": "keys"})),
-            },
+            Some(uri) => Step::request(HttpRequestSpec::get(uri), &Pending::KeySet),
             None => Step::fail(AdapterError::transient("OpenID metadata has no jwks_uri")),
         },
         _ if body["keys"].is_array() => Step::Done {

@@ -47,7 +47,7 @@ mod outbound;
 
 use patchbay_plugin_sdk::capabilities::RichLimits;
 use patchbay_plugin_sdk::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The adapter id used in configs.
 pub const ADAPTER_ID: &str = "teams";
@@ -61,6 +61,18 @@ pub const KEYS_RESOURCE: &str = "openid_keys";
 /// Creates Teams instances.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TeamsFactory;
+
+/// Where an operation left off while the host made a request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Pending {
+    /// Fetching the OpenID metadata that names the key set.
+    KeyMetadata,
+    /// Fetching the key set itself.
+    KeySet,
+    /// Sending an activity.
+    Send,
+}
 
 // Loadable as a shared library too (`[[plugin]]` in the host config). A host
 // that links several adapters in turns the entry point off (one symbol per binary).
@@ -249,9 +261,10 @@ impl ChannelAdapter for Teams {
         response: ProviderResponse,
         _now: Timestamp,
     ) -> Step {
-        match continuation.0.get("op").and_then(|op| op.as_str()) {
-            Some("keys") => auth::resume_keys(continuation, response),
-            _ => outbound::resume(response),
+        match continuation.decode() {
+            Ok(Pending::Send) => outbound::resume(response),
+            Ok(keys) => auth::resume_keys(keys, response),
+            Err(e) => Step::fail(e),
         }
     }
 

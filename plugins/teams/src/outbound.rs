@@ -5,7 +5,7 @@ use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::url::encode_component;
 use serde_json::{Value, json};
 
-use crate::{AUTH_PROFILE, Teams};
+use crate::{AUTH_PROFILE, Pending, Teams};
 
 const HERO: &str = "application/vnd.microsoft.card.hero";
 const ADAPTIVE: &str = "application/vnd.microsoft.card.adaptive";
@@ -121,10 +121,7 @@ pub(crate) fn render(teams: &Teams, message: &Message) -> Step {
     activity["conversation"] = json!({"id": message.conversation.id});
     let mut request = HttpRequestSpec::post_json(url, &activity);
     request.auth_profile = Some(AUTH_PROFILE.into());
-    Step::Request {
-        request: RequestSpec::Http(request),
-        continuation: Continuation(json!({"op": "send"})),
-    }
+    Step::request(request, &Pending::Send)
 }
 
 /// The message's service URL when it is a trusted one, else the configured one.

@@ -5,7 +5,7 @@ use patchbay_plugin_sdk::signature::{hmac_sha1_hex, verify_hex};
 use patchbay_plugin_sdk::url::encode_component;
 use serde_json::{Value, json};
 
-use crate::Webex;
+use crate::{Pending, Webex};
 
 pub(crate) fn verify(webex: &Webex, request: &InboundRequest) -> Result<Verdict, Rejection> {
     let received = request
@@ -43,27 +43,38 @@ pub(crate) fn parse(webex: &Webex, request: &InboundRequest) -> Step {
         .as_deref()
         .or(event["createdBy"].as_str())
         .unwrap_or_default();
-    let (path, op) = match (event["resource"].as_str(), event["event"].as_str()) {
+    let (path, pending) = match (event["resource"].as_str(), event["event"].as_str()) {
         (Some("messages"), Some("created")) => {
             // The bot hears its own messages too; no lookup for those.
             if !bot.is_empty() && data["personId"].as_str() == Some(bot) {
                 return Step::messages(Vec::new());
             }
-            ("messages", "read_message")
+            (
+                "messages",
+                Pending::ReadMessage {
+                    bot: bot.to_string(),
+                },
+            )
         }
-        (Some("attachmentActions"), Some("created")) => ("attachment/actions", "read_action"),
+        (Some("attachmentActions"), Some("created")) => ("attachment/actions", Pending::ReadAction),
         // Memberships, rooms, deletions: acknowledged, nothing to deliver.
         _ => return Step::messages(Vec::new()),
     };
     let url = format!("{}/v1/{path}/{}", webex.api, encode_component(id));
-    Step::Request {
-        request: webex.api_request(HttpRequestSpec::get(url)),
-        continuation: Continuation(json!({"op": op, "bot": bot})),
-    }
+    Step::request(webex.api_request(HttpRequestSpec::get(url)), &pending)
 }
 
-pub(crate) fn resume(continuation: Continuation, response: ProviderResponse) -> Step {
-    let op = continuation.0["op"].as_str().unwrap_or_default();
+/// The message a `messages` webhook named, as Webex answered it.
+pub(crate) fn resume_message(bot: &str, response: ProviderResponse) -> Step {
+    lookup(response, |body| message(body, bot))
+}
+
+/// The card action an `attachmentActions` webhook named, as Webex answered it.
+pub(crate) fn resume_action(response: ProviderResponse) -> Step {
+    lookup(response, action)
+}
+
+fn lookup(response: ProviderResponse, read: impl FnOnce(&Value) -> Option<Message>) -> Step {
     if response.status == 404 {
         // Deleted before Patchbay read it: nothing left to deliver.
         return Step::messages(Vec::new());
@@ -79,11 +90,7 @@ pub(crate) fn resume(continuation: Continuation, response: ProviderResponse) -> 
             "Webex answered a lookup with non-JSON",
         ));
     };
-    let message = match op {
-        "read_message" => message(&body, continuation.0["bot"].as_str().unwrap_or_default()),
-        _ => action(&body),
-    };
-    match message {
+    match read(&body) {
         Some(m) => Step::messages(vec![m]),
         None => Step::fail(AdapterError::bad_input(
             "Webex lookup without roomId or personId",

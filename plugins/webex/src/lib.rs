@@ -35,9 +35,21 @@ mod cards;
 mod inbound;
 mod outbound;
 
+/// Where an operation left off while the host made a request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Pending {
+    /// Reading the message a webhook names; `bot` is the bot's person id.
+    ReadMessage { bot: String },
+    /// Reading the card action a webhook names.
+    ReadAction,
+    /// Sending a message, then its further files one by one.
+    Send(outbound::Sending),
+}
+
 use patchbay_plugin_sdk::capabilities::RichLimits;
 use patchbay_plugin_sdk::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The adapter id used in configs.
 pub const ADAPTER_ID: &str = "webex";
@@ -201,10 +213,11 @@ impl ChannelAdapter for Webex {
         response: ProviderResponse,
         _now: Timestamp,
     ) -> Step {
-        match continuation.0["op"].as_str() {
-            Some("read_message" | "read_action") => inbound::resume(continuation, response),
-            Some("send") => outbound::resume(self, continuation, response),
-            _ => Step::fail(AdapterError::permanent("unknown Webex continuation")),
+        match continuation.decode() {
+            Ok(Pending::ReadMessage { bot }) => inbound::resume_message(&bot, response),
+            Ok(Pending::ReadAction) => inbound::resume_action(response),
+            Ok(Pending::Send(sending)) => outbound::resume(self, sending, response),
+            Err(e) => Step::fail(e),
         }
     }
 }

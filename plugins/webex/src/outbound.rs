@@ -4,7 +4,9 @@
 use patchbay_plugin_sdk::prelude::*;
 use serde_json::{Value, json};
 
-use crate::{Webex, cards};
+use serde::{Deserialize, Serialize};
+
+use crate::{Pending, Webex, cards};
 
 pub(crate) fn render(webex: &Webex, message: &Message) -> Step {
     let to = destination(message);
@@ -41,8 +43,22 @@ pub(crate) fn render(webex: &Webex, message: &Message) -> Step {
     send(
         webex,
         body,
-        json!({"op": "send", "to": to, "more_files": more_files}),
+        Sending {
+            to,
+            more_files,
+            first_id: None,
+        },
     )
+}
+
+/// A message being sent: the files still to go, one per follow-up message.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Sending {
+    /// `roomId`/`parentId` or `toPersonEmail`, repeated in each follow-up.
+    to: Value,
+    more_files: Vec<String>,
+    /// Webex's id for the first message: the one the application sees as its own.
+    first_id: Option<String>,
 }
 
 /// `roomId` (with `parentId` for a thread), or `toPersonEmail` when the
@@ -64,40 +80,29 @@ fn with_card(body: &mut Value, rendered: cards::Rendered) {
     body["attachments"] = json!([{"contentType": cards::CONTENT_TYPE, "content": rendered.card}]);
 }
 
-fn send(webex: &Webex, body: Value, continuation: Value) -> Step {
+fn send(webex: &Webex, body: Value, sending: Sending) -> Step {
     let url = format!("{}/v1/messages", webex.api);
-    Step::Request {
-        request: webex.api_request(HttpRequestSpec::post_json(url, &body)),
-        continuation: Continuation(continuation),
-    }
+    Step::request(
+        webex.api_request(HttpRequestSpec::post_json(url, &body)),
+        &Pending::Send(sending),
+    )
 }
 
-pub(crate) fn resume(
-    webex: &Webex,
-    continuation: Continuation,
-    response: ProviderResponse,
-) -> Step {
+pub(crate) fn resume(webex: &Webex, mut sending: Sending, response: ProviderResponse) -> Step {
     if !response.is_success() {
         return Step::fail(classify(&response));
     }
-    let sent: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    let mut state = continuation.0;
-    // The message the application sees as "its" message is the first one.
-    if state["first_id"].is_null() {
-        state["first_id"] = sent["id"].clone();
+    if sending.first_id.is_none() {
+        let sent: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        sending.first_id = sent["id"].as_str().map(str::to_string);
     }
-    let next = state["more_files"]
-        .as_array_mut()
-        .filter(|files| !files.is_empty())
-        .map(|files| files.remove(0));
-    match next {
-        Some(file) => {
-            let mut body = state["to"].clone();
-            body["files"] = json!([file]);
-            send(webex, body, state)
-        }
-        None => Step::delivered(state["first_id"].as_str().map(str::to_string)),
+    if sending.more_files.is_empty() {
+        return Step::delivered(sending.first_id);
     }
+    let file = sending.more_files.remove(0);
+    let mut body = sending.to.clone();
+    body["files"] = json!([file]);
+    send(webex, body, sending)
 }
 
 fn classify(response: &ProviderResponse) -> AdapterError {
