@@ -112,6 +112,7 @@ impl DirectionCapabilities {
 /// A feature of a direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Feature {
     /// Typing indicators.
     Typing,
@@ -136,6 +137,7 @@ impl Feature {
 /// A rich message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RichType {
     /// [`crate::message::Content::ListPicker`].
     ListPicker,
@@ -250,6 +252,7 @@ pub enum ListMode {
 /// The localised system messages Patchbay uses when it must tell someone something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SystemMessageKey {
     /// The message was kept and will be retried.
     RetainAndRetry,

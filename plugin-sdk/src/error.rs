@@ -10,6 +10,7 @@ use crate::message::ReasonCode;
 /// How the host should treat a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "class", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// Will fail again: give up and report.
     Permanent,

@@ -133,6 +133,7 @@
 //! `cargo test`.
 
 #![doc(html_no_source)]
+#![deny(missing_docs)]
 
 pub mod abi;
 pub mod adapter;

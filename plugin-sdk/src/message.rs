@@ -149,16 +149,39 @@ impl TraceContext {
     }
 }
 
-/// The body of a message. Serialised with a `type` tag in snake case.
-///
-/// ```
-/// use patchbay_plugin_sdk::message::Content;
-/// let json = serde_json::to_value(Content::text("hi")).unwrap();
-/// assert_eq!(json["type"], "text");
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Content {
+/// Declares [`Content`] and the strict twin its `validate` parses with, from
+/// one list of kinds, so the two cannot drift apart.
+macro_rules! content_kinds {
+    ($( $(#[$meta:meta])* $kind:ident $fields:tt ),* $(,)?) => {
+        /// The body of a message. Serialised with a `type` tag in snake case.
+        ///
+        /// ```
+        /// use patchbay_plugin_sdk::message::Content;
+        /// let json = serde_json::to_value(Content::text("hi")).unwrap();
+        /// assert_eq!(json["type"], "text");
+        /// ```
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        #[non_exhaustive]
+        pub enum Content {
+            $( $(#[$meta])* $kind $fields, )*
+            /// A content kind this version does not know, kept verbatim so it round-trips.
+            #[serde(untagged)]
+            Unknown(Value),
+        }
+
+        /// [`Content`] without the fallback: a known kind that fails to parse
+        /// here says precisely why.
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum StrictContent {
+            $( $kind $fields, )*
+        }
+    };
+}
+
+content_kinds! {
     /// Text, plain or markdown.
     Text {
         /// The text.
@@ -251,9 +274,6 @@ pub enum Content {
     },
     /// What became of an outbound message.
     Receipt(DeliveryReceipt),
-    /// A content kind this version does not know, kept verbatim so it round-trips.
-    #[serde(untagged)]
-    Unknown(Value),
 }
 
 fn yes() -> bool {
@@ -340,56 +360,10 @@ pub const KNOWN_KINDS: &[&str] = &[
     "receipt",
 ];
 
-/// Parses like [`Content`] minus the untagged fallback, to surface the precise error.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[allow(dead_code)]
-enum StrictContent {
-    Text {
-        text: String,
-        #[serde(default)]
-        format: TextFormat,
-    },
-    Typing {},
-    Attachments {
-        attachments: Vec<Attachment>,
-    },
-    Postback {
-        payload: String,
-    },
-    EndSession {},
-    ContextData {
-        data: BTreeMap<String, Value>,
-    },
-    ListPicker {
-        title: String,
-        items: Vec<ListItem>,
-    },
-    Buttons {
-        text: String,
-        buttons: Vec<Button>,
-    },
-    Carousel {
-        cards: Vec<Card>,
-    },
-    QuickReplies {
-        text: String,
-        replies: Vec<QuickReply>,
-    },
-    TimePicker {
-        title: String,
-        slots: Vec<TimeSlot>,
-    },
-    RichLink {
-        url: String,
-        title: String,
-    },
-    Receipt(DeliveryReceipt),
-}
-
 /// How text is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TextFormat {
     /// Plain text.
     #[default]
@@ -611,6 +585,7 @@ impl DeliveryReceipt {
 
 /// Delivery status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[non_exhaustive]
 pub enum ReceiptStatus {
     /// The provider accepted or delivered the message.
     #[default]
@@ -671,6 +646,7 @@ pub struct Adjustment {
 /// What fitting did to a part of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AdjustmentAction {
     /// Rewritten into a form the channel supports.
     Converted,

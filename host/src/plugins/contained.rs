@@ -238,12 +238,8 @@ mod tests {
         let now = Timestamp(0);
         assert!(transient(a.parse_inbound(&req, now)).contains("parse_inbound"));
         assert!(
-            transient(a.resume(
-                Continuation::none(),
-                ProviderResponse::default(),
-                now
-            ))
-            .contains("resume")
+            transient(a.resume(Continuation::none(), ProviderResponse::default(), now))
+                .contains("resume")
         );
         assert_eq!(a.panics(), 2);
         // Within a minute the third pauses the channel: calls fail fast.
@@ -272,13 +268,7 @@ mod tests {
             Box::new(|a| drop(a.verify(&req, now, &Resources::none()))),
             Box::new(|a| drop(a.parse_inbound(&req, now))),
             Box::new(|a| drop(a.render_outbound(&Message::new("c", Content::text("x")), now))),
-            Box::new(|a| {
-                drop(a.resume(
-                    Continuation::none(),
-                    ProviderResponse::default(),
-                    now,
-                ))
-            }),
+            Box::new(|a| drop(a.resume(Continuation::none(), ProviderResponse::default(), now))),
             Box::new(|a| drop(a.resources())),
             Box::new(|a| drop(a.fetch_resource("k", now))),
             Box::new(|a| drop(a.token_request("p", now))),

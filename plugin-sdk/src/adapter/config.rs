@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 /// Everything an adapter instance is configured with.
 #[derive(Clone, Serialize, Deserialize, Default)]
@@ -61,15 +62,19 @@ impl ChannelConfig {
     }
 }
 
-/// A secret value. Its `Debug` never shows it.
+/// A secret value. It never prints (`Debug` shows `Secret(***)`, and there is
+/// no `Display`), and two secrets compare in constant time, so comparing a
+/// token a caller sent with the configured one leaks nothing through timing.
 ///
 /// ```
 /// use patchbay_plugin_sdk::adapter::Secret;
 /// let s = Secret::new("hunter2");
 /// assert_eq!(format!("{s:?}"), "Secret(***)");
 /// assert_eq!(s.expose(), "hunter2");
+/// assert_eq!(s, Secret::new("hunter2"));
+/// assert_ne!(s, Secret::new("hunter3"));
 /// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -84,6 +89,15 @@ impl Secret {
         &self.0
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        // Length is not secret; the bytes are compared without an early exit.
+        bool::from(self.0.as_bytes().ct_eq(other.0.as_bytes()))
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

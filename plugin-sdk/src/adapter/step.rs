@@ -68,6 +68,7 @@ impl Step {
 /// The result of a finished operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StepOutput {
     /// Canonical messages parsed from an inbound request (possibly none).
     Messages {
