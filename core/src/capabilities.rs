@@ -29,8 +29,10 @@ pub struct CapabilityOverrides {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectionOverrides {
-    /// A lower text limit.
+    /// A lower text limit, in characters.
     pub max_text_length: Option<usize>,
+    /// A lower text limit, in UTF-8 bytes.
+    pub max_text_bytes: Option<usize>,
     /// The features to keep (others are removed).
     pub features: Option<BTreeSet<Feature>>,
     /// The rich types to keep (others are degraded).
@@ -84,33 +86,25 @@ pub fn narrow_direction(
     declared: &DirectionCapabilities,
     o: &DirectionOverrides,
 ) -> DirectionCapabilities {
-    let max_text_length = lower_limit(declared.max_text_length, o.max_text_length);
+    let mut narrowed = declared.clone();
+    narrowed.max_text_length = lower_limit(declared.max_text_length, o.max_text_length);
+    narrowed.max_text_bytes = lower_limit(declared.max_text_bytes, o.max_text_bytes);
     let (d, l) = (declared.limits, o.limits);
-    let limits = RichLimits {
-        max_buttons: lower_limit(d.max_buttons, l.max_buttons),
-        max_choices: lower_limit(d.max_choices, l.max_choices),
-        max_cards: lower_limit(d.max_cards, l.max_cards),
-        max_title_length: lower_limit(d.max_title_length, l.max_title_length),
-    };
-    let features = match &o.features {
-        Some(keep) => declared.features.intersection(keep).copied().collect(),
-        None => declared.features.clone(),
-    };
-    let rich_types = match &o.rich_types {
-        Some(keep) => declared.rich_types.intersection(keep).copied().collect(),
-        None => declared.rich_types.clone(),
-    };
-    let attachment_policy = match &o.attachments {
-        Some(a) => narrow_attachments(&declared.attachment_policy, a),
-        None => declared.attachment_policy.clone(),
-    };
-    DirectionCapabilities {
-        max_text_length,
-        features,
-        rich_types,
-        attachment_policy,
-        limits,
+    let limits = &mut narrowed.limits;
+    limits.max_buttons = lower_limit(d.max_buttons, l.max_buttons);
+    limits.max_choices = lower_limit(d.max_choices, l.max_choices);
+    limits.max_cards = lower_limit(d.max_cards, l.max_cards);
+    limits.max_title_length = lower_limit(d.max_title_length, l.max_title_length);
+    if let Some(keep) = &o.features {
+        narrowed.features = declared.features.intersection(keep).copied().collect();
     }
+    if let Some(keep) = &o.rich_types {
+        narrowed.rich_types = declared.rich_types.intersection(keep).copied().collect();
+    }
+    if let Some(a) = &o.attachments {
+        narrowed.attachment_policy = narrow_attachments(&declared.attachment_policy, a);
+    }
+    narrowed
 }
 
 /// The tighter of two optional limits (`None` is no limit).
@@ -153,15 +147,15 @@ fn narrow_attachments(declared: &AttachmentPolicy, o: &AttachmentOverrides) -> A
             declared.extensions.union(&block).cloned().collect(),
         ),
     };
-    AttachmentPolicy {
-        enabled: declared.enabled && o.enabled.unwrap_or(true),
-        max_size: match (declared.max_size, o.max_size) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        },
-        mode,
-        extensions,
-    }
+    let mut narrowed = declared.clone();
+    narrowed.enabled = declared.enabled && o.enabled.unwrap_or(true);
+    narrowed.max_size = match (declared.max_size, o.max_size) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    narrowed.mode = mode;
+    narrowed.extensions = extensions;
+    narrowed
 }
 
 #[cfg(test)]
@@ -174,15 +168,8 @@ mod tests {
 
     #[test]
     fn attachment_lists_combine_so_both_must_pass() {
-        let block_exe = AttachmentPolicy {
-            extensions: set(&["exe"]),
-            ..AttachmentPolicy::default()
-        };
-        let allow_jpg_txt = AttachmentPolicy {
-            mode: ListMode::Allow,
-            extensions: set(&["jpg", "txt"]),
-            ..AttachmentPolicy::default()
-        };
+        let block_exe = AttachmentPolicy::any().blocking(["exe"]);
+        let allow_jpg_txt = AttachmentPolicy::any().allowing(["jpg", "txt"]);
         let table: Vec<(
             &AttachmentPolicy,
             AttachmentOverrides,
@@ -234,9 +221,12 @@ mod tests {
 
     #[test]
     fn narrowing_never_widens() {
-        let declared = DirectionCapabilities::plain_text(160);
+        let declared = DirectionCapabilities::plain_text(160)
+            .with_max_text_bytes(400)
+            .with_limits(RichLimits::none().with_max_buttons(5).with_max_cards(10));
         let o = DirectionOverrides {
             max_text_length: Some(1000),
+            max_text_bytes: Some(300),
             features: Some(Feature::ALL.iter().copied().collect()),
             rich_types: Some(RichType::ALL.iter().copied().collect()),
             attachments: Some(AttachmentOverrides {
@@ -244,23 +234,13 @@ mod tests {
                 max_size: Some(10),
                 ..Default::default()
             }),
-            limits: RichLimits {
-                max_buttons: Some(3),
-                ..Default::default()
-            },
-        };
-        let declared = DirectionCapabilities {
-            limits: RichLimits {
-                max_buttons: Some(5),
-                max_cards: Some(10),
-                ..Default::default()
-            },
-            ..declared
+            limits: RichLimits::none().with_max_buttons(3),
         };
         let n = narrow_direction(&declared, &o);
         assert_eq!(n.limits.max_buttons, Some(3));
         assert_eq!(n.limits.max_cards, Some(10));
         assert_eq!(n.max_text_length, Some(160));
+        assert_eq!(n.max_text_bytes, Some(300));
         assert!(n.features.is_empty() && n.rich_types.is_empty());
         assert!(!n.attachment_policy.enabled);
     }

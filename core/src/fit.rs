@@ -31,7 +31,7 @@ use patchbay_plugin_sdk::message::{
 };
 
 use crate::menu::Menu;
-use crate::text::{markdown_to_plain, split_words};
+use crate::text::{TextLimit, markdown_to_plain, split_within};
 
 /// Where a message is going.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +169,7 @@ pub fn fit(content: &Content, target: Target<'_>) -> Fitted {
     if !menu.is_empty() {
         out.menu = Some(menu);
     }
-    out.parts = split_if_long(content, caps.max_text_length, &mut out.adjustments);
+    out.parts = split_if_long(content, TextLimit::of(caps), &mut out.adjustments);
     out
 }
 
@@ -390,21 +390,22 @@ fn degrade_rich(content: &Content, menu: &mut Menu) -> String {
 
 fn split_if_long(
     content: Content,
-    max: Option<usize>,
+    limit: TextLimit,
     adjustments: &mut Vec<Adjustment>,
 ) -> Vec<Content> {
-    let Some(max) = max else {
+    if limit.is_none() {
         return vec![content];
-    };
+    }
     match content {
-        Content::Text { text, format } if text.chars().count() > max => {
-            let parts = split_words(&text, max);
+        Content::Text { text, format } if !limit.fits(&text) => {
+            let parts = split_within(&text, limit);
             adjustments.push(Adjustment {
                 subject: "text".into(),
                 action: AdjustmentAction::Split,
                 detail: format!(
-                    "split into {} messages of at most {max} characters",
-                    parts.len()
+                    "split into {} messages of at most {}",
+                    parts.len(),
+                    limit.describe()
                 ),
             });
             parts
@@ -415,9 +416,9 @@ fn split_if_long(
         Content::Attachments {
             attachments,
             text: Some(text),
-        } if text.chars().count() > max => {
+        } if !limit.fits(&text) => {
             // The caption goes first as text; the files follow without one.
-            let mut parts: Vec<Content> = split_words(&text, max)
+            let mut parts: Vec<Content> = split_within(&text, limit)
                 .into_iter()
                 .map(Content::text)
                 .collect();

@@ -1,8 +1,69 @@
 //! Text helpers: splitting at word boundaries and flattening markdown.
 
-/// Splits `text` into parts of at most `max` characters (Unicode scalar values),
-/// breaking at the last whitespace that fits; a single word longer than `max` is
-/// cut. Whitespace at a break is dropped; nothing else is lost.
+use patchbay_plugin_sdk::capabilities::DirectionCapabilities;
+
+/// How long one message's text may be: in characters (Unicode scalar values),
+/// in UTF-8 bytes, or both (`None`: no limit of that kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextLimit {
+    /// Most characters.
+    pub chars: Option<usize>,
+    /// Most UTF-8 bytes.
+    pub bytes: Option<usize>,
+}
+
+impl TextLimit {
+    /// The text limit a direction declares.
+    pub fn of(capabilities: &DirectionCapabilities) -> Self {
+        TextLimit {
+            chars: capabilities.max_text_length,
+            bytes: capabilities.max_text_bytes,
+        }
+    }
+
+    /// True when there is no limit at all.
+    pub fn is_none(&self) -> bool {
+        self.chars.is_none() && self.bytes.is_none()
+    }
+
+    /// True when `text` is within both limits.
+    pub fn fits(&self, text: &str) -> bool {
+        self.bytes.is_none_or(|max| text.len() <= max)
+            && self.chars.is_none_or(|max| text.chars().count() <= max)
+    }
+
+    /// The byte index just past the longest prefix of `text` within both
+    /// limits; at least one character, so splitting always progresses.
+    fn prefix_end(&self, text: &str) -> usize {
+        let mut end = self
+            .chars
+            .and_then(|max| text.char_indices().nth(max.max(1)).map(|(i, _)| i))
+            .unwrap_or(text.len());
+        if let Some(max) = self.bytes {
+            end = end.min(max);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+        }
+        if end == 0 {
+            end = text.chars().next().map_or(0, char::len_utf8);
+        }
+        end
+    }
+
+    /// Describes the limit for people ("4000 characters", "7000 bytes").
+    pub fn describe(&self) -> String {
+        match (self.chars, self.bytes) {
+            (Some(c), Some(b)) => format!("{c} characters and {b} bytes"),
+            (Some(c), None) => format!("{c} characters"),
+            (None, Some(b)) => format!("{b} bytes"),
+            (None, None) => "no limit".into(),
+        }
+    }
+}
+
+/// Splits `text` into parts of at most `max` characters (Unicode scalar values);
+/// see [`split_within`].
 ///
 /// ```
 /// use patchbay_core::text::split_words;
@@ -10,22 +71,40 @@
 /// assert_eq!(split_words("abcdefghij", 4), ["abcd", "efgh", "ij"]);
 /// ```
 pub fn split_words(text: &str, max: usize) -> Vec<String> {
-    let max = max.max(1);
+    split_within(
+        text,
+        TextLimit {
+            chars: Some(max),
+            bytes: None,
+        },
+    )
+}
+
+/// Splits `text` into parts within `limit`, breaking at the last whitespace
+/// that fits; a single word longer than the limit is cut (between characters,
+/// never inside one). Whitespace at a break is dropped; nothing else is lost.
+///
+/// ```
+/// use patchbay_core::text::{split_within, TextLimit};
+/// // "é" is two bytes: six bytes hold three of them.
+/// let limit = TextLimit { chars: None, bytes: Some(6) };
+/// assert_eq!(split_within("ééééé", limit), ["ééé", "éé"]);
+/// ```
+pub fn split_within(text: &str, limit: TextLimit) -> Vec<String> {
     let mut parts = Vec::new();
     let mut rest = text;
     loop {
-        if rest.chars().count() <= max {
+        if limit.fits(rest) {
             if !rest.is_empty() || parts.is_empty() {
                 parts.push(rest.to_string());
             }
             return parts;
         }
-        // Byte index just past the `max`-th character.
-        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
-        let window = &rest[..limit];
+        let end = limit.prefix_end(rest);
+        let window = &rest[..end];
         // A break right after the window still fits, so look one character further.
-        let next_len = rest[limit..].chars().next().map_or(0, char::len_utf8);
-        let cut = rest[..limit + next_len]
+        let next_len = rest[end..].chars().next().map_or(0, char::len_utf8);
+        let cut = rest[..end + next_len]
             .char_indices()
             .filter(|(_, c)| c.is_whitespace())
             .map(|(i, _)| i)
@@ -34,7 +113,7 @@ pub fn split_words(text: &str, max: usize) -> Vec<String> {
         let (head, tail) = match cut {
             Some(i) => (&rest[..i], &rest[i..]),
             // No whitespace, or only at the very start: only a hard cut fits.
-            None => (window, &rest[limit..]),
+            None => (window, &rest[end..]),
         };
         let head = head.trim_end();
         if !head.is_empty() {

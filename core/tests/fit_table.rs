@@ -207,11 +207,9 @@ fn markdown_is_flattened_without_rich_text() {
 }
 
 fn with_attachments(policy: AttachmentPolicy) -> DirectionCapabilities {
-    DirectionCapabilities {
-        features: [Feature::Attachments].into(),
-        attachment_policy: policy,
-        ..DirectionCapabilities::plain_text(1000)
-    }
+    DirectionCapabilities::plain_text(1000)
+        .with_features([Feature::Attachments])
+        .with_attachments(policy)
 }
 
 fn file(name: &str, size: u64) -> Content {
@@ -228,16 +226,12 @@ fn file(name: &str, size: u64) -> Content {
 
 #[test]
 fn attachment_policy_table() {
-    let block_exe = with_attachments(AttachmentPolicy {
-        extensions: ["exe".to_string()].into(),
-        max_size: Some(1024 * 1024),
-        ..AttachmentPolicy::default()
-    });
-    let allow_pdf = with_attachments(AttachmentPolicy {
-        mode: ListMode::Allow,
-        extensions: ["pdf".to_string()].into(),
-        ..AttachmentPolicy::default()
-    });
+    let block_exe = with_attachments(
+        AttachmentPolicy::any()
+            .blocking(["exe"])
+            .with_max_size(1024 * 1024),
+    );
+    let allow_pdf = with_attachments(AttachmentPolicy::any().allowing(["pdf"]));
     // (caps, content, refused with)
     let table: Vec<(&DirectionCapabilities, Content, Option<(ReasonCode, &str)>)> = vec![
         (
@@ -283,10 +277,7 @@ fn attachment_policy_table() {
 
 #[test]
 fn localised_system_message_is_used() {
-    let caps = with_attachments(AttachmentPolicy {
-        extensions: ["exe".to_string()].into(),
-        ..Default::default()
-    });
+    let caps = with_attachments(AttachmentPolicy::any().blocking(["exe"]));
     let mut messages = SystemMessages::default();
     messages.0.insert(
         "de-DE".into(),
@@ -357,20 +348,18 @@ fn degraded_menu_longer_than_limit_is_split_and_still_maps() {
 }
 
 fn limited(limits: RichLimits) -> DirectionCapabilities {
-    DirectionCapabilities {
-        limits,
-        ..DirectionCapabilities::everything()
-    }
+    DirectionCapabilities::everything().with_limits(limits)
 }
 
 #[test]
 fn rich_limits_degrade_or_shorten() {
-    let caps = limited(RichLimits {
-        max_buttons: Some(2),
-        max_choices: Some(2),
-        max_cards: Some(1),
-        max_title_length: Some(5),
-    });
+    let caps = limited(
+        RichLimits::none()
+            .with_max_buttons(2)
+            .with_max_choices(2)
+            .with_max_cards(1)
+            .with_max_title_length(5),
+    );
     let three_buttons = Content::Buttons {
         text: "Pick".into(),
         buttons: vec![

@@ -27,12 +27,32 @@ pub struct ChannelCapabilities {
 }
 
 /// What one direction of a channel can carry.
+///
+/// It gains fields as channels need them, so adapters build it from
+/// [`plain_text`](Self::plain_text) or [`everything`](Self::everything) and the
+/// `with_*` methods:
+///
+/// ```
+/// use patchbay_plugin_sdk::capabilities::*;
+/// let webex = DirectionCapabilities::plain_text(7000)
+///     .with_max_text_bytes(7000)
+///     .with_features([Feature::Attachments, Feature::RichText])
+///     .with_rich_types([RichType::Buttons])
+///     .with_limits(RichLimits::none().with_max_buttons(5));
+/// assert!(webex.has(Feature::RichText));
+/// assert_eq!(webex.limits.max_buttons, Some(5));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DirectionCapabilities {
     /// Longest text in characters (Unicode scalar values); `None` for no limit.
     #[serde(default)]
     pub max_text_length: Option<usize>,
+    /// Longest text in UTF-8 bytes, for providers that count bytes (Webex);
+    /// `None` for no limit. Text is split to fit both limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_text_bytes: Option<usize>,
     /// Features the direction supports.
     #[serde(default)]
     pub features: BTreeSet<Feature>,
@@ -53,6 +73,7 @@ pub struct DirectionCapabilities {
 /// numbered text instead (no choice is lost).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RichLimits {
     /// Most buttons in one buttons message or on one card.
     #[serde(default)]
@@ -68,6 +89,37 @@ pub struct RichLimits {
     pub max_title_length: Option<usize>,
 }
 
+impl RichLimits {
+    /// No limits.
+    pub fn none() -> Self {
+        RichLimits::default()
+    }
+
+    /// The same, with at most `max` buttons per message or card.
+    pub fn with_max_buttons(mut self, max: usize) -> Self {
+        self.max_buttons = Some(max);
+        self
+    }
+
+    /// The same, with at most `max` entries per list, quick replies or time picker.
+    pub fn with_max_choices(mut self, max: usize) -> Self {
+        self.max_choices = Some(max);
+        self
+    }
+
+    /// The same, with at most `max` cards per carousel.
+    pub fn with_max_cards(mut self, max: usize) -> Self {
+        self.max_cards = Some(max);
+        self
+    }
+
+    /// The same, with titles of at most `max` characters.
+    pub fn with_max_title_length(mut self, max: usize) -> Self {
+        self.max_title_length = Some(max);
+        self
+    }
+}
+
 impl Default for DirectionCapabilities {
     fn default() -> Self {
         DirectionCapabilities::plain_text(usize::MAX)
@@ -80,6 +132,7 @@ impl DirectionCapabilities {
     pub fn plain_text(max_text_length: usize) -> Self {
         DirectionCapabilities {
             max_text_length: (max_text_length != usize::MAX).then_some(max_text_length),
+            max_text_bytes: None,
             features: BTreeSet::new(),
             rich_types: BTreeSet::new(),
             attachment_policy: AttachmentPolicy::disabled(),
@@ -91,11 +144,48 @@ impl DirectionCapabilities {
     pub fn everything() -> Self {
         DirectionCapabilities {
             max_text_length: None,
+            max_text_bytes: None,
             features: Feature::ALL.iter().copied().collect(),
             rich_types: RichType::ALL.iter().copied().collect(),
             attachment_policy: AttachmentPolicy::default(),
             limits: RichLimits::default(),
         }
+    }
+
+    /// The same, with at most `max` characters of text (`None`: no limit).
+    pub fn with_max_text_length(mut self, max: Option<usize>) -> Self {
+        self.max_text_length = max;
+        self
+    }
+
+    /// The same, with at most `max` UTF-8 bytes of text.
+    pub fn with_max_text_bytes(mut self, max: usize) -> Self {
+        self.max_text_bytes = Some(max);
+        self
+    }
+
+    /// The same, supporting exactly `features`.
+    pub fn with_features(mut self, features: impl IntoIterator<Item = Feature>) -> Self {
+        self.features = features.into_iter().collect();
+        self
+    }
+
+    /// The same, carrying exactly `rich_types` natively.
+    pub fn with_rich_types(mut self, rich_types: impl IntoIterator<Item = RichType>) -> Self {
+        self.rich_types = rich_types.into_iter().collect();
+        self
+    }
+
+    /// The same, accepting attachments by `policy`.
+    pub fn with_attachments(mut self, policy: AttachmentPolicy) -> Self {
+        self.attachment_policy = policy;
+        self
+    }
+
+    /// The same, with these rich-content limits.
+    pub fn with_limits(mut self, limits: RichLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// True when `feature` is supported.
@@ -180,6 +270,7 @@ impl RichType {
 /// Which attachments a direction accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AttachmentPolicy {
     /// Attachments at all.
     #[serde(default = "yes")]
@@ -219,11 +310,36 @@ impl AttachmentPolicy {
         }
     }
 
+    /// Any file, of any size.
+    pub fn any() -> Self {
+        AttachmentPolicy::default()
+    }
+
+    /// The same, with files of at most `bytes`.
+    pub fn with_max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// The same, allowing only these extensions (lower case, no dot).
+    pub fn allowing<S: Into<String>>(mut self, extensions: impl IntoIterator<Item = S>) -> Self {
+        self.mode = ListMode::Allow;
+        self.extensions = extensions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The same, blocking these extensions (lower case, no dot).
+    pub fn blocking<S: Into<String>>(mut self, extensions: impl IntoIterator<Item = S>) -> Self {
+        self.mode = ListMode::Block;
+        self.extensions = extensions.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// True when a file with this extension passes the allow/block list.
     ///
     /// ```
     /// use patchbay_plugin_sdk::capabilities::{AttachmentPolicy, ListMode};
-    /// let p = AttachmentPolicy { mode: ListMode::Block, extensions: ["exe".into()].into(), ..Default::default() };
+    /// let p = AttachmentPolicy::any().blocking(["exe"]);
     /// assert!(!p.allows_extension(Some("exe")));
     /// assert!(p.allows_extension(Some("pdf")));
     /// ```

@@ -58,16 +58,10 @@
 //!
 //! impl ChannelAdapter for Toy {
 //!     fn manifest(&self) -> Manifest {
-//!         Manifest {
-//!             id: "toy".into(), name: "Toy".into(), version: "0.1.0".into(),
-//!             wire: WireRange::CURRENT,
-//!             capabilities: ChannelCapabilities {
-//!                 inbound: DirectionCapabilities::plain_text(1000),
-//!                 outbound: DirectionCapabilities::plain_text(1000),
-//!             },
-//!             secrets: vec![SettingSpec::required("secret", "webhook signing key")],
-//!             settings: vec![], auth_profiles: vec![],
-//!         }
+//!         let text = DirectionCapabilities::plain_text(1000);
+//!         let capabilities = ChannelCapabilities { inbound: text.clone(), outbound: text };
+//!         Manifest::new("toy", "Toy", "0.1.0", capabilities)
+//!             .with_secrets([SettingSpec::required("secret", "webhook signing key")])
 //!     }
 //!
 //!     fn verify(&self, req: &InboundRequest, _now: Timestamp, _: &Resources) -> Result<Verdict, Rejection> {

@@ -11,19 +11,15 @@ use patchbay_plugin_sdk::prelude::*;
 
 /// A valid manifest for a plain-text adapter called `id`.
 pub fn manifest(id: &str) -> Manifest {
-    Manifest {
-        id: id.into(),
-        name: id.into(),
-        version: "0.0.0".into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities {
+    Manifest::new(
+        id,
+        id,
+        "0.0.0",
+        ChannelCapabilities {
             inbound: DirectionCapabilities::plain_text(1000),
             outbound: DirectionCapabilities::plain_text(1000),
         },
-        secrets: vec![],
-        settings: vec![],
-        auth_profiles: vec![],
-    }
+    )
 }
 
 /// A descriptor in static storage (raw pointers are not `Sync` by default).

@@ -254,6 +254,24 @@ async fn more_buttons_than_a_card_shows_go_out_as_numbered_text() {
     assert_eq!(card["actions"].as_array().map(Vec::len), Some(5));
 }
 
+#[tokio::test]
+async fn text_is_split_by_bytes_as_webex_counts_them() {
+    let s = setup().await;
+    // 3000 CJK characters are 9000 bytes: over Webex's 7439-byte limit,
+    // though well under 7439 characters.
+    let text = "語".repeat(3000);
+    s.reply(json!({"type": "text", "text": text})).await;
+    let sent = s.webex.wait_for_path("/v1/messages", 2).await;
+    let parts: Vec<String> = sent
+        .iter()
+        .map(|r| r.json()["text"].as_str().expect("text").to_string())
+        .collect();
+    for part in &parts {
+        assert!(part.len() <= 7439, "a {}-byte message", part.len());
+    }
+    assert_eq!(parts.concat(), text, "nothing lost, in order");
+}
+
 fn buttons(n: usize) -> Vec<Value> {
     (1..=n)
         .map(|i| json!({"title": format!("Slot {i}"), "action": {"type": "postback", "payload": format!("SLOT_{i}")}}))

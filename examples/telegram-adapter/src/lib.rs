@@ -63,50 +63,41 @@ fn default_api() -> String {
 }
 
 fn manifest() -> Manifest {
-    let limits = RichLimits {
-        max_buttons: Some(10),
-        max_choices: Some(10),
-        max_cards: None,
-        max_title_length: Some(64),
-    };
-    let outbound = DirectionCapabilities {
-        max_text_length: Some(MAX_TEXT),
-        features: [Feature::Typing, Feature::Attachments].into(),
-        rich_types: [
+    let outbound = DirectionCapabilities::plain_text(MAX_TEXT)
+        .with_features([Feature::Typing, Feature::Attachments])
+        .with_rich_types([
             RichType::Buttons,
             RichType::QuickReplies,
             RichType::ListPicker,
-        ]
-        .into(),
-        attachment_policy: AttachmentPolicy {
-            // sendDocument by URL: 20 MB.
-            max_size: Some(20 * 1024 * 1024),
-            ..AttachmentPolicy::default()
-        },
-        limits,
-    };
-    Manifest {
-        id: ADAPTER_ID.into(),
-        name: "Telegram (example plugin)".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities {
+        ])
+        // sendDocument by URL: 20 MB.
+        .with_attachments(AttachmentPolicy::any().with_max_size(20 * 1024 * 1024))
+        .with_limits(
+            RichLimits::none()
+                .with_max_buttons(10)
+                .with_max_choices(10)
+                .with_max_title_length(64),
+        );
+    Manifest::new(
+        ADAPTER_ID,
+        "Telegram (example plugin)",
+        env!("CARGO_PKG_VERSION"),
+        ChannelCapabilities {
             inbound: DirectionCapabilities::plain_text(MAX_TEXT),
             outbound,
         },
-        secrets: vec![
-            SettingSpec::required("bot_token", "the token @BotFather gave the bot"),
-            SettingSpec::required(
-                "webhook_secret",
-                "the secret_token passed to setWebhook (1-256 of A-Z a-z 0-9 _ -)",
-            ),
-        ],
-        settings: vec![SettingSpec::optional(
-            "api_base_url",
-            "the Bot API base URL (default https://api.telegram.org)",
-        )],
-        auth_profiles: vec![],
-    }
+    )
+    .with_secrets([
+        SettingSpec::required("bot_token", "the token @BotFather gave the bot"),
+        SettingSpec::required(
+            "webhook_secret",
+            "the secret_token passed to setWebhook (1-256 of A-Z a-z 0-9 _ -)",
+        ),
+    ])
+    .with_settings([SettingSpec::optional(
+        "api_base_url",
+        "the Bot API base URL (default https://api.telegram.org)",
+    )])
 }
 
 impl AdapterFactory for TelegramFactory {

@@ -160,7 +160,6 @@ impl ChannelAdapter for Contained<dyn ChannelAdapter> {
 
 #[cfg(test)]
 mod tests {
-    use patchbay_plugin_sdk::adapter::WireRange;
     use patchbay_plugin_sdk::capabilities::{ChannelCapabilities, DirectionCapabilities};
     use patchbay_plugin_sdk::error::ErrorClass;
     use patchbay_plugin_sdk::message::Content;
@@ -173,19 +172,15 @@ mod tests {
 
     impl ChannelAdapter for Exploding {
         fn manifest(&self) -> Manifest {
-            Manifest {
-                id: "exploding".into(),
-                name: "exploding".into(),
-                version: "0.0.0".into(),
-                wire: WireRange::CURRENT,
-                capabilities: ChannelCapabilities {
+            Manifest::new(
+                "exploding",
+                "exploding",
+                "0.0.0",
+                ChannelCapabilities {
                     inbound: DirectionCapabilities::plain_text(100),
                     outbound: DirectionCapabilities::plain_text(100),
                 },
-                secrets: vec![],
-                settings: vec![],
-                auth_profiles: vec![],
-            }
+            )
         }
         fn verify(
             &self,

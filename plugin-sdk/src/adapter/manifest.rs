@@ -5,8 +5,17 @@ use serde::{Deserialize, Serialize};
 use super::WIRE_VERSION;
 use crate::capabilities::ChannelCapabilities;
 
-/// What an adapter is.
+/// What an adapter is. Built with [`Manifest::new`] and the `with_*` methods,
+/// since it gains fields as the contract grows:
+///
+/// ```
+/// use patchbay_plugin_sdk::prelude::*;
+/// let manifest = Manifest::new("toy", "Toy", "0.1.0", ChannelCapabilities::default())
+///     .with_secrets([SettingSpec::required("secret", "webhook signing key")]);
+/// assert_eq!(manifest.wire, WireRange::CURRENT);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Manifest {
     /// The adapter id used in configs (`"slack"`, `"client-channel"`).
     pub id: String,
@@ -27,6 +36,55 @@ pub struct Manifest {
     /// OAuth profiles the adapter can request tokens for.
     #[serde(default)]
     pub auth_profiles: Vec<String>,
+}
+
+impl Manifest {
+    /// An adapter speaking the current wire version, with no secrets, settings
+    /// or auth profiles yet.
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        version: impl Into<String>,
+        capabilities: ChannelCapabilities,
+    ) -> Self {
+        Manifest {
+            id: id.into(),
+            name: name.into(),
+            version: version.into(),
+            wire: WireRange::CURRENT,
+            capabilities,
+            secrets: Vec::new(),
+            settings: Vec::new(),
+            auth_profiles: Vec::new(),
+        }
+    }
+
+    /// The same, reading these secrets.
+    pub fn with_secrets(mut self, secrets: impl IntoIterator<Item = SettingSpec>) -> Self {
+        self.secrets = secrets.into_iter().collect();
+        self
+    }
+
+    /// The same, reading these settings.
+    pub fn with_settings(mut self, settings: impl IntoIterator<Item = SettingSpec>) -> Self {
+        self.settings = settings.into_iter().collect();
+        self
+    }
+
+    /// The same, able to obtain tokens for these OAuth profiles.
+    pub fn with_auth_profiles<S: Into<String>>(
+        mut self,
+        profiles: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.auth_profiles = profiles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The same, speaking wire versions `wire`.
+    pub fn with_wire(mut self, wire: WireRange) -> Self {
+        self.wire = wire;
+        self
+    }
 }
 
 /// An inclusive range of wire versions.

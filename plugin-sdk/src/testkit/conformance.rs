@@ -9,11 +9,9 @@
 //! # struct Toy;
 //! # impl ChannelAdapter for Toy {
 //! #   fn manifest(&self) -> Manifest {
-//! #     Manifest { id: "toy".into(), name: "Toy".into(), version: "0.1.0".into(),
-//! #       wire: WireRange::CURRENT,
-//! #       capabilities: ChannelCapabilities { inbound: DirectionCapabilities::plain_text(100),
-//! #                                           outbound: DirectionCapabilities::plain_text(100) },
-//! #       secrets: vec![], settings: vec![], auth_profiles: vec![] } }
+//! #     Manifest::new("toy", "Toy", "0.1.0", ChannelCapabilities {
+//! #       inbound: DirectionCapabilities::plain_text(100),
+//! #       outbound: DirectionCapabilities::plain_text(100) }) }
 //! #   fn verify(&self, r: &InboundRequest, _: Timestamp, _: &Resources) -> Result<Verdict, Rejection> {
 //! #     let sig = r.header("x-sig").ok_or_else(|| Rejection::unauthorized("missing x-sig"))?;
 //! #     if !verify_hex(sig, &hmac_sha256_hex(b"k", &r.body)) { return Err(Rejection::unauthorized("bad")); }
@@ -608,19 +606,15 @@ mod tests {
         fn manifest(&self) -> Manifest {
             let mut outbound = DirectionCapabilities::plain_text(100);
             outbound.rich_types = [RichType::Buttons].into();
-            Manifest {
-                id: if self.careless { "Toy Adapter" } else { "toy" }.into(),
-                name: "Toy".into(),
-                version: "0.1.0".into(),
-                wire: WireRange::CURRENT,
-                capabilities: ChannelCapabilities {
+            Manifest::new(
+                if self.careless { "Toy Adapter" } else { "toy" },
+                "Toy",
+                "0.1.0",
+                ChannelCapabilities {
                     inbound: DirectionCapabilities::plain_text(100),
                     outbound,
                 },
-                secrets: vec![],
-                settings: vec![],
-                auth_profiles: vec![],
-            }
+            )
         }
 
         fn verify(

@@ -72,25 +72,23 @@ pub struct ClientChannel {
 }
 
 fn manifest() -> Manifest {
-    Manifest {
-        id: ADAPTER_ID.into(),
-        name: "Client channel (bring your own channel)".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities {
+    Manifest::new(
+        ADAPTER_ID,
+        "Client channel (bring your own channel)",
+        env!("CARGO_PKG_VERSION"),
+        ChannelCapabilities {
             inbound: DirectionCapabilities::everything(),
             outbound: DirectionCapabilities::everything(),
         },
-        secrets: vec![SettingSpec::required(
-            "signing_secret",
-            "HMAC key for both directions' X-Hub-Signature headers",
-        )],
-        settings: vec![SettingSpec::required(
-            "webhook_url",
-            "the integration layer's URL that receives outbound messages",
-        )],
-        auth_profiles: vec![],
-    }
+    )
+    .with_secrets([SettingSpec::required(
+        "signing_secret",
+        "HMAC key for both directions' X-Hub-Signature headers",
+    )])
+    .with_settings([SettingSpec::required(
+        "webhook_url",
+        "the integration layer's URL that receives outbound messages",
+    )])
 }
 
 impl AdapterFactory for ClientChannelFactory {

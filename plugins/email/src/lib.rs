@@ -43,7 +43,6 @@ mod inbound;
 mod outbound;
 mod quote;
 
-use patchbay_plugin_sdk::capabilities::RichLimits;
 use patchbay_plugin_sdk::prelude::*;
 use serde::Deserialize;
 
@@ -161,29 +160,21 @@ pub struct Email {
 }
 
 fn manifest() -> Manifest {
-    let outbound = DirectionCapabilities {
-        max_text_length: Some(100_000),
-        features: [Feature::RichText, Feature::Attachments].into(),
-        rich_types: [RichType::Buttons, RichType::Carousel, RichType::RichLink].into(),
+    let outbound = DirectionCapabilities::plain_text(100_000)
+        .with_features([Feature::RichText, Feature::Attachments])
+        .with_rich_types([RichType::Buttons, RichType::Carousel, RichType::RichLink])
         // What most mailboxes accept.
-        attachment_policy: AttachmentPolicy {
-            max_size: Some(20 * 1024 * 1024),
-            ..AttachmentPolicy::default()
-        },
-        limits: RichLimits::default(),
-    };
-    let inbound = DirectionCapabilities {
-        max_text_length: None,
-        features: [Feature::RichText, Feature::Attachments].into(),
-        ..DirectionCapabilities::plain_text(100_000)
-    };
-    Manifest {
-        id: ADAPTER_ID.into(),
-        name: "Email (SMTP, SendGrid, Mailgun)".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities { inbound, outbound },
-        secrets: vec![
+        .with_attachments(AttachmentPolicy::any().with_max_size(20 * 1024 * 1024));
+    let inbound = DirectionCapabilities::plain_text(100_000)
+        .with_max_text_length(None)
+        .with_features([Feature::RichText, Feature::Attachments]);
+    Manifest::new(
+        ADAPTER_ID,
+        "Email (SMTP, SendGrid, Mailgun)",
+        env!("CARGO_PKG_VERSION"),
+        ChannelCapabilities { inbound, outbound },
+    )
+    .with_secrets([
             SettingSpec::optional(
                 "inbound_token",
                 "authenticates raw MIME and SendGrid posts (Bearer, basic auth password or ?token=)",
@@ -193,8 +184,8 @@ fn manifest() -> Manifest {
                 "Mailgun's HTTP webhook signing key, for settings.inbound = \"mailgun\"",
             ),
             SettingSpec::optional("smtp_password", "password for settings.smtp.username"),
-        ],
-        settings: vec![
+        ])
+    .with_settings([
             SettingSpec::required("from", "who replies come from: `Name <address>`"),
             SettingSpec::optional(
                 "inbound",
@@ -208,9 +199,7 @@ fn manifest() -> Manifest {
                 "subject",
                 "subject of messages that answer no customer mail",
             ),
-        ],
-        auth_profiles: vec![],
-    }
+        ])
 }
 
 impl AdapterFactory for EmailFactory {

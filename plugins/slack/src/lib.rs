@@ -101,64 +101,54 @@ pub struct Slack {
 
 /// The manifest; `attachments` decides whether files are carried natively.
 fn manifest(attachments: AttachmentMode) -> Manifest {
-    let mut outbound = DirectionCapabilities {
-        max_text_length: Some(4000),
-        features: [Feature::RichText, Feature::Attachments].into(),
-        rich_types: [
+    let features = match attachments {
+        AttachmentMode::Upload => vec![Feature::RichText, Feature::Attachments],
+        AttachmentMode::Links => vec![Feature::RichText],
+    };
+    let outbound = DirectionCapabilities::plain_text(4000)
+        .with_features(features)
+        .with_rich_types([
             RichType::Buttons,
             RichType::ListPicker,
             RichType::Carousel,
             RichType::QuickReplies,
             RichType::RichLink,
-        ]
-        .into(),
-        attachment_policy: AttachmentPolicy {
-            max_size: Some(20 * 1024 * 1024),
-            ..AttachmentPolicy::default()
-        },
-        limits: RichLimits {
-            max_buttons: Some(25),
-            max_choices: Some(25),
-            max_cards: Some(10),
-            max_title_length: Some(75),
-        },
-    };
-    if attachments == AttachmentMode::Links {
-        outbound.features.remove(&Feature::Attachments);
-    }
-    let inbound = DirectionCapabilities {
-        max_text_length: Some(40_000),
-        features: [Feature::RichText, Feature::Attachments].into(),
-        rich_types: Default::default(),
-        attachment_policy: AttachmentPolicy::default(),
-        limits: RichLimits::default(),
-    };
-    Manifest {
-        id: ADAPTER_ID.into(),
-        name: "Slack".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities { inbound, outbound },
-        secrets: vec![
-            SettingSpec::required(
-                "signing_secret",
-                "the app's signing secret (Basic Information)",
-            ),
-            SettingSpec::required("bot_token", "the bot user OAuth token, xoxb-…"),
-        ],
-        settings: vec![
-            SettingSpec::optional(
-                "api_base_url",
-                "Slack Web API base URL (https://slack.com/api)",
-            ),
-            SettingSpec::optional(
-                "bot_user_id",
-                "the bot's user id, to ignore its own messages",
-            ),
-            SettingSpec::optional("attachments", "\"upload\" (default) or \"links\""),
-        ],
-        auth_profiles: vec![],
-    }
+        ])
+        .with_attachments(AttachmentPolicy::any().with_max_size(20 * 1024 * 1024))
+        .with_limits(
+            RichLimits::none()
+                .with_max_buttons(25)
+                .with_max_choices(25)
+                .with_max_cards(10)
+                .with_max_title_length(75),
+        );
+    let inbound = DirectionCapabilities::plain_text(40_000)
+        .with_features([Feature::RichText, Feature::Attachments])
+        .with_attachments(AttachmentPolicy::any());
+    Manifest::new(
+        ADAPTER_ID,
+        "Slack",
+        env!("CARGO_PKG_VERSION"),
+        ChannelCapabilities { inbound, outbound },
+    )
+    .with_secrets([
+        SettingSpec::required(
+            "signing_secret",
+            "the app's signing secret (Basic Information)",
+        ),
+        SettingSpec::required("bot_token", "the bot user OAuth token, xoxb-…"),
+    ])
+    .with_settings([
+        SettingSpec::optional(
+            "api_base_url",
+            "Slack Web API base URL (https://slack.com/api)",
+        ),
+        SettingSpec::optional(
+            "bot_user_id",
+            "the bot's user id, to ignore its own messages",
+        ),
+        SettingSpec::optional("attachments", "\"upload\" (default) or \"links\""),
+    ])
 }
 
 impl AdapterFactory for SlackFactory {

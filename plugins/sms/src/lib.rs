@@ -37,7 +37,6 @@ pub mod segments;
 
 pub use inbound::signature;
 
-use patchbay_plugin_sdk::capabilities::RichLimits;
 use patchbay_plugin_sdk::prelude::*;
 use serde::Deserialize;
 
@@ -101,50 +100,39 @@ pub struct Sms {
 }
 
 fn manifest() -> Manifest {
-    let outbound = DirectionCapabilities {
-        max_text_length: Some(MAX_BODY_CHARS),
-        features: [Feature::Attachments, Feature::Receipts].into(),
-        rich_types: Default::default(),
-        attachment_policy: AttachmentPolicy {
-            // MMS: 5 MB per message.
-            max_size: Some(5 * 1024 * 1024),
-            ..AttachmentPolicy::default()
-        },
-        limits: RichLimits::default(),
-    };
-    let inbound = DirectionCapabilities {
-        max_text_length: Some(MAX_BODY_CHARS),
-        features: [Feature::Attachments].into(),
-        ..DirectionCapabilities::plain_text(MAX_BODY_CHARS)
-    };
-    Manifest {
-        id: ADAPTER_ID.into(),
-        name: "SMS (Twilio)".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities { inbound, outbound },
-        secrets: vec![SettingSpec::required(
-            "auth_token",
-            "the account's Auth Token: signs webhooks and authenticates API calls",
-        )],
-        settings: vec![
-            SettingSpec::required("account_sid", "the Account SID (AC…)"),
-            SettingSpec::optional("from", "the sending number in E.164 form"),
-            SettingSpec::optional(
-                "messaging_service_sid",
-                "a Messaging Service (MG…) instead of `from`",
-            ),
-            SettingSpec::optional(
-                "api_base_url",
-                "Twilio API base URL (https://api.twilio.com)",
-            ),
-            SettingSpec::optional(
-                "status_callbacks",
-                "request status callbacks (default true)",
-            ),
-        ],
-        auth_profiles: vec![],
-    }
+    let outbound = DirectionCapabilities::plain_text(MAX_BODY_CHARS)
+        .with_features([Feature::Attachments, Feature::Receipts])
+        // MMS: 5 MB per message.
+        .with_attachments(AttachmentPolicy::any().with_max_size(5 * 1024 * 1024));
+    let inbound = DirectionCapabilities::plain_text(MAX_BODY_CHARS)
+        .with_features([Feature::Attachments])
+        .with_attachments(AttachmentPolicy::any());
+    Manifest::new(
+        ADAPTER_ID,
+        "SMS (Twilio)",
+        env!("CARGO_PKG_VERSION"),
+        ChannelCapabilities { inbound, outbound },
+    )
+    .with_secrets([SettingSpec::required(
+        "auth_token",
+        "the account's Auth Token: signs webhooks and authenticates API calls",
+    )])
+    .with_settings([
+        SettingSpec::required("account_sid", "the Account SID (AC…)"),
+        SettingSpec::optional("from", "the sending number in E.164 form"),
+        SettingSpec::optional(
+            "messaging_service_sid",
+            "a Messaging Service (MG…) instead of `from`",
+        ),
+        SettingSpec::optional(
+            "api_base_url",
+            "Twilio API base URL (https://api.twilio.com)",
+        ),
+        SettingSpec::optional(
+            "status_callbacks",
+            "request status callbacks (default true)",
+        ),
+    ])
 }
 
 impl AdapterFactory for SmsFactory {

@@ -132,67 +132,66 @@ pub struct Teams {
     service_url_prefixes: Vec<String>,
 }
 
+/// Longest text in one activity, in UTF-8 bytes.
+pub const MAX_TEXT_BYTES: usize = 26_000;
+
 fn manifest() -> Manifest {
-    let outbound = DirectionCapabilities {
-        max_text_length: Some(28_000),
-        features: [Feature::Typing, Feature::RichText, Feature::Attachments].into(),
-        rich_types: [
+    // Teams refuses activities over about 28 KB: the limit counts bytes,
+    // and the JSON around the text needs room too.
+    let text = DirectionCapabilities::plain_text(MAX_TEXT_BYTES)
+        .with_max_text_bytes(MAX_TEXT_BYTES)
+        .with_features([Feature::Typing, Feature::RichText, Feature::Attachments])
+        .with_attachments(AttachmentPolicy::any());
+    let outbound = text
+        .clone()
+        .with_rich_types([
             RichType::Buttons,
             RichType::ListPicker,
             RichType::Carousel,
             RichType::QuickReplies,
             RichType::RichLink,
-        ]
-        .into(),
-        attachment_policy: AttachmentPolicy::default(),
+        ])
         // Hero cards show at most six buttons; carousels ten cards.
-        limits: RichLimits {
-            max_buttons: Some(6),
-            max_choices: Some(20),
-            max_cards: Some(10),
-            max_title_length: Some(100),
-        },
-    };
-    let inbound = DirectionCapabilities {
-        max_text_length: Some(28_000),
-        features: [Feature::Typing, Feature::RichText, Feature::Attachments].into(),
-        rich_types: Default::default(),
-        attachment_policy: AttachmentPolicy::default(),
-        limits: RichLimits::default(),
-    };
-    Manifest {
-        id: ADAPTER_ID.into(),
-        name: "Microsoft Teams (Bot Framework)".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities { inbound, outbound },
-        secrets: vec![SettingSpec::required(
-            "app_password",
-            "the bot's client secret (Azure Bot → Configuration → Manage password)",
-        )],
-        settings: vec![
-            SettingSpec::required("app_id", "the bot's Microsoft App ID"),
-            SettingSpec::optional(
-                "openid_metadata_url",
-                "where the token signing keys are published",
-            ),
-            SettingSpec::optional(
-                "issuer",
-                "expected token issuer (https://api.botframework.com)",
-            ),
-            SettingSpec::optional(
-                "token_url",
-                "OAuth token endpoint (multi-tenant by default)",
-            ),
-            SettingSpec::optional(
-                "token_scope",
-                "OAuth scope (https://api.botframework.com/.default)",
-            ),
-            SettingSpec::optional("service_url", "service URL when a message carries none"),
-            SettingSpec::optional("service_url_prefixes", "service URLs a message may name"),
-        ],
-        auth_profiles: vec![AUTH_PROFILE.into()],
-    }
+        .with_limits(
+            RichLimits::none()
+                .with_max_buttons(6)
+                .with_max_choices(20)
+                .with_max_cards(10)
+                .with_max_title_length(100),
+        );
+    let inbound = text;
+    Manifest::new(
+        ADAPTER_ID,
+        "Microsoft Teams (Bot Framework)",
+        env!("CARGO_PKG_VERSION"),
+        ChannelCapabilities { inbound, outbound },
+    )
+    .with_secrets([SettingSpec::required(
+        "app_password",
+        "the bot's client secret (Azure Bot → Configuration → Manage password)",
+    )])
+    .with_settings([
+        SettingSpec::required("app_id", "the bot's Microsoft App ID"),
+        SettingSpec::optional(
+            "openid_metadata_url",
+            "where the token signing keys are published",
+        ),
+        SettingSpec::optional(
+            "issuer",
+            "expected token issuer (https://api.botframework.com)",
+        ),
+        SettingSpec::optional(
+            "token_url",
+            "OAuth token endpoint (multi-tenant by default)",
+        ),
+        SettingSpec::optional(
+            "token_scope",
+            "OAuth scope (https://api.botframework.com/.default)",
+        ),
+        SettingSpec::optional("service_url", "service URL when a message carries none"),
+        SettingSpec::optional("service_url_prefixes", "service URLs a message may name"),
+    ])
+    .with_auth_profiles([AUTH_PROFILE])
 }
 
 impl AdapterFactory for TeamsFactory {

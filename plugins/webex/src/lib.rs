@@ -54,8 +54,8 @@ use serde::{Deserialize, Serialize};
 /// The adapter id used in configs.
 pub const ADAPTER_ID: &str = "webex";
 
-/// Webex refuses messages longer than 7439 bytes; leave room for the markup.
-pub const MAX_TEXT: usize = 7000;
+/// Webex refuses messages longer than 7439 bytes (UTF-8); leave room for the markup.
+pub const MAX_TEXT_BYTES: usize = 7000;
 
 /// Webex shows at most this many actions on one Adaptive Card.
 pub const MAX_CARD_ACTIONS: usize = 5;
@@ -95,54 +95,48 @@ pub struct Webex {
 }
 
 fn manifest() -> Manifest {
-    let outbound = DirectionCapabilities {
-        max_text_length: Some(MAX_TEXT),
-        features: [Feature::RichText, Feature::Attachments].into(),
-        rich_types: [RichType::Buttons, RichType::ListPicker, RichType::Carousel].into(),
+    // Webex counts its limit in bytes: 7000 characters of CJK text are
+    // 21,000 bytes.
+    let text =
+        DirectionCapabilities::plain_text(MAX_TEXT_BYTES).with_max_text_bytes(MAX_TEXT_BYTES);
+    let outbound = text
+        .clone()
+        .with_features([Feature::RichText, Feature::Attachments])
+        .with_rich_types([RichType::Buttons, RichType::ListPicker, RichType::Carousel])
         // Webex fetches file URLs itself and caps them at 100 MB.
-        attachment_policy: AttachmentPolicy {
-            max_size: Some(100 * 1024 * 1024),
-            ..AttachmentPolicy::default()
-        },
+        .with_attachments(AttachmentPolicy::any().with_max_size(100 * 1024 * 1024))
         // Webex renders at most 5 actions on a card (more and the card is
         // refused or cut); a "carousel" is Patchbay's stack of containers in
         // one card, readable up to about ten.
-        limits: RichLimits {
-            max_buttons: Some(MAX_CARD_ACTIONS),
-            max_cards: Some(10),
-            ..RichLimits::default()
-        },
-    };
-    let inbound = DirectionCapabilities {
-        max_text_length: Some(MAX_TEXT),
-        features: [Feature::RichText, Feature::Attachments].into(),
-        ..DirectionCapabilities::plain_text(MAX_TEXT)
-    };
-    Manifest {
-        id: ADAPTER_ID.into(),
-        name: "Webex".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        wire: WireRange::CURRENT,
-        capabilities: ChannelCapabilities { inbound, outbound },
-        secrets: vec![
-            SettingSpec::required(
-                "bot_token",
-                "the bot's access token (developer.webex.com → My Apps)",
-            ),
-            SettingSpec::required(
-                "webhook_secret",
-                "the `secret` given when registering the webhooks; signs every notification",
-            ),
-        ],
-        settings: vec![
-            SettingSpec::optional("api_base_url", "Webex API base URL (https://webexapis.com)"),
-            SettingSpec::optional(
-                "bot_person_id",
-                "the bot's person id, to ignore its own messages (default: the webhook's creator)",
-            ),
-        ],
-        auth_profiles: vec![],
-    }
+        .with_limits(
+            RichLimits::none()
+                .with_max_buttons(MAX_CARD_ACTIONS)
+                .with_max_cards(10),
+        );
+    let inbound = text.with_features([Feature::RichText, Feature::Attachments]);
+    Manifest::new(
+        ADAPTER_ID,
+        "Webex",
+        env!("CARGO_PKG_VERSION"),
+        ChannelCapabilities { inbound, outbound },
+    )
+    .with_secrets([
+        SettingSpec::required(
+            "bot_token",
+            "the bot's access token (developer.webex.com → My Apps)",
+        ),
+        SettingSpec::required(
+            "webhook_secret",
+            "the `secret` given when registering the webhooks; signs every notification",
+        ),
+    ])
+    .with_settings([
+        SettingSpec::optional("api_base_url", "Webex API base URL (https://webexapis.com)"),
+        SettingSpec::optional(
+            "bot_person_id",
+            "the bot's person id, to ignore its own messages (default: the webhook's creator)",
+        ),
+    ])
 }
 
 impl AdapterFactory for WebexFactory {
