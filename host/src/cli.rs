@@ -318,18 +318,20 @@ fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
         println!("{out}");
         return ExitCode::SUCCESS;
     }
-    let names = |specs: &[patchbay_plugin_sdk::adapter::SettingSpec]| {
-        specs
-            .iter()
-            .map(|s| {
-                if s.required {
-                    s.name.clone()
-                } else {
-                    format!("{} (optional)", s.name)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+    // One line per setting or secret, with what it is for.
+    let describe = |heading: &str, specs: &[patchbay_plugin_sdk::adapter::SettingSpec]| {
+        if specs.is_empty() {
+            println!("{heading:<9} none");
+        }
+        for (i, spec) in specs.iter().enumerate() {
+            let heading = if i == 0 { heading } else { "" };
+            let need = if spec.required {
+                "required"
+            } else {
+                "optional"
+            };
+            println!("{heading:<9} {} ({need}): {}", spec.name, spec.description);
+        }
     };
     let host_wire = WireRange::CURRENT;
     println!("library   {}", library.path.display());
@@ -343,8 +345,8 @@ fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
         "wire      {}..={} (this host: {}..={})",
         library.wire.min, library.wire.max, host_wire.min, host_wire.max
     );
-    println!("settings  {}", names(&m.settings));
-    println!("secrets   {}", names(&m.secrets));
+    describe("settings", &m.settings);
+    describe("secrets", &m.secrets);
     let rich: Vec<String> = m
         .capabilities
         .outbound

@@ -32,6 +32,7 @@ use crate::adapter::{
     ChannelAdapter, Continuation, ProviderResponse, RequestSpec, Step, StepOutput, Timestamp,
 };
 use crate::error::AdapterError;
+use crate::message::ReasonCode;
 
 /// Most steps one operation may take; more means the adapter is looping.
 pub const MAX_STEPS: usize = 16;
@@ -160,7 +161,18 @@ impl Driver {
         };
         let authed = matches!(&request, RequestSpec::Http(h) if h.auth_profile.is_some());
         let retry = (authed && !self.refreshed).then(|| (request, continuation.clone()));
-        let step = adapter.resume(continuation, response, now);
+        let step = match adapter.resume(continuation, response, now) {
+            // No token was sent, so no fresh one can help: the provider
+            // refused the credentials the channel is configured with.
+            Step::Fail { error } if error.is_auth_expired() && !authed => Step::fail(
+                AdapterError::permanent(format!(
+                    "{} (the provider refused the configured credentials)",
+                    error.message()
+                ))
+                .with_reason(ReasonCode::NOT_ALLOWED),
+            ),
+            step => step,
+        };
         match (step, retry) {
             (Step::Fail { error }, Some((request, continuation))) if error.is_auth_expired() => {
                 self.refreshed = true;
@@ -178,7 +190,7 @@ impl Driver {
 mod tests {
     use super::*;
     use crate::adapter::{HttpRequestSpec, InboundRequest, Manifest, Resources, Verdict};
-    use crate::error::Rejection;
+    use crate::error::{ErrorClass, Rejection};
     use crate::message::Message;
 
     /// Resumes by asking for another request until its script runs out.
@@ -256,11 +268,25 @@ mod tests {
     }
 
     #[test]
-    fn a_request_without_a_token_is_not_retried_on_auth_failure() {
-        let adapter = Scripted(|_| Step::fail(AdapterError::auth_expired("401")));
+    fn a_401_without_a_token_is_a_permanent_credentials_failure() {
+        let adapter = Scripted(|_| {
+            let refused = ProviderResponse {
+                status: 401,
+                ..Default::default()
+            };
+            Step::fail(refused.classify_http_error("Acme"))
+        });
         let (requests, _, outcome) = run(&adapter, call(0, false));
-        assert_eq!(requests, 1);
-        assert!(outcome.is_err());
+        assert_eq!(requests, 1, "not retried: there is no token to refresh");
+        let error = outcome.expect_err("refused");
+        assert_eq!(error.class(), ErrorClass::Permanent);
+        assert_eq!(error.reason(), ReasonCode::NOT_ALLOWED);
+        assert!(
+            error
+                .message()
+                .contains("refused the configured credentials"),
+            "{error}"
+        );
     }
 
     #[test]

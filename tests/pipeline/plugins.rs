@@ -219,6 +219,23 @@ async fn plugins_list_and_inspect_say_what_is_loaded_and_how() {
 
     let library = plugin_libs::path("patchbay_telegram_example");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchbay"))
+        .args(["plugins", "inspect"])
+        .arg(&library)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // Operators read what each setting and secret is for, not just its name.
+    assert!(
+        text.contains("bot_token (required): the token @BotFather gave the bot"),
+        "{text}"
+    );
+    assert!(
+        text.contains("api_base_url (optional): the Bot API base URL"),
+        "{text}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchbay"))
         .args(["plugins", "inspect", "--json"])
         .arg(&library)
         .output()

@@ -22,6 +22,34 @@ impl InboundRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         header(&self.headers, name)
     }
+
+    /// The body read as an `application/x-www-form-urlencoded` form: every
+    /// field, decoded, in order (a name may repeat).
+    ///
+    /// ```
+    /// use patchbay_plugin_sdk::adapter::InboundRequest;
+    /// let req = InboundRequest { body: b"From=%2B15550001&Body=hi+there".to_vec(), ..Default::default() };
+    /// assert_eq!(req.form()[1], ("Body".to_string(), "hi there".to_string()));
+    /// ```
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    /// The URL's query parameter `name`, decoded (the first, if it repeats).
+    ///
+    /// ```
+    /// use patchbay_plugin_sdk::adapter::InboundRequest;
+    /// let req = InboundRequest { url: "https://gw/webhooks/sms?token=a%2Fb".into(), ..Default::default() };
+    /// assert_eq!(req.query("token").as_deref(), Some("a/b"));
+    /// assert_eq!(req.query("other"), None);
+    /// ```
+    pub fn query(&self, name: &str) -> Option<String> {
+        let (_, query) = self.url.split_once('?')?;
+        let query = query.split('#').next().unwrap_or_default();
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
 }
 
 pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -45,8 +73,14 @@ pub struct Verdict {
 impl Verdict {
     /// Store the request and answer `200` with an empty body.
     pub fn accept(dedupe_key: Option<String>) -> Self {
+        Verdict::accept_with(AckResponse::empty(200), dedupe_key)
+    }
+
+    /// Store the request and answer with `ack` — the body a provider insists
+    /// on (Twilio's empty TwiML document, say).
+    pub fn accept_with(ack: AckResponse, dedupe_key: Option<String>) -> Self {
         Verdict {
-            ack: AckResponse::empty(200),
+            ack,
             dedupe_key,
             store: true,
         }

@@ -177,8 +177,45 @@ pub trait AdapterFactory: Send + Sync {
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The time `secs` seconds after the epoch.
+    pub fn from_secs(secs: i64) -> Self {
+        Timestamp(secs.saturating_mul(1000))
+    }
+
     /// Whole seconds since the epoch.
     pub fn as_secs(self) -> i64 {
         self.0.div_euclid(1000)
+    }
+
+    /// RFC 3339 in UTC with milliseconds, as most provider APIs write times.
+    ///
+    /// ```
+    /// use patchbay_plugin_sdk::adapter::Timestamp;
+    /// assert_eq!(Timestamp(1_700_000_000_123).to_rfc3339(), "2023-11-14T22:13:20.123Z");
+    /// ```
+    pub fn to_rfc3339(self) -> String {
+        humantime::format_rfc3339_millis(self.to_system_time()).to_string()
+    }
+
+    /// Reads an RFC 3339 time (`Z` or no offset; fractions optional).
+    ///
+    /// ```
+    /// use patchbay_plugin_sdk::adapter::Timestamp;
+    /// assert_eq!(Timestamp::parse_rfc3339("2023-11-14T22:13:20.123Z"), Some(Timestamp(1_700_000_000_123)));
+    /// assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+    /// ```
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let time = humantime::parse_rfc3339_weak(text.trim()).ok()?;
+        let ms = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        i64::try_from(ms).ok().map(Timestamp)
+    }
+
+    fn to_system_time(self) -> std::time::SystemTime {
+        let since = std::time::Duration::from_millis(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            std::time::UNIX_EPOCH + since
+        } else {
+            std::time::UNIX_EPOCH - since
+        }
     }
 }

@@ -176,6 +176,11 @@ impl ProviderResponse {
     /// The default classification of a non-2xx HTTP answer: 429 rate limited
     /// (honouring `Retry-After`), 401 auth expired, 5xx and 408 transient, 404 and
     /// 410 invalid destination, other 4xx invalid structure.
+    ///
+    /// A 401 is "auth expired" only for a request that carried a token from an
+    /// auth profile: the [driver](crate::driver) fetches a fresh token and
+    /// tries once more. For any other request the driver makes it a permanent
+    /// failure (`NOT_ALLOWED`): the configured credentials were refused.
     pub fn classify_http_error(&self, what: &str) -> AdapterError {
         let status = self.status;
         let msg = format!("{what} answered HTTP {status}");

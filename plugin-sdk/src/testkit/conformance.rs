@@ -37,7 +37,9 @@
 //! - **verify**: the signed sample is accepted; without its signature, and
 //!   with one byte of its body changed, it is refused with 401 or 403 (skip the
 //!   second with [`Conformance::body_not_signed`] for providers that send a
-//!   shared token instead of signing the body).
+//!   shared token instead of signing the body); and with any value the signer
+//!   wrote (a header, a `?token=`, a signature field in the body) changed by
+//!   one character, it is refused too.
 //! - **unknown fields**: the sample with an extra field (JSON) or parameter
 //!   (forms), signed again, is accepted and parses to as many messages.
 //! - **outbound**: every kind the manifest declares — text, markdown, typing,
@@ -225,6 +227,9 @@ impl<A: ChannelAdapter> Conformance<A> {
         check("verify refuses a tampered body", &|| {
             self.refuses_tampered()
         });
+        check("verify refuses a wrong signature or token", &|| {
+            self.refuses_forgeries()
+        });
         check("unknown inbound fields are tolerated", &|| {
             self.tolerates_unknown_fields()
         });
@@ -277,8 +282,9 @@ impl<A: ChannelAdapter> Conformance<A> {
                 }
             }
         }
-        if m.capabilities.outbound.max_text_length == Some(0) {
-            return fail("outbound max_text_length is 0");
+        let outbound = &m.capabilities.outbound;
+        if outbound.max_text_length == Some(0) || outbound.max_text_bytes == Some(0) {
+            return fail("an outbound text limit is 0");
         }
         let json = serde_json::to_string(&m).map_err(|e| e.to_string());
         match json.and_then(|j| {
@@ -330,6 +336,25 @@ impl<A: ChannelAdapter> Conformance<A> {
             return Outcome::Skipped("the sample body has no letter or digit to change".into());
         }
         refused(self.harness.verify(&tampered))
+    }
+
+    /// Each value the signer wrote — a header, the part of the URL or of the
+    /// body it changed (a `?token=`, a signature field) — changed by one
+    /// character, one at a time, must be refused.
+    fn refuses_forgeries(&self) -> Outcome {
+        let (Some((unsigned, _)), Some(signed)) = (&self.sample, self.signed_sample()) else {
+            return no_sample();
+        };
+        let forgeries = forgeries(unsigned, &signed);
+        if forgeries.is_empty() {
+            return Outcome::Skipped("the signer changes nothing in the request".into());
+        }
+        for (what, forged) in forgeries {
+            if let Outcome::Failed(why) = refused(self.harness.verify(&forged)) {
+                return fail(format!("with a wrong {what}: {why}"));
+            }
+        }
+        Outcome::Passed
     }
 
     fn tolerates_unknown_fields(&self) -> Outcome {
@@ -388,7 +413,12 @@ impl<A: ChannelAdapter> Conformance<A> {
     fn outbound_kinds(&self) -> Vec<(String, Message)> {
         let caps = self.harness.adapter.manifest().capabilities.outbound;
         let limits = caps.limits;
-        let text_len = caps.max_text_length.unwrap_or(500).min(2000);
+        // ASCII text: as many bytes as characters.
+        let text_len = match (caps.max_text_length, caps.max_text_bytes) {
+            (Some(chars), Some(bytes)) => chars.min(bytes),
+            (chars, bytes) => chars.or(bytes).unwrap_or(500),
+        }
+        .min(2000);
         let title_len = limits.max_title_length.unwrap_or(20).min(40);
         let title = |i: usize| {
             let t = format!("Option {}", i + 1);
@@ -572,6 +602,59 @@ fn tamper(body: &mut [u8]) -> bool {
     true
 }
 
+/// The signed request with one of the signer's values changed, for each value.
+fn forgeries(unsigned: &InboundRequest, signed: &InboundRequest) -> Vec<(String, InboundRequest)> {
+    let mut out = Vec::new();
+    for (i, (name, value)) in signed.headers.iter().enumerate() {
+        if unsigned
+            .headers
+            .iter()
+            .any(|(n, v)| n == name && v == value)
+        {
+            continue;
+        }
+        let mut bytes = value.clone().into_bytes();
+        if tamper(&mut bytes) {
+            let mut forged = signed.clone();
+            forged.headers[i].1 = String::from_utf8_lossy(&bytes).into_owned();
+            out.push((format!("`{name}` header"), forged));
+        }
+    }
+    let mut url = signed.url.clone().into_bytes();
+    if let Some(span) = changed_span(unsigned.url.as_bytes(), &url)
+        && tamper(&mut url[span])
+    {
+        let mut forged = signed.clone();
+        forged.url = String::from_utf8_lossy(&url).into_owned();
+        out.push(("token in the URL".into(), forged));
+    }
+    let mut body = signed.body.clone();
+    if let Some(span) = changed_span(&unsigned.body, &body)
+        && tamper(&mut body[span])
+    {
+        let mut forged = signed.clone();
+        forged.body = body;
+        out.push(("signature or token in the body".into(), forged));
+    }
+    out
+}
+
+/// Where `after` differs from `before`: the bytes between their common
+/// prefix and common suffix, if any.
+fn changed_span(before: &[u8], after: &[u8]) -> Option<std::ops::Range<usize>> {
+    let prefix = before.iter().zip(after).take_while(|(a, b)| a == b).count();
+    let room = before.len().min(after.len()) - prefix;
+    let suffix = before
+        .iter()
+        .rev()
+        .zip(after.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let span = prefix..after.len() - suffix;
+    (!span.is_empty()).then_some(span)
+}
+
 fn refused(verdict: Result<crate::adapter::Verdict, crate::error::Rejection>) -> Outcome {
     match verdict {
         Err(r) if r.status == 401 || r.status == 403 => Outcome::Passed,
@@ -681,11 +764,65 @@ mod tests {
                 "manifest is valid",
                 "verify refuses a missing signature",
                 "verify refuses a tampered body",
+                "verify refuses a wrong signature or token",
                 "outbound buttons renders",
             ],
             "{report}"
         );
         assert!(report.to_string().contains("panicked: buttons are hard"));
+    }
+
+    /// Checks that a token is present in the body, not that it is right.
+    struct PresenceOnly;
+
+    impl ChannelAdapter for PresenceOnly {
+        fn manifest(&self) -> Manifest {
+            Toy { careless: false }.manifest()
+        }
+        fn verify(
+            &self,
+            r: &InboundRequest,
+            _: Timestamp,
+            _: &Resources,
+        ) -> Result<Verdict, Rejection> {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            match body["token"].as_str() {
+                Some(_) => Ok(Verdict::accept(None)),
+                None => Err(Rejection::unauthorized("missing token")),
+            }
+        }
+        fn parse_inbound(&self, r: &InboundRequest, now: Timestamp) -> Step {
+            Toy { careless: false }.parse_inbound(r, now)
+        }
+        fn render_outbound(&self, _: &Message, _: Timestamp) -> Step {
+            Step::delivered(None)
+        }
+    }
+
+    #[test]
+    fn an_adapter_that_accepts_any_token_fails() {
+        let report = Conformance::new(PresenceOnly, 1_700_000_000_000)
+            .inbound(br#"{"text":"hello world"}"#, |r: &mut InboundRequest| {
+                let mut body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                body["token"] = "s3cret-shared-token".into();
+                r.body = body.to_string().into_bytes();
+            })
+            .body_not_signed()
+            .run();
+        let failed: Vec<&str> = report.failures().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            failed,
+            ["verify refuses a wrong signature or token"],
+            "{report}"
+        );
+        assert!(report.to_string().contains("token in the body"), "{report}");
+    }
+
+    #[test]
+    fn the_changed_span_is_what_the_signer_wrote() {
+        assert_eq!(changed_span(b"/hook", b"/hook?token=abc"), Some(5..15));
+        assert_eq!(changed_span(b"a=1&b=2", b"a=1&sig=xy&b=2"), Some(4..11));
+        assert_eq!(changed_span(b"same", b"same"), None);
     }
 
     #[test]

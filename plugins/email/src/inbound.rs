@@ -106,10 +106,7 @@ fn check_token(email: &Email, request: &InboundRequest) -> Result<(), Rejection>
     } else {
         None
     };
-    let query = request.url.split_once('?').map_or("", |(_, q)| q);
-    let from_query = form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned());
+    let from_query = request.query("token");
     let given = from_header
         .or(from_query)
         .ok_or_else(|| Rejection::unauthorized("missing inbound token"))?;

@@ -24,8 +24,7 @@ fn decode(request: &InboundRequest) -> Result<Body, String> {
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
         || request.body.starts_with(b"payload=");
     if form {
-        let fields: BTreeMap<String, String> =
-            form_urlencoded::parse(&request.body).into_owned().collect();
+        let fields: BTreeMap<String, String> = request.form().into_iter().collect();
         if let Some(payload) = fields.get("payload") {
             let value = serde_json::from_str(payload).map_err(|e| format!("payload: {e}"))?;
             Ok(Body::Interaction(value))

@@ -10,10 +10,6 @@ use crate::outbound::MESSAGE_ID_PARAM;
 /// The empty TwiML document: "received, nothing to reply".
 const EMPTY_TWIML: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#;
 
-fn fields(body: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(body).into_owned().collect()
-}
-
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
@@ -43,7 +39,7 @@ pub(crate) fn verify(sms: &Sms, request: &InboundRequest) -> Result<Verdict, Rej
     let received = request
         .header("x-twilio-signature")
         .ok_or_else(|| Rejection::unauthorized("missing X-Twilio-Signature"))?;
-    let fields = fields(&request.body);
+    let fields = request.form();
     let expected = signature(sms.auth_token.expose(), &request.url, &fields);
     if !constant_time_eq(received.trim().as_bytes(), expected.as_bytes()) {
         return Err(Rejection::unauthorized("X-Twilio-Signature mismatch"));
@@ -56,13 +52,14 @@ pub(crate) fn verify(sms: &Sms, request: &InboundRequest) -> Result<Verdict, Rej
         Some(status) if is_status_callback(&fields) => format!("status:{sid}:{status}"),
         _ => format!("message:{sid}"),
     };
-    let mut verdict = Verdict::accept(Some(dedupe_key));
-    verdict.ack = AckResponse::with_body("text/xml", EMPTY_TWIML);
-    Ok(verdict)
+    Ok(Verdict::accept_with(
+        AckResponse::with_body("text/xml", EMPTY_TWIML),
+        Some(dedupe_key),
+    ))
 }
 
 pub(crate) fn parse(request: &InboundRequest) -> Step {
-    let fields = fields(&request.body);
+    let fields = request.form();
     if is_status_callback(&fields) {
         return Step::messages(status_callback(request, &fields).into_iter().collect());
     }
@@ -102,11 +99,7 @@ pub(crate) fn parse(request: &InboundRequest) -> Step {
 
 /// A receipt for the Patchbay message named in the callback URL.
 fn status_callback(request: &InboundRequest, fields: &[(String, String)]) -> Option<Message> {
-    let query = request.url.split_once('?').map_or("", |(_, q)| q);
-    let message_id = form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == MESSAGE_ID_PARAM)?
-        .1
-        .into_owned();
+    let message_id = request.query(MESSAGE_ID_PARAM)?;
     let status = match field(fields, "MessageStatus")? {
         "delivered" => ReceiptStatus::Delivered,
         "read" => ReceiptStatus::Read,
