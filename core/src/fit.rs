@@ -166,6 +166,15 @@ pub fn fit(content: &Content, target: Target<'_>) -> Fitted {
         Some(text) => Content::text(text),
         None => shorten_titles(content, caps.limits.max_title_length, &mut out),
     };
+    if let Content::QuickReplies { replies, .. } = &content {
+        // Some channels return a tapped quick reply as its text (Teams'
+        // imBack): the label maps back to the payload.
+        menu = Menu::labels(
+            replies
+                .iter()
+                .map(|r| (r.title.as_str(), r.payload.as_str())),
+        );
+    }
     if !menu.is_empty() {
         out.menu = Some(menu);
     }

@@ -5,6 +5,10 @@
 //! conversation; when the customer answers "2", [`Menu::resolve`] finds item 2 so
 //! the application receives the postback it would have received from a native
 //! button.
+//!
+//! Native quick replies record a menu too, resolved by label only: on channels
+//! where a quick reply comes back as the text the customer tapped (Teams'
+//! `imBack`), that text becomes the reply's postback.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub struct Menu {
     /// The options, numbered from 1.
     pub options: Vec<MenuOption>,
+    /// The numbers were never shown: only an exact label picks an option.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub labels_only: bool,
 }
 
 /// One numbered option.
@@ -36,6 +43,26 @@ impl Menu {
             payload: payload.to_string(),
         });
         number
+    }
+
+    /// A menu of choices shown natively, without numbers: only their labels
+    /// pick them.
+    ///
+    /// ```
+    /// use patchbay_core::menu::Menu;
+    /// let m = Menu::labels([("Yes", "YES"), ("No", "NO")]);
+    /// assert_eq!(m.resolve("no").unwrap().payload, "NO");
+    /// assert!(m.resolve("2").is_none());
+    /// ```
+    pub fn labels<'a>(choices: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut menu = Menu {
+            labels_only: true,
+            ..Menu::default()
+        };
+        for (title, payload) in choices {
+            menu.push(title, payload);
+        }
+        menu
     }
 
     /// True when there is nothing to choose.
@@ -62,7 +89,7 @@ impl Menu {
             .trim_start_matches('#')
             .trim_end_matches(['.', ')'])
             .trim();
-        if let Ok(n) = digits.parse::<u32>() {
+        if let (false, Ok(n)) = (self.labels_only, digits.parse::<u32>()) {
             return self.options.iter().find(|o| o.number == n);
         }
         self.options

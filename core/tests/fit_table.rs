@@ -422,3 +422,26 @@ fn rich_limits_degrade_or_shorten() {
     assert_eq!(fitted.parts, vec![fine]);
     assert!(fitted.adjustments.is_empty());
 }
+
+#[test]
+fn native_quick_replies_map_their_labels_back_but_not_numbers() {
+    let caps = DirectionCapabilities::plain_text(1000).with_rich_types([RichType::QuickReplies]);
+    let content = Content::QuickReplies {
+        text: "Helpful?".into(),
+        replies: vec![
+            QuickReply {
+                title: "Yes".into(),
+                payload: "Y".into(),
+            },
+            QuickReply {
+                title: "No".into(),
+                payload: "N".into(),
+            },
+        ],
+    };
+    let fitted = run(&content, &caps);
+    assert_eq!(fitted.parts, vec![content]);
+    let menu = fitted.menu.expect("a label menu");
+    assert_eq!(menu.resolve("no").map(|o| o.payload.as_str()), Some("N"));
+    assert!(menu.resolve("2").is_none(), "no numbers were shown");
+}

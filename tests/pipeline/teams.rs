@@ -202,8 +202,8 @@ async fn reply_uses_a_cached_client_credentials_token() {
     let activity = sent[0].json();
     assert_eq!(activity["type"], "message");
     assert_eq!(
-        activity["suggestedActions"]["actions"][1]["value"]["payload"],
-        "N"
+        activity["suggestedActions"]["actions"][1],
+        json!({"type": "imBack", "title": "No", "value": "No"})
     );
     assert_eq!(t.bf.received_on("/token").len(), 1, "the token is cached");
     let token_form = String::from_utf8(t.bf.received_on("/token")[0].body.clone()).expect("utf8");
@@ -217,6 +217,37 @@ async fn reply_uses_a_cached_client_credentials_token() {
         .expect("receipt");
     assert_eq!(first_receipt["content"]["status"], "Delivered");
     assert_eq!(first_receipt["content"]["provider_message_id"], "act-1");
+}
+
+#[tokio::test]
+async fn a_tapped_suggested_action_reaches_the_application_as_its_postback() {
+    let t = setup().await;
+    // Suggested actions are imBack: Teams posts the title as the customer's text.
+    t.reply(
+        json!({"type": "quick_replies", "text": "Helpful?", "replies": [
+        {"title": "Yes", "payload": "HELPFUL_YES"}, {"title": "No", "payload": "HELPFUL_NO"}]}),
+    )
+    .await;
+    let sent = t.bf.wait_for_path(ACTIVITIES, 1).await;
+    assert_eq!(
+        sent[0].json()["suggestedActions"]["actions"][0]["type"],
+        "imBack"
+    );
+    let token = t.token("test-key-1", "test.der", APP_ID);
+    let res = t.activity(&t.message("m-tap", "No"), &token).await;
+    assert_eq!(res.status(), 200);
+    let postback = t
+        .app
+        .wait_for(2)
+        .await
+        .into_iter()
+        .map(|r| r.json())
+        .find(|m| m["content"]["type"] == "postback")
+        .expect("the tap arrives as a postback");
+    assert_eq!(
+        postback["content"],
+        json!({"type": "postback", "payload": "HELPFUL_NO", "text": "No"})
+    );
 }
 
 #[tokio::test]

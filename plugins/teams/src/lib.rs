@@ -34,9 +34,11 @@
 //! rather than receive the token. Buttons become
 //! a hero card, list pickers an Adaptive Card with a choice set, carousels hero
 //! cards with `attachmentLayout: "carousel"`, quick replies `suggestedActions`
-//! (more than the three Teams shows: a card with a choice set);
-//! typing is sent as a `typing` activity. Postback buttons use `messageBack`
-//! with `{"payload": …}` as value, so the click comes back as a postback.
+//! of `imBack` actions (the tap comes back as the reply's title, which the
+//! host maps to its payload; more than the three Teams shows: a card with a
+//! choice set); typing is sent as a `typing` activity. Postback buttons on
+//! cards use `messageBack` with `{"payload": …}` as value, so the click comes
+//! back as a postback.
 //!
 //! Errors: 429 and 5xx are retried (honouring `Retry-After`), 401 refreshes the
 //! token, 403 and 404 fail with reason 530, other 4xx with 520.

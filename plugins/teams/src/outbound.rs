@@ -76,11 +76,13 @@ pub(crate) fn render(teams: &Teams, message: &Message) -> Step {
             let choices = replies.iter().map(|r| (r.title.clone(), r.payload.clone()));
             activity["attachments"] = json!([choice_card(text, choices)]);
         }
+        // Suggested actions support imBack, not messageBack: the tap comes
+        // back as the reply's title, which the host maps to its payload.
         Content::QuickReplies { text, replies } => {
             activity["text"] = json!(text);
             let actions: Vec<Value> = replies
                 .iter()
-                .map(|r| message_back(&r.title, &r.payload))
+                .map(|r| json!({"type": "imBack", "title": r.title, "value": r.title}))
                 .collect();
             activity["suggestedActions"] = json!({"actions": actions});
         }
