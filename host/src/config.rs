@@ -48,9 +48,12 @@ pub struct Config {
     pub store: StoreConfig,
     /// The business application Patchbay serves.
     pub application: ApplicationConfig,
-    /// Outbound delivery to providers.
+    /// Every call to providers: sends, lookups while parsing, tokens, keys.
     #[serde(default)]
-    pub outbound: OutboundConfig,
+    pub providers: ProvidersConfig,
+    /// The 0.1 name of `[providers]`, kept only to say so.
+    #[serde(default, rename = "outbound")]
+    renamed_outbound: Option<toml::Value>,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -216,10 +219,11 @@ fn default_concurrency() -> usize {
     32
 }
 
-/// `[outbound]`.
+/// `[providers]`: how Patchbay calls providers' APIs — outbound sends, and
+/// the lookups, token and key requests inbound parsing makes too.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutboundConfig {
+pub struct ProvidersConfig {
     /// Per-request timeout towards providers, in milliseconds.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
@@ -231,9 +235,9 @@ pub struct OutboundConfig {
     pub retry: RetryPolicy,
 }
 
-impl Default for OutboundConfig {
+impl Default for ProvidersConfig {
     fn default() -> Self {
-        OutboundConfig {
+        ProvidersConfig {
             timeout_ms: default_timeout(),
             concurrency: default_concurrency(),
             retry: RetryPolicy::default(),
@@ -357,7 +361,13 @@ impl Config {
                 "must be at least 16 characters",
             ));
         }
-        if self.application.timeout_ms == 0 || self.outbound.timeout_ms == 0 {
+        if self.renamed_outbound.is_some() {
+            return Err(ConfigError::new(
+                "outbound",
+                "is now [providers] (it governs every call to providers, inbound lookups too); rename the table",
+            ));
+        }
+        if self.application.timeout_ms == 0 || self.providers.timeout_ms == 0 {
             return Err(ConfigError::new("timeout_ms", "must be greater than 0"));
         }
         if self.server.max_body_bytes == 0 {
@@ -368,7 +378,7 @@ impl Config {
         }
         for (name, policy) in [
             ("application.retry", &self.application.retry),
-            ("outbound.retry", &self.outbound.retry),
+            ("providers.retry", &self.providers.retry),
         ] {
             if policy.max_attempts == 0 {
                 return Err(ConfigError::new(
@@ -395,7 +405,7 @@ impl Config {
                 "application.concurrency",
                 self.application.concurrency as u64,
             ),
-            ("outbound.concurrency", self.outbound.concurrency as u64),
+            ("providers.concurrency", self.providers.concurrency as u64),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(key, "must be at least 1"));
@@ -638,6 +648,16 @@ mod tests {
                     .replace("channels.web.", "channels.\"we b\"."),
                 "channels.we b",
                 "letters",
+            ),
+            (
+                format!("{MINIMAL}\n[outbound]\ntimeout_ms = 5000\n"),
+                "outbound",
+                "is now [providers]",
+            ),
+            (
+                format!("{MINIMAL}\n[providers]\nconcurrency = 0\n"),
+                "providers.concurrency",
+                "at least 1",
             ),
             (
                 format!("{MINIMAL}\n[bogus]\n"),

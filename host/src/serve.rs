@@ -48,7 +48,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config, true).await?;
 
     let app_client = http_client(Duration::from_millis(config.application.timeout_ms));
-    let provider_client = http_client(Duration::from_millis(config.outbound.timeout_ms));
+    let provider_client = http_client(Duration::from_millis(config.providers.timeout_ms));
     let resources = ResourceCache::new(&channels);
     let (deliver_done, deliver_pending) = Completer::new();
     let (outbound_done, outbound_pending) = Completer::new();
@@ -58,7 +58,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         resources,
         transport: Transport::new(
             provider_client,
-            SmtpSender::new(Duration::from_millis(config.outbound.timeout_ms)),
+            SmtpSender::new(Duration::from_millis(config.providers.timeout_ms)),
         ),
         app: AppClient::new(
             app_client,
@@ -70,7 +70,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.application.secret.clone(),
         ),
         app_retry: config.application.retry,
-        outbound_retry: config.outbound.retry,
+        outbound_retry: config.providers.retry,
         lease_ms: (config.store.lease_secs.saturating_mul(1000)) as i64,
         public_url: public_url.clone(),
         api_keys: config.application.api_keys.clone(),
@@ -126,7 +126,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
     }));
     let (outbound_rt, outbound_stop) = (rt.clone(), stop_rx.clone());
-    let outbound_concurrency = config.outbound.concurrency;
+    let outbound_concurrency = config.providers.concurrency;
     tasks.spawn(supervise("outbound", stop_rx.clone(), move || {
         workers::run_queue(
             outbound_rt.clone(),

@@ -285,7 +285,7 @@ api_keys = ["{api_key}"]
 timeout_ms = 2000
 retry = {{ max_attempts = 5, base_delay_ms = 50, max_delay_ms = 200 }}
 
-[outbound]
+[providers]
 timeout_ms = 2000
 retry = {{ max_attempts = 3, base_delay_ms = 50, max_delay_ms = 200 }}
 
