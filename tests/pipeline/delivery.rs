@@ -21,7 +21,7 @@ async fn application_503_then_200_is_delivered_exactly_once() {
     assert_eq!(got[0].body, got[1].body, "the same message is retried");
     assert_eq!(got[0].header("x-patchbay-attempt"), Some("1"));
     assert_eq!(got[1].header("x-patchbay-attempt"), Some("2"));
-    settle().await;
+    host.idle().await;
     assert_eq!(app.received().len(), 2, "no delivery after the 200");
     assert_eq!(
         host.counts()["deliver"],
@@ -39,7 +39,7 @@ async fn application_400_dead_letters_and_replay_delivers() {
     ));
     assert_eq!(host.webhook(&body("evt-400")).await.status(), 200);
     app.wait_for(1).await;
-    settle().await;
+    host.idle().await;
     assert_eq!(app.received().len(), 1, "a 4xx is not retried");
     let (status, out) = host.cli(&["dead-letters", "list", "--json"]);
     assert!(status.success());
@@ -73,7 +73,7 @@ async fn exhausted_retries_dead_letter() {
     ));
     host.webhook(&body("evt-500")).await;
     app.wait_for(5).await;
-    settle().await;
+    host.idle().await;
     assert_eq!(app.received().len(), 5, "max_attempts = 5");
     assert_eq!(host.counts()["deliver"]["dead"], 1);
 }
@@ -91,7 +91,7 @@ async fn acknowledged_webhook_survives_sigkill_before_delivery() {
     host.spawn();
     let got = app.wait_for(1).await;
     assert_eq!(got[0].json()["content"]["text"], "evt-crash");
-    settle().await;
+    host.idle().await;
     assert_eq!(app.received().len(), 1);
 }
 
@@ -157,7 +157,7 @@ async fn after_an_outage_every_message_arrives_once_in_order_and_every_conversat
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    settle().await;
+    host.idle().await;
     let ok_count = app.received().iter().filter(|r| r.status == 200).count();
     assert_eq!(ok_count, total, "each message delivered exactly once");
     // Paused, not hammered: a few hundred attempts at most during 20 s (a

@@ -183,7 +183,7 @@ async fn smtp_4xx_is_retried_then_delivered_and_5xx_fails_530() {
     let failed = got[1].json();
     assert_eq!(failed["content"]["status"], "Failed");
     assert_eq!(failed["content"]["reasons"][0]["code"], 530);
-    settle().await;
+    s.host.idle().await;
     assert_eq!(
         s.smtp.accepted().len(),
         1,

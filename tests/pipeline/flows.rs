@@ -145,7 +145,7 @@ async fn provider_failure_becomes_a_failed_receipt_with_reason_code() {
     assert_eq!(receipt["status"], "Failed");
     assert_eq!(receipt["message_id"], id.as_str());
     assert_eq!(receipt["reasons"][0]["code"], 530);
-    settle().await;
+    host.idle().await;
     assert_eq!(
         integration.received().len(),
         1,
@@ -221,7 +221,7 @@ block = ["exe"]
         receipt["content"]["reasons"][0],
         json!({"code": 350, "message": "Attachment file type 'exe' is not allowed."})
     );
-    settle().await;
+    host.idle().await;
     assert!(integration.received().is_empty());
 }
 
@@ -243,7 +243,7 @@ async fn idempotency_key_stores_once() {
     );
     assert_eq!(second.json_value().await, first);
     integration.wait_for(1).await;
-    settle().await;
+    host.idle().await;
     assert_eq!(integration.received().len(), 1);
 }
 

@@ -370,6 +370,30 @@ secrets = {{ signing_secret_file = "channel.secret" }}
         (out.status, String::from_utf8_lossy(&out.stdout).to_string())
     }
 
+    /// Waits until no job is pending in any queue — everything accepted has
+    /// been delivered, failed or dead-lettered — so a test can then assert
+    /// that nothing more happened. Panics after 15 s with the counts.
+    pub async fn idle(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let counts = self.counts();
+            let pending: u64 = counts
+                .as_object()
+                .into_iter()
+                .flat_map(|queues| queues.values())
+                .filter_map(|queue| queue["pending"].as_u64())
+                .sum();
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queues never went idle: {counts}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Queue counts from `patchbay status --json`.
     pub fn counts(&self) -> Value {
         let (status, out) = self.cli(&["status", "--json"]);
@@ -457,10 +481,6 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// Sleeps long enough for the host to have acted if it were going to.
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(600)).await;
-}
 
 /// `reqwest` is built without its `json` feature; parse bodies here.
 pub trait JsonValue {

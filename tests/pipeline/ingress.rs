@@ -24,7 +24,7 @@ async fn a_provider_event_sent_twice_reaches_the_application_once() {
         200,
         "a late retry is acknowledged too"
     );
-    settle().await;
+    host.idle().await;
     assert_eq!(app.received().len(), 1);
     // Every acknowledged copy was stored; the redeliveries ended without messages.
     assert_eq!(host.counts()["inbound"]["done"], 3);
@@ -55,7 +55,7 @@ async fn wrong_signature_is_401_and_nothing_is_stored() {
     assert!(!text.contains(CHANNEL_SECRET));
     let res = host.post_raw("/webhooks/web", &[], bytes).await;
     assert_eq!(res.status(), 401);
-    settle().await;
+    host.idle().await;
     assert!(app.received().is_empty());
     let counts = host.counts();
     assert_eq!(
@@ -94,7 +94,7 @@ async fn oversized_body_is_413() {
     let big = json!({"message_id": "big", "conversation": {"id": "c"}, "content": {"type": "text", "text": "x".repeat(4096)}});
     let res = host.webhook(&big).await;
     assert_eq!(res.status(), 413);
-    settle().await;
+    host.idle().await;
     assert!(app.received().is_empty());
     assert_eq!(host.counts()["inbound"]["pending"], 0);
 }

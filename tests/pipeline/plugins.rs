@@ -152,7 +152,7 @@ async fn the_example_plugin_carries_a_message_in_and_a_reply_out() {
         )
         .await;
     assert_eq!(forged.status(), 401);
-    settle().await;
+    s.host.idle().await;
     assert_eq!(s.app.received().len(), 3);
 }
 

@@ -82,7 +82,7 @@ async fn url_verification_is_answered_with_the_challenge() {
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json_value().await["challenge"], "c-123");
-    settle().await;
+    s.host.idle().await;
     assert!(s.app.received().is_empty(), "a handshake is not a message");
 }
 
@@ -112,7 +112,7 @@ async fn inbound_text_reaches_the_application_once_despite_slack_retries() {
         json!({"type": "text", "text": "Where is order 42 (https://shop.example/o/42)?"})
     );
     assert_eq!(msg["sender"]["id"], "U2147483697");
-    settle().await;
+    s.host.idle().await;
     assert_eq!(s.app.received().len(), 1, "the retry must be dropped");
 }
 
@@ -207,7 +207,7 @@ async fn a_permanent_slack_error_becomes_a_failed_receipt() {
     assert_eq!(receipt["status"], "Failed");
     assert_eq!(receipt["message_id"], id.as_str());
     assert_eq!(receipt["reasons"][0]["code"], 530);
-    settle().await;
+    s.host.idle().await;
     assert_eq!(
         s.api.received_on("/api/chat.postMessage").len(),
         1,

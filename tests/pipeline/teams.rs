@@ -141,7 +141,7 @@ async fn inbound_activity_with_a_valid_token_reaches_the_application() {
             .status(),
         200
     );
-    settle().await;
+    t.host.idle().await;
     assert_eq!(t.app.received().len(), 1);
 }
 
@@ -160,7 +160,7 @@ async fn a_token_for_another_bot_is_refused_and_nothing_stored() {
         )
         .await;
     assert_eq!(missing.status(), 401);
-    settle().await;
+    t.host.idle().await;
     assert!(t.app.received().is_empty());
     assert_eq!(t.host.counts()["inbound"]["pending"], 0);
 }

@@ -126,7 +126,7 @@ async fn a_message_is_looked_up_and_reaches_the_application() {
         lookup[0].header("authorization"),
         Some(format!("Bearer {TOKEN}").as_str())
     );
-    settle().await;
+    s.host.idle().await;
     assert_eq!(
         s.app.received().len(),
         1,
@@ -224,7 +224,7 @@ async fn rate_limited_send_is_retried_and_a_missing_room_fails_530() {
     let failed = got[1].json();
     assert_eq!(failed["content"]["status"], "Failed");
     assert_eq!(failed["content"]["reasons"][0]["code"], 530);
-    settle().await;
+    s.host.idle().await;
     assert_eq!(
         s.webex.received_on("/v1/messages").len(),
         3,
