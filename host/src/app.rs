@@ -7,11 +7,11 @@
 //! 2xx is delivered; 5xx, 408, 429 and network failures or timeouts are retried;
 //! any other 4xx means the application refuses the message: it is dead-lettered.
 
-use patchbay_plugin_sdk::adapter::{Secret, Timestamp, retry_after_ms};
+use patchbay_plugin_sdk::adapter::{Secret, retry_after_ms};
 use patchbay_plugin_sdk::message::TraceContext;
 use patchbay_plugin_sdk::signature::{hmac_sha1_hex, hmac_sha256_hex};
 
-use crate::store::sqlite::now_ms;
+use crate::clock::Clock;
 use crate::transport::{error_chain, host_of};
 
 /// What became of one delivery attempt.
@@ -39,15 +39,17 @@ pub struct AppClient {
     client: reqwest::Client,
     url: reqwest::Url,
     secret: Secret,
+    clock: Clock,
 }
 
 impl AppClient {
     /// A client for `url`, signing with `secret`.
-    pub fn new(client: reqwest::Client, url: reqwest::Url, secret: Secret) -> Self {
+    pub fn new(client: reqwest::Client, url: reqwest::Url, secret: Secret, clock: Clock) -> Self {
         AppClient {
             client,
             url,
             secret,
+            clock,
         }
     }
 
@@ -101,7 +103,7 @@ impl AppClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry_after_ms(v, Timestamp(now_ms())));
+            .and_then(|v| retry_after_ms(v, self.clock.timestamp()));
         // Drain the body so the connection can be reused.
         let _ = response.bytes().await;
         match status.as_u16() {

@@ -179,10 +179,12 @@ async fn run(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let store = match crate::serve::open_store(&config, false).await {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
+            let store =
+                match crate::serve::open_store(&config, false, crate::clock::Clock::system()).await
+                {
+                    Ok(s) => s,
+                    Err(e) => return fail(e),
+                };
             match store.counts().await {
                 Ok(counts) if json => {
                     let map: serde_json::Map<String, serde_json::Value> = counts
@@ -234,7 +236,8 @@ async fn dead_letters(action: DeadLetterAction) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match crate::serve::open_store(&config, false).await {
+    let store = match crate::serve::open_store(&config, false, crate::clock::Clock::system()).await
+    {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -269,7 +272,7 @@ async fn dead_letters(action: DeadLetterAction) -> ExitCode {
             Err(e) => fail(e.into()),
         },
         DeadLetterAction::Replay { id, .. } => {
-            match store.replay(&id, crate::store::sqlite::now_ms()).await {
+            match store.replay(&id, crate::clock::system_now_ms()).await {
                 Ok(true) => {
                     println!("replayed {id}");
                     ExitCode::SUCCESS

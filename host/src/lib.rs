@@ -30,6 +30,7 @@
 pub mod app;
 pub mod channels;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod destinations;
 pub mod plugins;

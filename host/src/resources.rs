@@ -10,11 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use patchbay_plugin_sdk::adapter::{ResourceSpec, Resources, StepOutput, Timestamp};
+use patchbay_plugin_sdk::adapter::{ResourceSpec, Resources, StepOutput};
 use patchbay_plugin_sdk::error::AdapterError;
 
 use crate::channels::{Channel, Channels};
-use crate::store::sqlite::now_ms;
 use crate::transport::Transport;
 
 /// Least time between two refreshes forced by `verify`.
@@ -79,11 +78,11 @@ impl ResourceCache {
         let Some(slot) = self.slots.get(&channel.id) else {
             return Ok(self.none.clone());
         };
-        if slot.due(now_ms()).is_empty() {
+        if slot.due(transport.clock().now()).is_empty() {
             return Ok(slot.snapshot());
         }
         let _guard = slot.refreshing.lock().await;
-        let due = slot.due(now_ms());
+        let due = slot.due(transport.clock().now());
         slot.fetch(transport, channel, &due).await?;
         Ok(slot.snapshot())
     }
@@ -98,7 +97,7 @@ impl ResourceCache {
     ) -> Option<Arc<Resources>> {
         let slot = self.slots.get(&channel.id)?;
         let _guard = slot.refreshing.lock().await;
-        let now = now_ms();
+        let now = transport.clock().now();
         {
             let mut state = slot.lock();
             if state
@@ -154,7 +153,9 @@ impl Slot {
         names: &[String],
     ) -> Result<(), AdapterError> {
         for name in names {
-            let step = channel.adapter.fetch_resource(name, Timestamp(now_ms()));
+            let step = channel
+                .adapter
+                .fetch_resource(name, transport.clock().timestamp());
             let fetched = match transport.drive(&channel.id, &*channel.adapter, step).await {
                 Ok(StepOutput::Resource { value }) => Ok(value),
                 Ok(other) => Err(AdapterError::permanent(format!(
@@ -168,14 +169,17 @@ impl Slot {
                     tracing::info!(channel = %channel.id, resource = %name, "resource fetched");
                     let resources = (*state.resources).clone().with(name.clone(), value);
                     state.resources = Arc::new(resources);
-                    state.fetched_at.insert(name.clone(), now_ms());
+                    state
+                        .fetched_at
+                        .insert(name.clone(), transport.clock().now());
                 }
                 Err(e) if state.resources.get(name).is_some() => {
                     // Try again in a minute, not on every webhook.
                     let refresh = self.refresh_after(name);
-                    state
-                        .fetched_at
-                        .insert(name.clone(), now_ms() - refresh + RETRY_FAILED_MS);
+                    state.fetched_at.insert(
+                        name.clone(),
+                        transport.clock().now() - refresh + RETRY_FAILED_MS,
+                    );
                     tracing::warn!(channel = %channel.id, resource = %name, error = %e, "refreshing resource failed; keeping the previous copy");
                 }
                 Err(e) => {

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::app::AppClient;
 use crate::channels::Channels;
+use crate::clock::Clock;
 use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
 use crate::store::{Attempt, Job, NewJob, Store, StoreError};
@@ -53,6 +54,8 @@ pub struct Runtime {
     pub destinations: Destinations,
     /// Where finished jobs are handed in, per queue.
     pub completers: Completers,
+    /// The time every worker and handler reads.
+    pub clock: Clock,
 }
 
 /// The [`Completer`] of each queue whose workers run jobs concurrently.

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::app::AppClient;
 use crate::channels;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
@@ -19,13 +20,18 @@ use crate::workers;
 use crate::workers::completions::{self, Completer};
 use crate::workers::supervise;
 
-/// Opens the configured store; `serving` releases a previous process's leases.
-pub async fn open_store(config: &Config, serving: bool) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the configured store, stamping rows with `clock`; `serving` releases
+/// a previous process's leases.
+pub async fn open_store(
+    config: &Config,
+    serving: bool,
+    clock: Clock,
+) -> anyhow::Result<Arc<dyn Store>> {
     let settings = WriterSettings {
         max_batch: config.store.max_batch,
         background_rows: config.store.background_rows_per_turn,
     };
-    let store = SqliteStore::open(&config.store.path, settings, serving)
+    let store = SqliteStore::open_with_clock(&config.store.path, settings, serving, clock)
         .await
         .with_context(|| format!("opening store {}", config.store.path.display()))?;
     Ok(Arc::new(store))
@@ -45,7 +51,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
     let channels = channels::build(&config, &public_url).map_err(anyhow::Error::new)?;
-    let store = open_store(&config, true).await?;
+    let clock = Clock::system();
+    let store = open_store(&config, true, clock.clone()).await?;
 
     let app_client = http_client(Duration::from_millis(config.application.timeout_ms));
     let provider_client = http_client(Duration::from_millis(config.providers.timeout_ms));
@@ -59,6 +66,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         transport: Transport::new(
             provider_client,
             SmtpSender::new(Duration::from_millis(config.providers.timeout_ms)),
+            clock.clone(),
         ),
         app: AppClient::new(
             app_client,
@@ -68,6 +76,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|e| ConfigError::new("application.webhook_url", format!("{e}")))?,
             config.application.secret.clone(),
+            clock.clone(),
         ),
         app_retry: config.application.retry,
         outbound_retry: config.providers.retry,
@@ -80,6 +89,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             deliver: deliver_done,
             outbound: outbound_done,
         },
+        clock,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -16,8 +16,8 @@ use patchbay_plugin_sdk::adapter::{
 use patchbay_plugin_sdk::driver::{Driver, Next};
 use patchbay_plugin_sdk::error::AdapterError;
 
+use crate::clock::Clock;
 use crate::smtp::SmtpSender;
-use crate::store::sqlite::now_ms;
 
 /// Refresh tokens this long before they expire.
 const TOKEN_MARGIN_MS: i64 = 60_000;
@@ -43,15 +43,17 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 pub struct Transport {
     client: reqwest::Client,
     smtp: SmtpSender,
+    clock: Clock,
     tokens: Arc<Mutex<HashMap<(String, String), AccessToken>>>,
 }
 
 impl Transport {
     /// A transport with the given HTTP client and SMTP sender.
-    pub fn new(client: reqwest::Client, smtp: SmtpSender) -> Self {
+    pub fn new(client: reqwest::Client, smtp: SmtpSender, clock: Clock) -> Self {
         Transport {
             client,
             smtp,
+            clock,
             tokens: Arc::default(),
         }
     }
@@ -76,7 +78,7 @@ impl Transport {
                         self.forget_tokens(channel);
                     }
                     let response = self.execute(channel, adapter, request).await?;
-                    driver.resume(adapter, response, Timestamp(now_ms()));
+                    driver.resume(adapter, response, self.clock.timestamp());
                 }
                 Next::Finished(outcome) => {
                     if let Err(error) = &outcome
@@ -166,7 +168,7 @@ impl Transport {
         profile: &str,
     ) -> Result<AccessToken, AdapterError> {
         let key = (channel.to_string(), profile.to_string());
-        let now = now_ms();
+        let now = self.clock.now();
         if let Some(token) = self.lock_tokens().get(&key)
             && token.expires_at.0 - TOKEN_MARGIN_MS > now
         {
@@ -176,9 +178,14 @@ impl Transport {
             return Err(AdapterError::permanent("token requests must be HTTP"));
         };
         let response = self.http(request).await?;
-        let token = adapter.token_response(profile, response, Timestamp(now_ms()))?;
+        let token = adapter.token_response(profile, response, self.clock.timestamp())?;
         self.lock_tokens().insert(key, token.clone());
         Ok(token)
+    }
+
+    /// The clock token expiry and adapters' `now` are read from.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     fn forget_tokens(&self, channel: &str) {
@@ -236,7 +243,11 @@ mod tests {
 
     fn transport() -> Transport {
         let timeout = Duration::from_secs(1);
-        Transport::new(http_client(timeout), SmtpSender::new(timeout))
+        Transport::new(
+            http_client(timeout),
+            SmtpSender::new(timeout),
+            Clock::system(),
+        )
     }
 
     fn get(url: &str) -> HttpRequestSpec {

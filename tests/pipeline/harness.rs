@@ -481,7 +481,6 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-
 /// `reqwest` is built without its `json` feature; parse bodies here.
 pub trait JsonValue {
     #[allow(async_fn_in_trait)]

@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 
 use super::error;
 use crate::runtime::Runtime;
-use crate::store::sqlite::now_ms;
 use crate::store::{NewJob, Queue, Remembered};
 use crate::workers::outbound::OutboundJob;
 use crate::workers::{conversation_key, new_id};
@@ -109,7 +108,7 @@ pub async fn send_messages(
             conversation_key: Some(conv),
             dedupe_key: None,
             payload,
-            run_at: now_ms(),
+            run_at: rt.clock.now(),
         });
     }
     let answer = json!({ "ids": ids }).to_string();

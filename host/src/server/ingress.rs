@@ -12,7 +12,6 @@ use patchbay_plugin_sdk::error::Rejection;
 use super::error;
 use crate::channels::Channel;
 use crate::runtime::Runtime;
-use crate::store::sqlite::now_ms;
 use crate::store::{NewJob, Queue};
 use crate::workers::new_id;
 
@@ -52,12 +51,12 @@ pub async fn webhook(
             );
         }
     };
-    let mut verdict = verify(channel, &request, &resources);
+    let mut verdict = verify(channel, &request, &resources, rt.clock.timestamp());
     if let Err(rejection) = &verdict
         && rejection.stale_resources
         && let Some(fresh) = rt.resources.refresh_stale(&rt.transport, channel).await
     {
-        verdict = verify(channel, &request, &fresh);
+        verdict = verify(channel, &request, &fresh, rt.clock.timestamp());
     }
     let verdict = match verdict {
         Ok(v) => v,
@@ -85,7 +84,7 @@ pub async fn webhook(
             conversation_key: None,
             dedupe_key: verdict.dedupe_key.clone(),
             payload,
-            run_at: now_ms(),
+            run_at: rt.clock.now(),
         };
         // A redelivery is stored too and dropped when parsed: checking the
         // provider's id here would cost every acknowledgement a random read.
@@ -116,8 +115,7 @@ fn verify(
     channel: &Channel,
     request: &InboundRequest,
     resources: &Resources,
+    now: Timestamp,
 ) -> Result<Verdict, Rejection> {
-    channel
-        .adapter
-        .verify(request, Timestamp(now_ms()), resources)
+    channel.adapter.verify(request, now, resources)
 }

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use crate::clock::Clock;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
@@ -85,10 +87,6 @@ CREATE TABLE IF NOT EXISTS menus (
 CREATE INDEX IF NOT EXISTS menus_age ON menus(updated_at);
 "#;
 
-/// The time in ms since the epoch; the store asks it for every timestamp it
-/// writes on its own (tests inject one).
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
 /// Counters of the writer's work.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -145,7 +143,7 @@ impl SqliteStore {
         settings: WriterSettings,
         release_leases: bool,
     ) -> Result<SqliteStore, StoreError> {
-        Self::open_with_clock(path, settings, release_leases, Arc::new(now_ms)).await
+        Self::open_with_clock(path, settings, release_leases, Clock::system()).await
     }
 
     /// [`open`](Self::open) with the clock the writer stamps rows with.
@@ -162,7 +160,7 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        upgrade(&conn)?;
+        upgrade(&conn, clock.now())?;
         if release_leases {
             jobs::release_leases(&conn)?;
         }
@@ -212,7 +210,7 @@ impl SqliteStore {
 
 /// Creates the schema, or brings a file written by an earlier version up to
 /// it, in one transaction.
-fn upgrade(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+fn upgrade(conn: &rusqlite::Connection, now: i64) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version >= SCHEMA_VERSION {
         // Every statement is IF NOT EXISTS: an index added since is created.
@@ -252,7 +250,7 @@ fn upgrade(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
                 "ALTER TABLE idempotency ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0",
                 [],
             )?;
-            conn.execute("UPDATE idempotency SET created_at = ?1", [now_ms()])?;
+            conn.execute("UPDATE idempotency SET created_at = ?1", [now])?;
         }
         conn.execute_batch(SCHEMA)?;
         if had_jobs && !had_heads {
@@ -267,13 +265,6 @@ fn upgrade(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
             Err(e)
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[async_trait]

@@ -10,7 +10,6 @@ use patchbay_core::breaker::Verdict;
 use super::{Next, retry_at};
 use crate::app::AppOutcome;
 use crate::runtime::Runtime;
-use crate::store::sqlite::now_ms;
 use crate::store::{Attempt, Job};
 
 /// Only the trace headers are needed from the stored message.
@@ -41,18 +40,20 @@ pub async fn handle(rt: Arc<Runtime>, mut job: Job) {
             tracing::warn!(job = %job.id, attempt = job.attempts, %reason, "delivery to the application failed");
             let verdict =
                 rt.destinations
-                    .failed(&job.destination, &job.id, retry_after_ms, now_ms());
+                    .failed(&job.destination, &job.id, retry_after_ms, rt.clock.now());
             match verdict {
                 Verdict::Refunded { ready_at } => {
                     rt.retry(&job, ready_at, &reason, Attempt::Refunded).await
                 }
-                Verdict::Counted => match retry_at(&rt.app_retry, job.attempts, retry_after_ms) {
-                    Next::RetryAt(at) => rt.retry(&job, at, &reason, Attempt::Counted).await,
-                    Next::GiveUp => {
-                        rt.bury(&job, &format!("retries exhausted: {reason}"), vec![])
-                            .await
+                Verdict::Counted => {
+                    match retry_at(&rt.app_retry, job.attempts, retry_after_ms, rt.clock.now()) {
+                        Next::RetryAt(at) => rt.retry(&job, at, &reason, Attempt::Counted).await,
+                        Next::GiveUp => {
+                            rt.bury(&job, &format!("retries exhausted: {reason}"), vec![])
+                                .await
+                        }
                     }
-                },
+                }
             }
         }
         AppOutcome::Refused { reason } => {

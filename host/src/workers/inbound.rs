@@ -8,13 +8,12 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use patchbay_core::menu::Menu;
-use patchbay_plugin_sdk::adapter::{InboundRequest, StepOutput, Timestamp};
+use patchbay_plugin_sdk::adapter::{InboundRequest, StepOutput};
 use patchbay_plugin_sdk::message::{Content, Message};
 
 use super::{Next, conversation_key, deliver_job, idle_sleep, new_id, next_after};
 use crate::app::new_traceparent;
 use crate::runtime::{Runtime, persist};
-use crate::store::sqlite::now_ms;
 use crate::store::{Attempt, Job, NewJob, Queue, StoreError, Want};
 
 /// A `(channel, event id)` pair.
@@ -43,7 +42,7 @@ pub async fn run(
         }
         match rt
             .store
-            .claim(Queue::Inbound, want.clone(), now_ms(), rt.lease_ms)
+            .claim(Queue::Inbound, want.clone(), rt.clock.now(), rt.lease_ms)
             .await
         {
             Ok(jobs) if !jobs.is_empty() => {
@@ -174,7 +173,7 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
     let adapter = channel.adapter.clone();
     // Adapters run behind `plugins::contained`: a panic comes back as a
     // transient failure.
-    let step = adapter.parse_inbound(&request, Timestamp(now_ms()));
+    let step = adapter.parse_inbound(&request, rt.clock.timestamp());
     let outcome = rt
         .transport
         .drive(&channel.id, adapter.as_ref(), step)
@@ -192,7 +191,7 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
         }
         Err(error) => {
             tracing::warn!(error = %error, attempt = job.attempts, "parsing webhook failed");
-            match next_after(&rt.outbound_retry, job.attempts, &error) {
+            match next_after(&rt.outbound_retry, job.attempts, &error, rt.clock.now()) {
                 Next::RetryAt(at) => rt.retry(job, at, error.message(), Attempt::Counted).await,
                 Next::GiveUp => rt.bury(job, error.message(), vec![]).await,
             }
@@ -207,7 +206,7 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
             message.trace.traceparent = Some(new_traceparent());
         }
         map_menu_reply(rt, &mut message).await;
-        match deliver_job(&message) {
+        match deliver_job(&message, rt.clock.now()) {
             Ok(j) => follow_ups.push(j),
             Err(e) => tracing::error!(error = %e, "cannot encode message"),
         }

@@ -31,7 +31,6 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::runtime::Runtime;
-use crate::store::sqlite::now_ms;
 use crate::store::{APPLICATION, Job, NewJob, Queue, Want};
 
 /// Longest sleep between polls when nothing is due.
@@ -63,7 +62,7 @@ pub async fn run_queue<F, Fut>(
         let mut paused_until: Option<i64> = None;
         let mut open = Vec::new();
         if free > 0 {
-            let now = now_ms();
+            let now = rt.clock.now();
             let (wants, probes) = wants(&rt, &destinations, free, now, &mut paused_until);
             open = wants.iter().map(|w| w.destination.clone()).collect();
             if !wants.is_empty() {
@@ -163,7 +162,7 @@ pub(crate) async fn idle_sleep(
     destinations: Vec<String>,
     paused_until: Option<i64>,
 ) -> Duration {
-    let now = now_ms();
+    let now = rt.clock.now();
     let due: Option<i64> = rt
         .store
         .next_due(queue, destinations, now)
@@ -213,22 +212,27 @@ pub enum Next {
     GiveUp,
 }
 
-/// Applies the retry policy to an adapter error.
-pub fn next_after(policy: &RetryPolicy, attempts: u32, error: &AdapterError) -> Next {
+/// Applies the retry policy to an adapter error that happened at `now`.
+pub fn next_after(policy: &RetryPolicy, attempts: u32, error: &AdapterError, now: i64) -> Next {
     if !error.is_retryable() {
         return Next::GiveUp;
     }
     if error.is_auth_expired() && attempts < policy.max_attempts {
         // The token was dropped from the cache; try again at once with a new one.
-        return Next::RetryAt(now_ms());
+        return Next::RetryAt(now);
     }
-    retry_at(policy, attempts, error.retry_after_ms())
+    retry_at(policy, attempts, error.retry_after_ms(), now)
 }
 
-/// The retry time for a failed attempt, or give up.
-pub fn retry_at(policy: &RetryPolicy, attempts: u32, retry_after_ms: Option<u64>) -> Next {
+/// The retry time for an attempt that failed at `now`, or give up.
+pub fn retry_at(
+    policy: &RetryPolicy,
+    attempts: u32,
+    retry_after_ms: Option<u64>,
+    now: i64,
+) -> Next {
     match policy.after_failure(attempts, rand::random::<f64>(), retry_after_ms) {
-        RetryDecision::RetryIn(d) => Next::RetryAt(now_ms() + d.as_millis() as i64),
+        RetryDecision::RetryIn(d) => Next::RetryAt(now + d.as_millis() as i64),
         RetryDecision::GiveUp => Next::GiveUp,
     }
 }
@@ -238,9 +242,10 @@ pub fn conversation_key(channel: &str, conversation: &str) -> String {
     format!("{channel}\u{1f}{conversation}")
 }
 
-/// A `deliver` job for a message to the application.
+/// A `deliver` job for a message to the application, due at `now`.
 pub fn deliver_job(
     message: &patchbay_plugin_sdk::message::Message,
+    now: i64,
 ) -> Result<NewJob, serde_json::Error> {
     Ok(NewJob {
         id: message.id.clone(),
@@ -250,7 +255,7 @@ pub fn deliver_job(
         conversation_key: Some(conversation_key(&message.channel, &message.conversation.id)),
         dedupe_key: None,
         payload: serde_json::to_vec(message)?,
-        run_at: now_ms(),
+        run_at: now,
     })
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tracing::Instrument as _;
 
 use patchbay_core::fit::{Target, fit};
-use patchbay_plugin_sdk::adapter::{StepOutput, Timestamp};
+use patchbay_plugin_sdk::adapter::StepOutput;
 use patchbay_plugin_sdk::message::{
     Adjustment, Content, DeliveryReceipt, Message, Reason, ReasonCode, ReceiptStatus,
 };
@@ -18,7 +18,6 @@ use patchbay_core::breaker::Verdict;
 
 use super::{Next, conversation_key, deliver_job, new_id, next_after};
 use crate::runtime::Runtime;
-use crate::store::sqlite::now_ms;
 use crate::store::{Attempt, Job, NewJob};
 
 /// A queued outbound message and how far its sending got.
@@ -59,6 +58,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
             ),
             None,
             vec![],
+            rt.clock.now(),
         );
         rt.bury(&job, "channel is no longer configured", receipt)
             .await;
@@ -76,6 +76,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
             failed(refusal.reason, &refusal.message),
             None,
             fitted.adjustments.clone(),
+            rt.clock.now(),
         );
         finish(&rt, &job, follow).await;
         return;
@@ -90,6 +91,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
             failed(ReasonCode::UNSUPPORTED, &detail),
             None,
             fitted.adjustments.clone(),
+            rt.clock.now(),
         );
         finish(&rt, &job, follow).await;
         return;
@@ -105,7 +107,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
         if fitted.parts.len() > 1 {
             part_message.id = format!("{}.{}", message.id, index + 1);
         }
-        let step = adapter.render_outbound(&part_message, Timestamp(now_ms()));
+        let step = adapter.render_outbound(&part_message, rt.clock.timestamp());
         match rt
             .transport
             .drive(&channel.id, adapter.as_ref(), step)
@@ -130,6 +132,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
                     failed(ReasonCode::GENERAL, &why),
                     None,
                     fitted.adjustments.clone(),
+                    rt.clock.now(),
                 );
                 rt.bury(&job, &why, follow).await;
                 return;
@@ -143,13 +146,13 @@ async fn run(rt: Arc<Runtime>, job: Job) {
                     &job.destination,
                     &job.id,
                     error.retry_after_ms(),
-                    now_ms(),
+                    rt.clock.now(),
                 ) {
                     rt.retry(&job, ready_at, error.message(), Attempt::Refunded)
                         .await;
                     return;
                 }
-                match next_after(&rt.outbound_retry, job.attempts, &error) {
+                match next_after(&rt.outbound_retry, job.attempts, &error, rt.clock.now()) {
                     Next::RetryAt(at) => {
                         rt.retry(&job, at, error.message(), Attempt::Counted).await
                     }
@@ -159,6 +162,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
                             failed(error.reason(), error.message()),
                             state.provider_ids.first().cloned(),
                             fitted.adjustments.clone(),
+                            rt.clock.now(),
                         );
                         rt.bury(&job, error.message(), follow).await;
                     }
@@ -174,7 +178,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
         reasons: vec![],
         adjustments: fitted.adjustments,
     };
-    let follow = receipt_job(&message, delivered);
+    let follow = receipt_job(&message, rt.clock.now(), delivered);
     rt.destinations.succeeded(&job.destination);
     finish(&rt, &job, follow).await;
 }
@@ -186,7 +190,11 @@ async fn finish(rt: &Runtime, job: &Job, follow_ups: Vec<NewJob>) {
 async fn remember_menu(rt: &Runtime, message: &Message, menu: Option<&patchbay_core::menu::Menu>) {
     let key = conversation_key(&message.channel, &message.conversation.id);
     let json = menu.and_then(|m| serde_json::to_string(m).ok());
-    if let Err(e) = rt.store.set_menu(&key, json.as_deref(), now_ms()).await {
+    if let Err(e) = rt
+        .store
+        .set_menu(&key, json.as_deref(), rt.clock.now())
+        .await
+    {
         tracing::warn!(error = %e, "recording the degraded menu failed");
     }
 }
@@ -206,9 +214,11 @@ fn receipt(
     (status, reasons): (ReceiptStatus, Vec<Reason>),
     provider_message_id: Option<String>,
     adjustments: Vec<Adjustment>,
+    now: i64,
 ) -> Vec<NewJob> {
     receipt_job(
         message,
+        now,
         DeliveryReceipt {
             message_id: message.id.clone(),
             provider_message_id,
@@ -219,13 +229,13 @@ fn receipt(
     )
 }
 
-fn receipt_job(message: &Message, receipt: DeliveryReceipt) -> Vec<NewJob> {
+fn receipt_job(message: &Message, now: i64, receipt: DeliveryReceipt) -> Vec<NewJob> {
     let mut m = Message::new(message.conversation.id.clone(), Content::Receipt(receipt));
     m.id = new_id();
     m.channel = message.channel.clone();
     m.conversation = message.conversation.clone();
     m.trace = message.trace.clone();
-    match deliver_job(&m) {
+    match deliver_job(&m, now) {
         Ok(job) => vec![job],
         Err(e) => {
             tracing::error!(error = %e, "cannot encode receipt");

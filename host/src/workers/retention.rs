@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::runtime::Runtime;
-use crate::store::sqlite::now_ms;
 use crate::store::{Store, StoreError};
 
 /// How often old jobs are looked for.
@@ -25,7 +24,7 @@ pub async fn run(rt: Arc<Runtime>, keep: Duration, mut shutdown: watch::Receiver
         return;
     }
     loop {
-        prune(rt.store.as_ref(), now_ms() - keep.as_millis() as i64).await;
+        prune(rt.store.as_ref(), rt.clock.now() - keep.as_millis() as i64).await;
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.changed() => break,

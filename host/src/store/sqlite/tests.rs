@@ -424,7 +424,7 @@ async fn idempotency_keys_are_forgotten_after_the_retention_window() {
         .unwrap();
     assert_eq!(first, Remembered::New);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let cutoff = crate::store::sqlite::now_ms();
+    let cutoff = crate::clock::system_now_ms();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let later = store
         .remember(
@@ -470,7 +470,7 @@ async fn a_file_from_before_idempotency_ages_is_upgraded() {
         )
         .unwrap();
     }
-    let opened_at = crate::store::sqlite::now_ms();
+    let opened_at = crate::clock::system_now_ms();
     let store = Arc::new(
         SqliteStore::open(&path, WriterSettings::default(), true)
             .await
@@ -529,7 +529,7 @@ async fn store_at(
     dir: &tempfile::TempDir,
     now: Arc<std::sync::atomic::AtomicI64>,
 ) -> Arc<SqliteStore> {
-    let clock: Clock = Arc::new(move || now.load(std::sync::atomic::Ordering::SeqCst));
+    let clock = Clock::from_fn(move || now.load(std::sync::atomic::Ordering::SeqCst));
     Arc::new(
         SqliteStore::open_with_clock(
             &dir.path().join("patchbay.db"),
@@ -854,7 +854,7 @@ async fn a_file_from_before_conversation_heads_is_upgraded() {
         )
         .unwrap();
     }
-    let clock: Clock = Arc::new(|| 2);
+    let clock = Clock::from_fn(|| 2);
     let store = Arc::new(
         SqliteStore::open_with_clock(&path, WriterSettings::default(), true, clock)
             .await

@@ -327,7 +327,7 @@ fn fail(op: Op, why: &str) {
 }
 
 fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
-    let now = (env.clock)();
+    let now = env.clock.now();
     match op {
         #[cfg(test)]
         Op::Panic(_) => panic!("a test asked the writer to panic"),
