@@ -126,49 +126,108 @@ pub fn split_within(text: &str, limit: TextLimit) -> Vec<String> {
     }
 }
 
-/// Flattens common markdown to plain text: `**b**`, `__b__` and backticks lose
-/// their markers, `[label](url)` becomes `label (url)`. Single `*`/`_` are kept,
-/// since they are as often part of names as emphasis.
+/// Flattens markdown (CommonMark, with strikethrough) to plain text: emphasis
+/// and code lose their markers, `[label](url)` becomes `label (url)`, list
+/// items keep a `- ` or their number, paragraphs and headings are separated by
+/// a blank line. Text that only looks like markup (`2 * 3`, `snake_case`) stays.
 ///
 /// ```
 /// use patchbay_core::text::markdown_to_plain;
 /// assert_eq!(markdown_to_plain("**Hi** see [docs](https://d) and `x_y`"), "Hi see docs (https://d) and x_y");
+/// assert_eq!(markdown_to_plain("# Menu\n\n1. *tea*\n2. coffee"), "Menu\n\n1. tea\n2. coffee");
 /// ```
 pub fn markdown_to_plain(text: &str) -> String {
-    let text = text.replace("**", "").replace("__", "").replace('`', "");
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+
     let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(open) = rest.find('[') {
-        let after = &rest[open + 1..];
-        let parsed = after.find("](").and_then(|close| {
-            let url_part = &after[close + 2..];
-            url_part
-                .find(')')
-                .map(|end| (&after[..close], &url_part[..end], &url_part[end + 1..]))
-        });
-        match parsed {
-            Some((label, url, tail)) if !label.contains('[') => {
-                out.push_str(&rest[..open]);
-                out.push_str(label);
-                out.push_str(" (");
-                out.push_str(url);
-                out.push(')');
-                rest = tail;
+    // The URL of each open link or image, and where its label starts in `out`.
+    let mut links: Vec<(String, usize)> = Vec::new();
+    // The next number of each open list (`None`: a bullet list).
+    let mut lists: Vec<Option<u64>> = Vec::new();
+    for event in Parser::new_ext(text, Options::ENABLE_STRIKETHROUGH) {
+        match event {
+            Event::Text(t) | Event::Code(t) | Event::Html(t) | Event::InlineHtml(t) => {
+                out.push_str(&t)
             }
-            _ => {
-                out.push_str(&rest[..=open]);
-                rest = after;
+            Event::SoftBreak | Event::HardBreak => out.push('\n'),
+            Event::Rule => out.push_str("---\n\n"),
+            Event::Start(Tag::List(first)) => {
+                end_line(&mut out);
+                lists.push(first);
             }
+            Event::End(TagEnd::List(_)) => {
+                lists.pop();
+                if lists.is_empty() {
+                    out.push('\n');
+                }
+            }
+            Event::Start(Tag::Item) => {
+                end_line(&mut out);
+                out.push_str(&"  ".repeat(lists.len().saturating_sub(1)));
+                match lists.last_mut() {
+                    Some(Some(n)) => {
+                        out.push_str(&format!("{n}. "));
+                        *n += 1;
+                    }
+                    _ => out.push_str("- "),
+                }
+            }
+            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
+                links.push((dest_url.to_string(), out.len()));
+            }
+            Event::End(TagEnd::Link | TagEnd::Image) => {
+                if let Some((url, label_at)) = links.pop()
+                    && out[label_at..] != url
+                {
+                    out.push_str(&format!(" ({url})"));
+                }
+            }
+            Event::End(TagEnd::Paragraph | TagEnd::Heading(_) | TagEnd::CodeBlock)
+                if lists.is_empty() =>
+            {
+                end_line(&mut out);
+                out.push('\n');
+            }
+            _ => {}
         }
     }
-    out.push_str(rest);
-    out
+    out.trim_end().to_string()
+}
+
+/// Ends the current line, unless nothing has been written or it just ended.
+fn end_line(out: &mut String) {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn markdown_flattens_to_what_a_reader_sees() {
+        let table = [
+            ("plain", "plain"),
+            ("**bold**, *it*, ~~gone~~", "bold, it, gone"),
+            (
+                "2 * 3 * 4 and snake_case_name",
+                "2 * 3 * 4 and snake_case_name",
+            ),
+            (
+                "[https://a.example](https://a.example)",
+                "https://a.example",
+            ),
+            ("- one\n- two", "- one\n- two"),
+            ("para one\n\npara two", "para one\n\npara two"),
+            ("```\nlet x = 1;\n```", "let x = 1;"),
+            ("a \\*literal\\*", "a *literal*"),
+        ];
+        for (md, plain) in table {
+            assert_eq!(markdown_to_plain(md), plain, "{md:?}");
+        }
+    }
 
     #[test]
     fn split_table() {

@@ -61,93 +61,109 @@ pub(crate) fn link(url: &str, label: &str) -> String {
     format!("<{}|{}>", escape(url), escape(label).replace('|', "¦"))
 }
 
-/// Markdown → mrkdwn: `**b**` → `*b*`, `*i*`/`_i_` → `_i_`, `~~s~~` → `~s~`,
-/// `[label](url)` → `<url|label>`, headings → bold lines. Code is left alone.
+/// Markdown (CommonMark with strikethrough) → mrkdwn: `**b**` → `*b*`,
+/// `*i*`/`_i_` → `_i_`, `~~s~~` → `~s~`, `[label](url)` → `<url|label>`,
+/// headings → bold lines, list items → `•` or their number, code kept as
+/// code; text is escaped so it never reads as a Slack control sequence.
 pub(crate) fn from_markdown(markdown: &str) -> String {
-    let mut out = Vec::new();
-    let mut in_fence = false;
-    for line in markdown.lines() {
-        if line.trim_start().starts_with("```") {
-            in_fence = !in_fence;
-            out.push(line.to_string());
-        } else if in_fence {
-            out.push(escape(line));
-        } else if let Some(heading) = heading(line) {
-            out.push(format!("*{}*", inline(heading)));
-        } else {
-            out.push(inline(line));
+    use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
+
+    let mut out = String::with_capacity(markdown.len());
+    // Each open link's URL and the output before it (the label is built apart).
+    let mut links: Vec<(String, String)> = Vec::new();
+    let mut lists: Vec<Option<u64>> = Vec::new();
+    let mut quote_depth = 0usize;
+    for event in Parser::new_ext(markdown, Options::ENABLE_STRIKETHROUGH) {
+        match event {
+            Event::Text(t) | Event::Html(t) | Event::InlineHtml(t) => out.push_str(&escape(&t)),
+            Event::Code(t) => {
+                out.push('`');
+                out.push_str(&escape(&t));
+                out.push('`');
+            }
+            Event::SoftBreak | Event::HardBreak => {
+                out.push('\n');
+                out.push_str(&"> ".repeat(quote_depth));
+            }
+            Event::Start(Tag::Strong) | Event::End(TagEnd::Strong) => out.push('*'),
+            Event::Start(Tag::Emphasis) | Event::End(TagEnd::Emphasis) => out.push('_'),
+            Event::Start(Tag::Strikethrough) | Event::End(TagEnd::Strikethrough) => out.push('~'),
+            Event::Start(Tag::Heading { .. }) => {
+                block_start(&mut out, quote_depth);
+                out.push('*');
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                out.push('*');
+                out.push('\n');
+            }
+            Event::Start(Tag::Paragraph) if lists.is_empty() => block_start(&mut out, quote_depth),
+            Event::End(TagEnd::Paragraph) if lists.is_empty() => out.push('\n'),
+            Event::Start(Tag::BlockQuote(_)) => quote_depth += 1,
+            Event::End(TagEnd::BlockQuote(_)) => quote_depth = quote_depth.saturating_sub(1),
+            Event::Start(Tag::CodeBlock(kind)) => {
+                block_start(&mut out, quote_depth);
+                out.push_str("```");
+                if let CodeBlockKind::Fenced(_) = kind {
+                    out.push('\n');
+                }
+            }
+            Event::End(TagEnd::CodeBlock) => {
+                if !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                out.push_str("```\n");
+            }
+            Event::Start(Tag::List(first)) => {
+                if lists.is_empty() {
+                    block_start(&mut out, quote_depth);
+                }
+                lists.push(first);
+            }
+            Event::End(TagEnd::List(_)) => {
+                lists.pop();
+            }
+            Event::Start(Tag::Item) => {
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                out.push_str(&"> ".repeat(quote_depth));
+                out.push_str(&"    ".repeat(lists.len().saturating_sub(1)));
+                match lists.last_mut() {
+                    Some(Some(n)) => {
+                        out.push_str(&format!("{n}. "));
+                        *n += 1;
+                    }
+                    _ => out.push_str("• "),
+                }
+            }
+            Event::Start(Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. }) => {
+                links.push((dest_url.to_string(), std::mem::take(&mut out)));
+            }
+            Event::End(TagEnd::Link | TagEnd::Image) => {
+                if let Some((url, before)) = links.pop() {
+                    let label = std::mem::replace(&mut out, before);
+                    out.push_str(&format!("<{}|{}>", escape(&url), label.replace('|', "¦")));
+                }
+            }
+            Event::Rule => {
+                block_start(&mut out, quote_depth);
+                out.push_str("———\n");
+            }
+            _ => {}
         }
     }
-    out.join("\n")
+    out.trim_end().to_string()
 }
 
-fn heading(line: &str) -> Option<&str> {
-    let trimmed = line.trim_start();
-    let hashes = trimmed.chars().take_while(|c| *c == '#').count();
-    (1..=6)
-        .contains(&hashes)
-        .then(|| trimmed[hashes..].trim())
-        .filter(|_| trimmed[hashes..].starts_with(' '))
-}
-
-/// Converts the inline markup of one line.
-fn inline(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while !rest.is_empty() {
-        if let Some(code) = rest.strip_prefix('`')
-            && let Some(end) = code.find('`')
-        {
-            out.push('`');
-            out.push_str(&escape(&code[..end]));
-            out.push('`');
-            rest = &code[end + 1..];
-        } else if let Some((label, url, len)) = markdown_link(rest) {
-            out.push_str(&link(url, label));
-            rest = &rest[len..];
-        } else if let Some((inner, len)) = delimited(rest, "**").or_else(|| delimited(rest, "__")) {
-            out.push('*');
-            out.push_str(&inline(inner));
-            out.push('*');
-            rest = &rest[len..];
-        } else if let Some((inner, len)) = delimited(rest, "~~") {
-            out.push('~');
-            out.push_str(&inline(inner));
-            out.push('~');
-            rest = &rest[len..];
-        } else if let Some((inner, len)) = delimited(rest, "*").or_else(|| delimited(rest, "_")) {
-            out.push('_');
-            out.push_str(&inline(inner));
-            out.push('_');
-            rest = &rest[len..];
-        } else {
-            let c = rest.chars().next().unwrap_or_default();
-            out.push_str(&escape(c.encode_utf8(&mut [0; 4])));
-            rest = &rest[c.len_utf8()..];
+/// Starts a block: a blank line after the previous one, and the quote marks.
+fn block_start(out: &mut String, quote_depth: usize) {
+    if !out.is_empty() {
+        if !out.ends_with('\n') {
+            out.push('\n');
         }
+        out.push('\n');
     }
-    out
-}
-
-/// `[label](url)` at the start of `text`: label, url and length.
-fn markdown_link(text: &str) -> Option<(&str, &str, usize)> {
-    let label_end = text.strip_prefix('[')?.find("](")? + 1;
-    let url_start = label_end + 2;
-    let url_len = text[url_start..].find(')')?;
-    Some((
-        &text[1..label_end],
-        &text[url_start..url_start + url_len],
-        url_start + url_len + 1,
-    ))
-}
-
-/// `marker inner marker` at the start of `text`, with non-blank `inner`.
-fn delimited<'a>(text: &'a str, marker: &str) -> Option<(&'a str, usize)> {
-    let body = text.strip_prefix(marker)?;
-    let end = body.find(marker)?;
-    let inner = &body[..end];
-    let blank_edge = inner.starts_with(' ') || inner.ends_with(' ');
-    (!inner.is_empty() && !blank_edge).then_some((inner, marker.len() * 2 + end))
+    out.push_str(&"> ".repeat(quote_depth));
 }
 
 #[cfg(test)]
@@ -189,6 +205,12 @@ mod tests {
             ("`a*b*c`", "`a*b*c`"),
             ("2 * 3 * 4", "2 * 3 * 4"),
             ("```\nx < y\n```", "```\nx &lt; y\n```"),
+            ("- one\n- two", "• one\n• two"),
+            ("1. one\n2. two", "1. one\n2. two"),
+            ("> quoted\n> still", "> quoted\n> still"),
+            ("snake_case_name", "snake_case_name"),
+            ("para one\n\npara two", "para one\n\npara two"),
+            ("[a|b](https://x.example)", "<https://x.example|a¦b>"),
         ];
         for (md, slack) in table {
             assert_eq!(from_markdown(md), slack, "{md}");
