@@ -52,12 +52,9 @@ pub use sqlite::{SqliteStore, WriterSettings};
 /// Store failures. Messages never contain payloads.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed a write.
+    /// The database failed a read or a write (the backend's own message).
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// The database failed a read.
-    #[error("database error: {0}")]
-    Read(#[from] sqlx::Error),
+    Database(String),
     /// The transaction holding this write failed to commit.
     #[error("commit failed: {0}")]
     Commit(String),
@@ -67,6 +64,41 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is shutting down")]
     Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Waiting, or leased by a worker.
+    Pending,
+    /// Finished.
+    Done,
+    /// Given up (a dead letter).
+    Dead,
+}
+
+impl JobState {
+    /// The name the store writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Done => "done",
+            JobState::Dead => "dead",
+        }
+    }
+
+    /// The state named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [JobState::Pending, JobState::Done, JobState::Dead]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
 }
 
 /// A queue name.

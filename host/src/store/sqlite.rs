@@ -2,30 +2,32 @@
 //!
 //! Writes go through [`writer`]: one thread owning the only write connection,
 //! which commits each batch of waiting writes in one transaction before it
-//! answers them. Reads use a small pool of read-only connections (sqlx), which
-//! WAL lets run beside the writer.
+//! answers them. Reads use a few read-only connections ([`readers`]) on
+//! blocking threads, which WAL lets run beside the writer. One driver,
+//! rusqlite, for both.
 
 mod jobs;
+mod readers;
 mod writer;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use crate::clock::Clock;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use rusqlite::OptionalExtension;
 use tokio::sync::{mpsc, oneshot};
+
+pub use crate::clock::Clock;
 
 use super::dedupe::KeyHash;
 use super::{
-    Attempt, DeadLetter, Job, NewJob, Pruned, Queue, QueueCounts, Remembered, Store, StoreError,
-    Want,
+    Attempt, DeadLetter, Job, JobState, NewJob, Pruned, Queue, QueueCounts, Remembered, Store,
+    StoreError, Want,
 };
+use readers::Readers;
 use writer::{Aged, Env, Op, Reply, Scheduler};
 
 /// The schema this version writes; `PRAGMA user_version` holds it.
@@ -98,7 +100,7 @@ pub struct WriterStats {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: mpsc::Sender<Op>,
-    reader: SqlitePool,
+    readers: Arc<Readers>,
     /// Whether any conversation may have a menu: until a channel degrades one,
     /// inbound messages skip the lookup (this process is the file's only writer).
     menus: Arc<AtomicBool>,
@@ -126,6 +128,9 @@ impl Default for WriterSettings {
 
 /// Statements the writer keeps prepared.
 const STATEMENT_CACHE: usize = 64;
+
+/// Read-only connections kept for queries outside the writer.
+const READERS: usize = 4;
 
 /// The writer's page cache (SQLite's default is 2 MiB): the hot ends of the
 /// tables and the dedupe keys' upper levels. Larger measured no faster and
@@ -166,16 +171,7 @@ impl SqliteStore {
         }
         let menus: bool =
             conn.query_row("SELECT EXISTS (SELECT 1 FROM menus)", [], |r| r.get(0))?;
-        let reader_options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .read_only(true);
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(reader_options)
-            .await?;
+        let readers = Arc::new(Readers::new(path.to_path_buf(), READERS));
         let max_batch = settings.max_batch.max(1);
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let scheduler = Scheduler::new(settings.background_rows);
@@ -187,7 +183,7 @@ impl SqliteStore {
         writer::spawn(conn, rx, max_batch, scheduler, env).map_err(StoreError::Writer)?;
         Ok(SqliteStore {
             writer: tx,
-            reader,
+            readers,
             menus: Arc::new(AtomicBool::new(menus)),
             stats,
         })
@@ -299,19 +295,21 @@ impl Store for SqliteStore {
             return Ok(vec![]);
         }
         let hashes: Vec<KeyHash> = keys.iter().map(|(c, k)| KeyHash::of(c, k)).collect();
-        let mut query =
-            sqlx::QueryBuilder::new("SELECT slot, check_hash FROM dedupe WHERE slot IN (");
-        let mut slots = query.separated(", ");
-        for hash in &hashes {
-            slots.push_bind(hash.slot);
-        }
-        query.push(")");
-        let found: std::collections::HashSet<(i64, i64)> = query
-            .build_query_as::<(i64, i64)>()
-            .fetch_all(&self.reader)
-            .await?
-            .into_iter()
-            .collect();
+        let slots: Vec<i64> = hashes.iter().map(|h| h.slot).collect();
+        let found: std::collections::HashSet<(i64, i64)> = self
+            .readers
+            .read(move |conn| {
+                let mut found = std::collections::HashSet::new();
+                let mut query =
+                    conn.prepare_cached("SELECT check_hash FROM dedupe WHERE slot = ?1")?;
+                for slot in slots {
+                    if let Some(check) = query.query_row([slot], |r| r.get(0)).optional()? {
+                        found.insert((slot, check));
+                    }
+                }
+                Ok(found)
+            })
+            .await?;
         Ok(hashes
             .iter()
             .map(|h| found.contains(&(h.slot, h.check)))
@@ -353,56 +351,71 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         // The next *future* time only: what is ready now is claimed on wake-ups.
-        if queue == Queue::Inbound {
-            return Ok(sqlx::query_scalar(
-                "SELECT run_at FROM jobs WHERE queue = 'inbound' AND state = 'pending' AND run_at > ?1
-                 ORDER BY run_at LIMIT 1",
-            )
-            .bind(now)
-            .fetch_optional(&self.reader)
-            .await?);
-        }
-        let mut next: Option<i64> = None;
-        for destination in destinations {
-            let due: Option<i64> = sqlx::query_scalar(
-                "SELECT ready_at FROM heads WHERE queue = ?1 AND destination = ?2 AND ready_at > ?3
-                 ORDER BY ready_at LIMIT 1",
-            )
-            .bind(queue.as_str())
-            .bind(destination)
-            .bind(now)
-            .fetch_optional(&self.reader)
-            .await?;
-            next = match (next, due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        Ok(next)
+        self.readers
+            .read(move |conn| {
+                if queue == Queue::Inbound {
+                    return conn
+                        .prepare_cached(
+                            "SELECT run_at FROM jobs
+                             WHERE queue = 'inbound' AND state = 'pending' AND run_at > ?1
+                             ORDER BY run_at LIMIT 1",
+                        )?
+                        .query_row([now], |r| r.get(0))
+                        .optional();
+                }
+                let mut query = conn.prepare_cached(
+                    "SELECT ready_at FROM heads WHERE queue = ?1 AND destination = ?2 AND ready_at > ?3
+                     ORDER BY ready_at LIMIT 1",
+                )?;
+                let mut next: Option<i64> = None;
+                for destination in destinations {
+                    let due: Option<i64> = query
+                        .query_row(rusqlite::params![queue.as_str(), destination, now], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    next = match (next, due) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok(next)
+            })
+            .await
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, queue, channel, attempts, last_error, created_at, updated_at FROM jobs
-             WHERE state = 'dead' ORDER BY updated_at DESC, seq DESC LIMIT ?1",
-        )
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                Some(DeadLetter {
-                    id: row.get("id"),
-                    queue: Queue::parse(row.get::<&str, _>("queue"))?,
-                    channel: row.get("channel"),
-                    attempts: row.get::<i64, _>("attempts") as u32,
-                    last_error: row.get("last_error"),
-                    created_at: row.get("created_at"),
-                    updated_at: row.get("updated_at"),
-                })
+        self.readers
+            .read(move |conn| {
+                let mut query = conn.prepare_cached(
+                    "SELECT id, queue, channel, attempts, last_error, created_at, updated_at FROM jobs
+                     WHERE state = 'dead' ORDER BY updated_at DESC, seq DESC LIMIT ?1",
+                )?;
+                let rows = query.query_map([limit as i64], |row| {
+                    Ok((
+                        row.get::<_, String>(1)?,
+                        DeadLetter {
+                            id: row.get(0)?,
+                            queue: Queue::Deliver,
+                            channel: row.get(2)?,
+                            attempts: row.get::<_, i64>(3)? as u32,
+                            last_error: row.get(4)?,
+                            created_at: row.get(5)?,
+                            updated_at: row.get(6)?,
+                        },
+                    ))
+                })?;
+                let mut letters = Vec::new();
+                for row in rows {
+                    let (queue, mut letter) = row?;
+                    if let Some(queue) = Queue::parse(&queue) {
+                        letter.queue = queue;
+                        letters.push(letter);
+                    }
+                }
+                Ok(letters)
             })
-            .collect())
+            .await
     }
 
     async fn replay(&self, id: &str, now: i64) -> Result<bool, StoreError> {
@@ -410,25 +423,30 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT queue, state, COUNT(*) AS n FROM jobs GROUP BY queue, state")
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<(String, String, i64)> = self
+            .readers
+            .read(|conn| {
+                conn.prepare_cached(
+                    "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+            })
+            .await?;
         let mut out: Vec<(Queue, QueueCounts)> = Queue::ALL
             .into_iter()
             .map(|q| (q, QueueCounts::default()))
             .collect();
-        for row in rows {
-            let Some(queue) = Queue::parse(row.get::<&str, _>("queue")) else {
+        for (queue, state, n) in rows {
+            let (Some(queue), Some(state)) = (Queue::parse(&queue), JobState::parse(&state)) else {
                 continue;
             };
-            let n = row.get::<i64, _>("n") as u64;
             if let Some((_, counts)) = out.iter_mut().find(|(q, _)| *q == queue) {
-                match row.get::<&str, _>("state") {
-                    "pending" => counts.pending = n,
-                    "done" => counts.done = n,
-                    "dead" => counts.dead = n,
-                    _ => {}
+                let n = n as u64;
+                match state {
+                    JobState::Pending => counts.pending = n,
+                    JobState::Done => counts.done = n,
+                    JobState::Dead => counts.dead = n,
                 }
             }
         }
@@ -457,12 +475,14 @@ impl Store for SqliteStore {
         if !self.menus.load(Ordering::Acquire) {
             return Ok(None);
         }
-        Ok(
-            sqlx::query_scalar("SELECT menu FROM menus WHERE conversation_key = ?1")
-                .bind(conversation_key)
-                .fetch_optional(&self.reader)
-                .await?,
-        )
+        let key = conversation_key.to_string();
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached("SELECT menu FROM menus WHERE conversation_key = ?1")?
+                    .query_row([key], |r| r.get(0))
+                    .optional()
+            })
+            .await
     }
 
     async fn prune(
