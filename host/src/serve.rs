@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::app::AppClient;
 use crate::channels;
+use crate::channels::Registry;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::destinations::Destinations;
@@ -41,16 +42,30 @@ pub async fn open_store(
 /// (up to `shutdown_grace_secs`) and returns. A configuration the channels or
 /// the application endpoint refuse is an error holding a [`ConfigError`].
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let registry = channels::registry(&config).map_err(anyhow::Error::new)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
+    serve_with(config, &registry, listener, shutdown_signal()).await
+}
+
+/// [`serve`] with the adapters already registered (the compiled-in ones, the
+/// loaded libraries, or any an embedding program adds) on a bound listener,
+/// until `shutdown` completes.
+pub async fn serve_with(
+    config: Config,
+    registry: &Registry,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let public_url = config
         .server
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let channels = channels::build(&config, &public_url).map_err(anyhow::Error::new)?;
+    let channels =
+        channels::build_with(&config, registry, &public_url).map_err(anyhow::Error::new)?;
     let clock = Clock::system();
     let store = open_store(&config, true, clock.clone()).await?;
 
@@ -166,7 +181,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("patchbay listening on http://{local}");
 
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
 

@@ -238,6 +238,8 @@ pub struct Host {
     pub config: PathBuf,
     pub url: String,
     child: Option<Child>,
+    /// Stops a host served inside the test process.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What to put in the test config.
@@ -261,6 +263,45 @@ impl HostOptions {
 
 impl Host {
     pub fn start(options: HostOptions) -> Host {
+        let mut host = Host::configured(options);
+        host.spawn();
+        host
+    }
+
+    /// Serves inside the test process, with `extra` adapters registered
+    /// beside the compiled-in ones: adapters only a test compiles in.
+    pub async fn start_in_process(
+        options: HostOptions,
+        extra: Vec<(&str, Arc<dyn patchbay_plugin_sdk::adapter::AdapterFactory>)>,
+    ) -> Host {
+        use patchbay_host::channels::{Origin, Registered};
+
+        let mut host = Host::configured(options);
+        let config = patchbay_host::config::Config::load(&host.config).expect("config");
+        let mut registry = patchbay_host::channels::registry(&config).expect("registry");
+        for (id, factory) in extra {
+            let origin = Origin::CompiledIn;
+            registry.insert(id.to_string(), Registered { factory, origin });
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        host.url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            patchbay_host::serve::serve_with(config, &registry, listener, shutdown)
+                .await
+                .expect("serve");
+        });
+        host.stop = Some(stop);
+        host
+    }
+
+    /// Writes the test config (and the channel's secret file) to a new directory.
+    fn configured(options: HostOptions) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("channel.secret"),
@@ -307,14 +348,13 @@ secrets = {{ signing_secret_file = "channel.secret" }}
             extra = options.extra_channel_toml,
         );
         std::fs::write(&config, text).expect("config");
-        let mut host = Host {
+        Host {
             _dir: dir,
             config,
             url: String::new(),
             child: None,
-        };
-        host.spawn();
-        host
+            stop: None,
+        }
     }
 
     /// Starts the process on the same config and database.
@@ -341,6 +381,9 @@ secrets = {{ signing_secret_file = "channel.secret" }}
 
     /// SIGKILL: no shutdown, no flushing.
     pub fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

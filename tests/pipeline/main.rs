@@ -5,6 +5,7 @@ mod harness;
 #[path = "../plugin_libs.rs"]
 mod plugin_libs;
 
+mod containment;
 mod delivery;
 mod email;
 mod flows;
