@@ -142,11 +142,12 @@ impl Transport {
             ))
         })?;
         let status = response.status().as_u16();
-        let headers = response
+        let mut headers: Vec<(String, String)> = response
             .headers()
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
+        retry_after_in_seconds(&mut headers, self.clock.timestamp());
         let body = response
             .bytes()
             .await
@@ -197,6 +198,20 @@ impl Transport {
         self.tokens
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Rewrites a `Retry-After` given as an HTTP-date into seconds from `now`
+/// (rounded up), so adapters — which have no clock of their own for it —
+/// read every form with `ProviderResponse::retry_after_ms`.
+fn retry_after_in_seconds(headers: &mut [(String, String)], now: Timestamp) {
+    for (name, value) in headers.iter_mut() {
+        if name.eq_ignore_ascii_case("retry-after")
+            && value.trim().parse::<f64>().is_err()
+            && let Some(ms) = patchbay_plugin_sdk::adapter::retry_after_ms(value, now)
+        {
+            *value = ms.div_ceil(1000).to_string();
+        }
     }
 }
 
@@ -258,6 +273,34 @@ mod tests {
             body: vec![],
             auth_profile: None,
         }
+    }
+
+    #[test]
+    fn an_http_date_retry_after_reaches_adapters_in_seconds() {
+        // 1 Jan 1970 00:01:00 GMT is 60 s after the epoch; now is 15.5 s.
+        let mut headers = vec![
+            ("content-type".to_string(), "text/plain".to_string()),
+            (
+                "Retry-After".to_string(),
+                "Thu, 01 Jan 1970 00:01:00 GMT".to_string(),
+            ),
+        ];
+        retry_after_in_seconds(&mut headers, Timestamp(15_500));
+        assert_eq!(headers[1].1, "45");
+        let response = ProviderResponse {
+            status: 429,
+            headers,
+            body: vec![],
+        };
+        assert_eq!(response.retry_after_ms(), Some(45_000));
+        // Seconds and nonsense are left as they are.
+        let mut headers = vec![
+            ("retry-after".to_string(), "7".to_string()),
+            ("retry-after".to_string(), "soon".to_string()),
+        ];
+        retry_after_in_seconds(&mut headers, Timestamp(0));
+        assert_eq!(headers[0].1, "7");
+        assert_eq!(headers[1].1, "soon");
     }
 
     #[tokio::test]

@@ -158,8 +158,11 @@ impl ProviderResponse {
         (200..300).contains(&self.status)
     }
 
-    /// `Retry-After` in milliseconds, when given in seconds (see
-    /// [`retry_after_at`](Self::retry_after_at) for HTTP-dates too).
+    /// `Retry-After` in milliseconds. The Patchbay host hands adapters
+    /// `Retry-After` in seconds whatever form the provider used (it turns an
+    /// HTTP-date into seconds from its clock), so this is all an adapter
+    /// needs; [`retry_after_at`](Self::retry_after_at) reads both forms
+    /// itself.
     pub fn retry_after_ms(&self) -> Option<u64> {
         // Without a clock an HTTP-date means nothing; seconds need none.
         let value = self.header("retry-after")?;
