@@ -106,9 +106,21 @@ pub struct ServerConfig {
     /// Largest accepted request body in bytes; larger bodies get 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// Seconds to finish in-flight work after SIGTERM or Ctrl-C.
+    /// Seconds to finish in-flight requests and work after SIGTERM or
+    /// Ctrl-C; connections still open then are closed.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// Connections open at once; more wait until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Milliseconds to receive a request's headers, from the connection's
+    /// opening or the previous response: idle keep-alive connections close
+    /// after it too.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// Milliseconds to receive a request's body and answer it; later → 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -120,6 +132,15 @@ fn default_max_body() -> usize {
 fn default_grace() -> u64 {
     30
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_request_timeout() -> u64 {
+    30_000
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -128,6 +149,9 @@ impl Default for ServerConfig {
             public_url: None,
             max_body_bytes: default_max_body(),
             shutdown_grace_secs: default_grace(),
+            max_connections: default_max_connections(),
+            header_timeout_ms: default_header_timeout(),
+            request_timeout_ms: default_request_timeout(),
         }
     }
 }
@@ -406,6 +430,9 @@ impl Config {
                 self.application.concurrency as u64,
             ),
             ("providers.concurrency", self.providers.concurrency as u64),
+            ("server.max_connections", self.server.max_connections as u64),
+            ("server.header_timeout_ms", self.server.header_timeout_ms),
+            ("server.request_timeout_ms", self.server.request_timeout_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(key, "must be at least 1"));

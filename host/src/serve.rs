@@ -14,12 +14,16 @@ use crate::config::{Config, ConfigError};
 use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
 use crate::runtime::{Completers, Runtime, Wakers};
+use crate::server::connections;
 use crate::smtp::SmtpSender;
 use crate::store::{APPLICATION, Queue, SqliteStore, Store, WriterSettings};
 use crate::transport::{Transport, http_client};
 use crate::workers;
 use crate::workers::completions::{self, Completer};
 use crate::workers::supervise;
+
+/// Descriptors kept for the store, provider and application connections.
+const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// Opens the configured store, stamping rows with `clock`; `serving` releases
 /// a previous process's leases.
@@ -169,7 +173,23 @@ pub async fn serve_with(
         workers::retention::run(retention_rt.clone(), keep, retention_stop.clone())
     }));
 
-    let router = crate::server::router(rt.clone(), config.server.max_body_bytes);
+    let router = crate::server::router(
+        rt.clone(),
+        config.server.max_body_bytes,
+        Duration::from_millis(config.server.request_timeout_ms),
+    );
+    match connections::raise_descriptor_limit() {
+        Some(limit) if limit < config.server.max_connections as u64 + RESERVED_DESCRIPTORS => {
+            tracing::warn!(
+                limit,
+                max_connections = config.server.max_connections,
+                "the open-file limit is below server.max_connections plus what the store and \
+                 providers need; raise it (ulimit -n) or lower max_connections"
+            );
+        }
+        Some(limit) => tracing::debug!(limit, "open-file limit"),
+        None => tracing::warn!("could not read or raise the open-file limit"),
+    }
     if config.store.background_write_delay_ms.is_some() {
         tracing::warn!(
             "[store] background_write_delay_ms is no longer used and is ignored: \
@@ -180,15 +200,21 @@ pub async fn serve_with(
     // The one line on stdout: tests and scripts read the bound address from it.
     println!("patchbay listening on http://{local}");
 
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
-
-    tracing::info!("shutting down: finishing in-flight work");
-    let _ = stop_tx.send(true);
+    let limits = connections::Limits {
+        max_connections: config.server.max_connections,
+        header_timeout: Duration::from_millis(config.server.header_timeout_ms),
+    };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let drained = tokio::time::timeout(grace, async {
+    let shutdown = async move {
+        shutdown.await;
+        // Workers finish the jobs they hold and take no more, while requests
+        // in progress are answered.
+        tracing::info!("shutting down: finishing in-flight requests and work");
+        let _ = stop_tx.send(true);
+    };
+    let deadline = connections::serve(listener, router, limits, shutdown, grace).await;
+
+    let drained = tokio::time::timeout_at(deadline, async {
         while tasks.join_next().await.is_some() {}
         let _ = recorded_tx.send(true);
         while recorders.join_next().await.is_some() {}

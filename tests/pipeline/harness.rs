@@ -248,6 +248,8 @@ pub struct HostOptions {
     pub integration_url: String,
     pub extra_channel_toml: String,
     pub max_body_bytes: usize,
+    /// More keys for the `[server]` table.
+    pub server_toml: String,
 }
 
 impl HostOptions {
@@ -257,6 +259,7 @@ impl HostOptions {
             integration_url: integration.to_string(),
             extra_channel_toml: String::new(),
             max_body_bytes: 64 * 1024,
+            server_toml: String::new(),
         }
     }
 }
@@ -315,6 +318,7 @@ impl Host {
 listen = "127.0.0.1:0"
 max_body_bytes = {max_body}
 shutdown_grace_secs = 5
+{server}
 
 [store]
 path = "{db}"
@@ -340,6 +344,7 @@ secrets = {{ signing_secret_file = "channel.secret" }}
 {extra}
 "#,
             max_body = options.max_body_bytes,
+            server = options.server_toml,
             db = dir.path().join("patchbay.db").display(),
             app = options.app_url,
             app_secret = APP_SECRET,

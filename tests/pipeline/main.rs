@@ -7,6 +7,7 @@ mod plugin_libs;
 
 mod containment;
 mod delivery;
+mod edges;
 mod email;
 mod flows;
 mod ingress;

@@ -1,25 +1,34 @@
 //! The HTTP surface: provider webhooks, the application API, health.
 
 mod api;
+pub mod connections;
 mod ingress;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::runtime::Runtime;
 
-/// The router for a running host.
-pub fn router(rt: Arc<Runtime>, max_body_bytes: usize) -> Router {
+/// The router for a running host. A request whose body has not arrived and
+/// been answered within `request_timeout` gets 408 (nothing was acknowledged).
+pub fn router(rt: Arc<Runtime>, max_body_bytes: usize, request_timeout: Duration) -> Router {
     Router::new()
         .route("/webhooks/{channel}", post(ingress::webhook))
         .route("/v1/channels/{channel}/messages", post(api::send_messages))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(rt)
