@@ -329,15 +329,35 @@ impl Config {
     }
 
     /// Parses config text; relative `*_file` paths resolve against `base`.
+    /// No error message carries a secret: values read from files and the
+    /// environment, and every string under a key that names a secret, are
+    /// replaced by `***` in it, and syntax errors point at a line and column
+    /// instead of quoting the line.
     pub fn parse(
         text: &str,
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::new("(syntax)", e.to_string().trim().to_string())
-        })?;
-        resolve_table(&mut table, "", base, env)?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| syntax_error(text, &e))?;
+        let read = std::cell::RefCell::new(Vec::new());
+        let tracking_env = |name: &str| {
+            let value = env(name);
+            if let Some(value) = &value {
+                read.borrow_mut().push(value.clone());
+            }
+            value
+        };
+        let mut sensitive = Sensitive::default();
+        resolve_table(&mut table, "", base, &tracking_env, &mut sensitive.0)
+            .map_err(|e| sensitive.redact(e))?;
+        sensitive.0.extend(read.into_inner());
+        sensitive.collect(&table, false);
+        Config::from_table(table, base).map_err(|e| sensitive.redact(e))
+    }
+
+    fn from_table(table: toml::Table, base: &Path) -> Result<Config, ConfigError> {
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
@@ -438,6 +458,9 @@ impl Config {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
+        if let Some(level) = &self.log.level {
+            check_log_filter(level)?;
+        }
         if let Some(public) = &self.server.public_url
             && !(public.starts_with("http://") || public.starts_with("https://"))
         {
@@ -486,11 +509,95 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
+/// A `log.level` must say something: each directive a level (`info`) or
+/// `target=level`. A bare word that is not a level (a typo such as `inf`)
+/// would be read as a target name and silence everything else.
+fn check_log_filter(filter: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |s: &str| LEVELS.contains(&s.trim().to_ascii_lowercase().as_str());
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if !is_level(level) {
+            return Err(ConfigError::new(
+                "log.level",
+                format!(
+                    "{directive:?} names no level; use one of {} or target=level",
+                    LEVELS.join(", ")
+                ),
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|e| ConfigError::new("log.level", e.to_string()))
+}
+
+/// A TOML syntax error as a line and column, without the source line (which
+/// may hold a secret).
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim().to_string();
+    let Some(span) = e.span() else {
+        return ConfigError::new("(syntax)", message);
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    ConfigError::new(
+        "(syntax)",
+        format!("line {line}, column {column}: {message}"),
+    )
+}
+
+/// Values that may be secrets, to keep out of error messages.
+#[derive(Default)]
+struct Sensitive(Vec<String>);
+
+impl Sensitive {
+    /// Adds every string under a key that names a secret (`secrets`,
+    /// `secret`, `api_keys`, `*password*`, `*token*`, …).
+    fn collect(&mut self, table: &toml::Table, inside_secret: bool) {
+        for (key, value) in table {
+            let secret = inside_secret || names_a_secret(key);
+            self.collect_value(value, secret);
+        }
+    }
+
+    fn collect_value(&mut self, value: &toml::Value, secret: bool) {
+        match value {
+            toml::Value::String(s) if secret => self.0.push(s.clone()),
+            toml::Value::Array(items) => items.iter().for_each(|v| self.collect_value(v, secret)),
+            toml::Value::Table(t) => self.collect(t, secret),
+            _ => {}
+        }
+    }
+
+    fn redact(&self, mut e: ConfigError) -> ConfigError {
+        for value in &self.0 {
+            // Very short values would blot out ordinary words.
+            if value.len() >= 4 {
+                e.message = e.message.replace(value.as_str(), "***");
+                e.key = e.key.replace(value.as_str(), "***");
+            }
+        }
+        e
+    }
+}
+
+fn names_a_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "password", "token", "api_key", "credential"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
 fn resolve_table(
     table: &mut toml::Table,
     prefix: &str,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    read: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let file_keys: Vec<String> = table
         .keys()
@@ -498,7 +605,7 @@ fn resolve_table(
         .cloned()
         .collect();
     for (key, value) in table.iter_mut() {
-        resolve_value(value, &join(prefix, key), base, env)?;
+        resolve_value(value, &join(prefix, key), base, env, read)?;
     }
     for file_key in file_keys {
         let target = file_key.trim_end_matches("_file").to_string();
@@ -518,6 +625,7 @@ fn resolve_table(
         })?;
         let contents = contents.strip_suffix('\n').unwrap_or(&contents);
         let contents = contents.strip_suffix('\r').unwrap_or(contents);
+        read.push(contents.to_string());
         table.insert(target, toml::Value::String(contents.to_string()));
     }
     Ok(())
@@ -528,15 +636,16 @@ fn resolve_value(
     key: &str,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    read: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(s) => *s = interpolate(s, key, env)?,
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                resolve_value(item, &format!("{key}[{i}]"), base, env)?;
+                resolve_value(item, &format!("{key}[{i}]"), base, env, read)?;
             }
         }
-        toml::Value::Table(t) => resolve_table(t, key, base, env)?,
+        toml::Value::Table(t) => resolve_table(t, key, base, env, read)?,
         _ => {}
     }
     Ok(())
@@ -630,6 +739,68 @@ mod tests {
     }
 
     #[test]
+    fn no_config_error_contains_a_secret_however_it_was_supplied() {
+        const SECRET: &str = "s3cr3t-Value-0123456789";
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("secret.txt"), "x").expect("write");
+        std::fs::write(dir.path().join("key.txt"), format!("{SECRET}\n")).expect("write");
+        let env = |name: &str| (name == "KEY").then(|| SECRET.to_string());
+        let base = MINIMAL.replace("${APP_SECRET}", "app-secret");
+        let list = "api_keys = [\"0123456789abcdef\"]";
+        // Each mistake, with the secret given literally, through ${ENV} and
+        // through a *_file.
+        let mistakes = [
+            // A string where a list belongs.
+            base.replace(list, &format!("api_keys = \"{SECRET}\"")),
+            base.replace(list, "api_keys = \"${KEY}\""),
+            base.replace(list, "api_keys_file = \"key.txt\""),
+            // Too short to be a key is checked by length, named by index.
+            base.replace(list, &format!("api_keys = [\"{SECRET}\", \"short\"]")),
+            // A number where a string belongs, next to the secret.
+            base.replace(
+                "secret = \"app-secret\"",
+                &format!("secret = \"{SECRET}\"\ntimeout_ms = \"{SECRET}\""),
+            ),
+            base.replace(
+                "secret = \"app-secret\"",
+                "secret = \"${KEY}\"\ntimeout_ms = \"${KEY}\"",
+            ),
+            // A channel secret of the wrong shape.
+            base.replace(
+                "secrets = { signing_secret_file = \"secret.txt\" }",
+                &format!("secrets = {{ signing_secret = [\"{SECRET}\"] }}"),
+            ),
+            base.replace(
+                "secrets = { signing_secret_file = \"secret.txt\" }",
+                "secrets = { signing_secret = { value = \"${KEY}\" } }",
+            ),
+            // A syntax error on the secret's line.
+            base.replace(list, &format!("api_keys = [\"{SECRET}\"")),
+            base.replace("secret = \"app-secret\"", &format!("secret = \"{SECRET}")),
+            base.replace("secret = \"app-secret\"", &format!("secret = {SECRET}")),
+        ];
+        for (i, text) in mistakes.iter().enumerate() {
+            let err = Config::parse(text, dir.path(), &env).expect_err("a mistake");
+            let shown = err.to_string();
+            assert!(
+                !shown.contains(SECRET),
+                "mistake {i} shows the secret: {shown}"
+            );
+            assert!(
+                !shown.contains("s3cr3t"),
+                "mistake {i} shows part of it: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_point_at_a_line_and_column() {
+        let err = Config::parse("[server]\nlisten = \n", Path::new("."), &env).expect_err("syntax");
+        assert_eq!(err.key, "(syntax)");
+        assert!(err.message.starts_with("line 2, column"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_offending_key() {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::write(dir.path().join("secret.txt"), "x").expect("write");
@@ -685,6 +856,16 @@ mod tests {
                 format!("{MINIMAL}\n[providers]\nconcurrency = 0\n"),
                 "providers.concurrency",
                 "at least 1",
+            ),
+            (
+                format!("{MINIMAL}\n[log]\nlevel = \"inf\"\n"),
+                "log.level",
+                "names no level",
+            ),
+            (
+                format!("{MINIMAL}\n[log]\nlevel = \"patchbay_host=loud\"\n"),
+                "log.level",
+                "names no level",
             ),
             (
                 format!("{MINIMAL}\n[bogus]\n"),

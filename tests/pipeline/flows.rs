@@ -50,6 +50,8 @@ async fn text_both_ways_with_delivered_receipt() {
     let out = sent[0].json();
     assert_eq!(out["id"], id.as_str());
     assert_eq!(out["content"], json!({"type": "text", "text": "Hi Ann"}));
+    // The integration layer can dedupe retries on a header, not only the body.
+    assert_eq!(sent[0].header("x-patchbay-message-id"), Some(id.as_str()));
     assert_eq!(
         sent[0].header("x-hub-signature-256"),
         Some(
@@ -258,6 +260,16 @@ async fn api_rejects_bad_keys_and_bad_messages() {
         .await
         .expect("post");
     assert_eq!(res.status(), 401);
+    // The scheme is case-insensitive, as HTTP says.
+    let res = client()
+        .post(format!("{}/v1/channels/web/messages", host.url))
+        .header("authorization", format!("bearer {API_KEY}"))
+        .header("content-type", "application/json")
+        .body(r#"{"conversation": {"id": "c"}, "content": {"type": "text", "text": "hi"}}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 202);
     let res = host
         .send(
             &json!({"conversation": {"id": "c"}, "content": {"type": "buttons", "text": 5}}),

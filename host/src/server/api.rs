@@ -17,6 +17,8 @@ use patchbay_plugin_sdk::signature::constant_time_eq;
 use serde_json::{Value, json};
 
 use super::error;
+use patchbay_plugin_sdk::signature::auth_credentials;
+
 use crate::runtime::Runtime;
 use crate::store::{NewJob, Queue, Remembered};
 use crate::workers::outbound::OutboundJob;
@@ -26,7 +28,7 @@ fn authorised(rt: &Runtime, headers: &HeaderMap) -> bool {
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| auth_credentials(v, "Bearer"))
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
     let Some(presented) = presented else {
         return false;

@@ -28,7 +28,7 @@
 //!
 //! `POST {settings.webhook_url}` with the canonical message (its `id` is Patchbay's
 //! message id), signed the same two ways with the same secret, plus
-//! `X-Patchbay-Channel`. Every rich type is carried natively unless the channel's
+//! `X-Patchbay-Channel` and `X-Patchbay-Message-Id` (the same on every retry). Every rich type is carried natively unless the channel's
 //! configuration narrows it. A 2xx answer may carry `{"message_id": "..."}`, the
 //! integration layer's own id, reported in the receipt. Errors: 429 (with
 //! `Retry-After`) is rate limiting, 5xx and 408 are retried, 401 refreshes nothing
@@ -218,6 +218,8 @@ impl ChannelAdapter for ClientChannel {
             headers: vec![
                 ("content-type".into(), "application/json".into()),
                 ("x-patchbay-channel".into(), self.channel.clone()),
+                // Lets the integration layer dedupe a retried delivery.
+                ("x-patchbay-message-id".into(), message.id.clone()),
             ],
             body: Vec::new(),
             auth_profile: None,

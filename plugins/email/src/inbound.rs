@@ -5,7 +5,7 @@ use mail_parser::decoders::html::html_to_text;
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
 use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::signature::{
-    base64_decode, base64_encode, constant_time_eq, hmac_sha256_hex, verify_hex,
+    auth_credentials, base64_decode, base64_encode, constant_time_eq, hmac_sha256_hex, verify_hex,
 };
 use serde_json::json;
 
@@ -94,9 +94,9 @@ fn check_token(email: &Email, request: &InboundRequest) -> Result<(), Rejection>
         ));
     };
     let authorization = request.header("authorization").unwrap_or_default();
-    let from_header = if let Some(token) = authorization.strip_prefix("Bearer ") {
-        Some(token.trim().to_string())
-    } else if let Some(basic) = authorization.strip_prefix("Basic ") {
+    let from_header = if let Some(token) = auth_credentials(authorization, "Bearer") {
+        Some(token.to_string())
+    } else if let Some(basic) = auth_credentials(authorization, "Basic") {
         base64_decode(basic.trim())
             .and_then(|raw| String::from_utf8(raw).ok())
             .and_then(|pair| {

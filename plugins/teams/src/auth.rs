@@ -3,6 +3,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use patchbay_plugin_sdk::prelude::*;
+use patchbay_plugin_sdk::signature::auth_credentials;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -75,12 +76,8 @@ pub(crate) fn validate(
         channel_id,
     } = activity;
     let token = authorization
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .ok_or_else(|| Rejection::unauthorized("missing bearer token"))?
-        .trim();
+        .and_then(|h| auth_credentials(h, "Bearer"))
+        .ok_or_else(|| Rejection::unauthorized("missing bearer token"))?;
     let header =
         decode_header(token).map_err(|_| Rejection::unauthorized("malformed bearer token"))?;
     if header.alg != Algorithm::RS256 {
