@@ -70,6 +70,25 @@ pub fn split_prefixed(value: &str) -> Option<(&str, &str)> {
     value.trim().split_once('=')
 }
 
+/// The credentials of an `Authorization` header value using `scheme`
+/// (`Bearer`, `Basic`), which HTTP compares case-insensitively.
+///
+/// ```
+/// use patchbay_plugin_sdk::signature::auth_credentials;
+/// assert_eq!(auth_credentials("bearer abc ", "Bearer"), Some("abc"));
+/// assert_eq!(auth_credentials("BEARER abc", "Bearer"), Some("abc"));
+/// assert_eq!(auth_credentials("Basic abc", "Bearer"), None);
+/// assert_eq!(auth_credentials("Bearerabc", "Bearer"), None);
+/// ```
+pub fn auth_credentials<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let header = header.trim_start();
+    let (given, rest) = header.split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim())
+        .filter(|credentials| !credentials.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,23 +122,4 @@ mod tests {
         );
         assert!(base64_decode("not base64!").is_none());
     }
-}
-
-/// The credentials of an `Authorization` header value using `scheme`
-/// (`Bearer`, `Basic`), which HTTP compares case-insensitively.
-///
-/// ```
-/// use patchbay_plugin_sdk::signature::auth_credentials;
-/// assert_eq!(auth_credentials("bearer abc ", "Bearer"), Some("abc"));
-/// assert_eq!(auth_credentials("BEARER abc", "Bearer"), Some("abc"));
-/// assert_eq!(auth_credentials("Basic abc", "Bearer"), None);
-/// assert_eq!(auth_credentials("Bearerabc", "Bearer"), None);
-/// ```
-pub fn auth_credentials<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
-    let header = header.trim_start();
-    let (given, rest) = header.split_once(' ')?;
-    given
-        .eq_ignore_ascii_case(scheme)
-        .then(|| rest.trim())
-        .filter(|credentials| !credentials.is_empty())
 }
