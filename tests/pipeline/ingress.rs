@@ -111,3 +111,53 @@ async fn sigterm_finishes_and_exits_cleanly() {
     let status = host.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn malformed_webhooks_are_refused_with_400_and_nothing_is_stored() {
+    let app = Mock::start().await;
+    let host = Host::start(HostOptions::new(
+        &app.url("/hook"),
+        "http://127.0.0.1:9/unused",
+    ));
+    let mut invalid_utf8 =
+        br#"{"message_id": "m-1", "conversation": {"id": "c"}, "content": {"type": "text", "text": "caf"#
+            .to_vec();
+    invalid_utf8.extend_from_slice(&[0xC3, 0x28]);
+    invalid_utf8.extend_from_slice(br#""}}"#);
+    let deep = format!(
+        r#"{{"message_id": "m-5", "conversation": {{"id": "c"}}, "content": {{"type": "text", "text": "x"}}, "context": {{"a": {}1{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("invalid UTF-8 in the text", invalid_utf8),
+        (
+            "a lone surrogate escape",
+            br#"{"message_id": "m-2", "conversation": {"id": "c"}, "content": {"type": "text", "text": "\ud800"}}"#.to_vec(),
+        ),
+        (
+            "no conversation",
+            br#"{"message_id": "m-3", "content": {"type": "text", "text": "hi"}}"#.to_vec(),
+        ),
+        (
+            "a known kind missing its fields",
+            br#"{"message_id": "m-4", "conversation": {"id": "c"}, "content": {"type": "buttons"}}"#.to_vec(),
+        ),
+        ("nesting beyond the parser's limit", deep.into_bytes()),
+    ];
+    for (what, bytes) in bodies {
+        let sig = format!(
+            "sha256={}",
+            patchbay_plugin_sdk::signature::hmac_sha256_hex(CHANNEL_SECRET.as_bytes(), &bytes)
+        );
+        let res = host
+            .post_raw("/webhooks/web", &[("x-hub-signature-256", &sig)], bytes)
+            .await;
+        assert_eq!(res.status(), 400, "{what}");
+    }
+    host.idle().await;
+    let counts = host.counts();
+    assert_eq!(counts["inbound"]["done"], 0, "{counts}");
+    assert_eq!(counts["inbound"]["dead"], 0, "{counts}");
+    assert!(app.received().is_empty());
+}

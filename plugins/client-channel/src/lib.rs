@@ -129,10 +129,20 @@ impl ClientChannel {
     }
 }
 
-/// Only what `verify` needs from the body, so it stays cheap.
-#[derive(Deserialize)]
-struct DedupeProbe {
-    message_id: Option<Value>,
+/// A webhook body as a canonical message and the integration layer's
+/// `message_id`, or why it is not one.
+fn decode(body: &[u8]) -> Result<(Message, String), String> {
+    let mut wire: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let message_id = match wire.as_object_mut().and_then(|o| o.remove("message_id")) {
+        Some(Value::String(id)) if !id.is_empty() => id,
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err("\"message_id\" (a non-empty string) is required".into()),
+    };
+    let message: Message =
+        serde_json::from_value(wire).map_err(|e| format!("not a canonical message: {e}"))?;
+    message.validate()?;
+    Ok((message, message_id))
 }
 
 impl ChannelAdapter for ClientChannel {
@@ -159,43 +169,18 @@ impl ChannelAdapter for ClientChannel {
         if !valid {
             return Err(Rejection::unauthorized("signature does not match the body"));
         }
-        let probe: DedupeProbe = serde_json::from_slice(&request.body)
-            .map_err(|e| Rejection::bad_request(format!("body is not a JSON object: {e}")))?;
-        let dedupe_key = match probe.message_id {
-            Some(Value::String(id)) if !id.is_empty() => id,
-            Some(Value::Number(n)) => n.to_string(),
-            _ => {
-                return Err(Rejection::bad_request(
-                    "\"message_id\" (a non-empty string) is required",
-                ));
-            }
-        };
+        // Whatever parsing would refuse is refused now, before anything is
+        // stored: a body that cannot become a message gets 400, not a dead letter.
+        let (_, dedupe_key) = decode(&request.body).map_err(Rejection::bad_request)?;
         Ok(Verdict::accept(Some(dedupe_key)))
     }
 
     fn parse_inbound(&self, request: &InboundRequest, _now: Timestamp) -> Step {
-        let mut wire: Value = match serde_json::from_slice(&request.body) {
-            Ok(v) => v,
-            Err(e) => return Step::fail(AdapterError::bad_input(format!("body is not JSON: {e}"))),
+        let (mut message, provider_id) = match decode(&request.body) {
+            Ok(decoded) => decoded,
+            Err(e) => return Step::fail(AdapterError::bad_input(e)),
         };
-        let provider_id = wire
-            .as_object_mut()
-            .and_then(|o| o.remove("message_id"))
-            .map(|v| match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            });
-        let mut message: Message = match serde_json::from_value(wire) {
-            Ok(m) => m,
-            Err(e) => {
-                return Step::fail(AdapterError::bad_input(format!(
-                    "not a canonical message: {e}"
-                )));
-            }
-        };
-        if let Err(e) = message.validate() {
-            return Step::fail(AdapterError::bad_input(e));
-        }
+        let provider_id = Some(provider_id);
         // Patchbay owns its ids and channel names; the integration layer cannot set them.
         message.id.clear();
         message.channel = self.channel.clone();

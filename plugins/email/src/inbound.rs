@@ -44,7 +44,6 @@ pub(crate) fn verify(
     now: Timestamp,
 ) -> Result<Verdict, Rejection> {
     let source = source(request).map_err(Rejection::bad_request)?;
-    // Only the headers are read here: the full parse waits for the worker.
     let message_id = match (&source, email.inbound) {
         (Source::Form(fields), InboundProvider::Mailgun) => {
             check_mailgun(email, fields, now)?;
@@ -72,6 +71,9 @@ pub(crate) fn verify(
             mime_message_id(&request.body)?
         }
     };
+    // A mail the worker could never turn into a message is refused now (400)
+    // rather than acknowledged and dead-lettered.
+    convert(email, request).map_err(Rejection::bad_request)?;
     Ok(Verdict::accept(
         message_id.map(|id| format!("message-id:{id}")),
     ))
@@ -152,20 +154,23 @@ fn check_mailgun(email: &Email, fields: &[Field], now: Timestamp) -> Result<(), 
 }
 
 pub(crate) fn parse(email: &Email, request: &InboundRequest) -> Step {
-    let mail = match source(request) {
-        Ok(Source::Mime) => Mail::from_mime(&request.body),
-        Ok(Source::Form(fields)) => match email.inbound {
+    match convert(email, request) {
+        Ok(message) => Step::messages(vec![message]),
+        Err(e) => Step::fail(AdapterError::bad_input(e)),
+    }
+}
+
+/// The stored request as a canonical message, or why it cannot be one.
+fn convert(email: &Email, request: &InboundRequest) -> Result<Message, String> {
+    let mail = match source(request)? {
+        Source::Mime => Mail::from_mime(&request.body),
+        Source::Form(fields) => match email.inbound {
             InboundProvider::Mailgun => Mail::from_mailgun(&fields),
             InboundProvider::Sendgrid => Mail::from_sendgrid(&fields),
         },
-        Err(e) => return Step::fail(AdapterError::bad_input(e)),
     };
-    match mail.and_then(Mail::into_message) {
-        Some(message) => Step::messages(vec![message]),
-        None => Step::fail(AdapterError::bad_input(
-            "email without a valid From address",
-        )),
-    }
+    mail.and_then(Mail::into_message)
+        .ok_or_else(|| "email without a valid From address".to_string())
 }
 
 /// A received email, whatever it came in.

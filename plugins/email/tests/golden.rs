@@ -289,3 +289,21 @@ fn passes_the_conformance_kit() {
         .run()
         .assert_passed();
 }
+
+#[test]
+fn a_mail_without_a_sender_is_refused_at_verify() {
+    let h = harness("sendgrid");
+    let no_from =
+        b"To: support@shop.example\r\nSubject: hi\r\nMessage-ID: <x.2@example.com>\r\n\r\nhello\r\n";
+    let req = request(
+        "POST",
+        "https://gw.example/webhooks/email",
+        &[
+            ("content-type", "message/rfc822"),
+            ("authorization", &format!("Bearer {TOKEN}")),
+        ],
+        no_from,
+    );
+    let refused = h.verify(&req).expect_err("refused");
+    assert_eq!(refused.status, 400, "{}", refused.message);
+}

@@ -47,6 +47,14 @@ pub(crate) fn verify(sms: &Sms, request: &InboundRequest) -> Result<Verdict, Rej
     let sid = field(&fields, "MessageSid")
         .or_else(|| field(&fields, "SmsSid"))
         .ok_or_else(|| Rejection::bad_request("no MessageSid"))?;
+    // What parsing needs, checked before anything is stored.
+    if !is_status_callback(&fields)
+        && (field(&fields, "From").is_none() || field(&fields, "MessageSid").is_none())
+    {
+        return Err(Rejection::bad_request(
+            "message webhook without From or MessageSid",
+        ));
+    }
     // Each status of a message is its own event; the message itself is one.
     let dedupe_key = match field(&fields, "MessageStatus") {
         Some(status) if is_status_callback(&fields) => format!("status:{sid}:{status}"),

@@ -258,3 +258,19 @@ fn passes_the_conformance_kit() {
         .run()
         .assert_passed();
 }
+
+#[test]
+fn a_message_webhook_parsing_would_refuse_is_refused_at_verify() {
+    let h = harness();
+    for body in [
+        // No From: there is no one to answer.
+        &b"MessageSid=SM2&To=%2B2&Body=hi&SmsStatus=received"[..],
+        // The legacy SmsSid alone: no MessageSid to name the message.
+        &b"SmsSid=SM3&From=%2B1&To=%2B2&Body=hi"[..],
+    ] {
+        let mut req = request("POST", "https://gw.example/webhooks/sms", &[], body);
+        sign(&mut req);
+        let refused = h.verify(&req).expect_err("refused");
+        assert_eq!(refused.status, 400, "{}", refused.message);
+    }
+}

@@ -37,6 +37,10 @@ pub(crate) fn verify(
         now,
         resources,
     )?;
+    // Parsing needs it; without it the activity could only be dead-lettered.
+    if str_at(&activity, "/conversation/id").is_none() {
+        return Err(Rejection::bad_request("activity has no conversation.id"));
+    }
     let dedupe_key = str_at(&activity, "/id").map(|id| format!("activity:{id}"));
     let is_card_action = str_at(&activity, "/type") == Some("invoke")
         && str_at(&activity, "/name") == Some("adaptiveCard/action");

@@ -386,3 +386,18 @@ fn a_key_endorsed_only_for_webchat_is_refused_for_teams() {
     let err = harness.verify(&req).expect_err("endorsed for webchat only");
     assert_eq!(err.status, 401);
 }
+
+#[test]
+fn an_activity_without_a_conversation_is_refused_at_verify() {
+    let mut body: Value = serde_json::from_slice(&activity(SERVICE_URL)).expect("json");
+    body.as_object_mut().expect("object").remove("conversation");
+    let mut req = request(
+        "POST",
+        "https://gw/webhooks/teams",
+        &[],
+        body.to_string().as_bytes(),
+    );
+    bearer(&mut req, &Token::valid(SERVICE_URL));
+    let refused = harness().verify(&req).expect_err("refused");
+    assert_eq!(refused.status, 400, "{}", refused.message);
+}
