@@ -333,11 +333,16 @@ impl Content {
             return Err("content has no \"type\"".into());
         };
         if KNOWN_KINDS.contains(&kind) {
-            // Parse again strictly through a tagged-only mirror to get serde's reason.
-            return match serde_json::from_value::<StrictContent>(value.clone()) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(format!("invalid {kind} content: {e}")),
-            };
+            // A known kind lands here only when it did not parse as itself.
+            // Parse again strictly to get serde's reason; if the copy parses
+            // (its duplicate keys were merged on the way), the original had
+            // conflicting fields.
+            return Err(
+                match serde_json::from_value::<StrictContent>(value.clone()) {
+                    Ok(_) => format!("invalid {kind} content: a field is given twice"),
+                    Err(e) => format!("invalid {kind} content: {e}"),
+                },
+            );
         }
         Ok(())
     }

@@ -97,6 +97,20 @@ fn malformed_known_kind_is_reported_by_validate() {
     assert!(msg.validate().unwrap_err().contains("type"));
 }
 
+/// Found by fuzzing (abi_answers): a known kind with a field given twice
+/// parsed as unknown content yet passed `validate`, and became a different
+/// message after a JSON round trip.
+#[test]
+fn a_known_kind_with_a_field_given_twice_is_invalid() {
+    let msg: Message = serde_json::from_slice(
+        br#"{"conversation": {"id": "c"}, "content": {"type": "list_picker", "title": "Pick",
+             "items": [{"payload": "P", "title": "One", "title": "Two"}]}}"#,
+    )
+    .unwrap();
+    let err = msg.validate().unwrap_err();
+    assert!(err.contains("list_picker"), "{err}");
+}
+
 #[test]
 fn empty_conversation_is_invalid() {
     assert!(Message::new("", Content::text("x")).validate().is_err());

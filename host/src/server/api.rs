@@ -39,6 +39,32 @@ fn authorised(rt: &Runtime, headers: &HeaderMap) -> bool {
     })
 }
 
+/// The application's body: one canonical message, or `{"messages": [...]}`,
+/// each valid — or why not, naming the message at fault.
+pub fn parse_messages(body: &[u8]) -> Result<Vec<Message>, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let items = match value {
+        Value::Object(mut o) if o.contains_key("messages") => match o.remove("messages") {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            _ => return Err("\"messages\" must be a non-empty array".into()),
+        },
+        single => vec![single],
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let message: Message =
+                serde_json::from_value(item).map_err(|e| format!("messages[{i}]: {e}"))?;
+            message
+                .validate()
+                .map_err(|e| format!("messages[{i}]: {e}"))?;
+            Ok(message)
+        })
+        .collect()
+}
+
 /// Stores outbound messages for a channel.
 pub async fn send_messages(
     State(rt): State<Arc<Runtime>>,
@@ -52,21 +78,9 @@ pub async fn send_messages(
     if !rt.channels.contains_key(&channel_id) {
         return error(StatusCode::NOT_FOUND, "no such channel");
     }
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
-    };
-    let items = match value {
-        Value::Object(mut o) if o.contains_key("messages") => match o.remove("messages") {
-            Some(Value::Array(items)) if !items.is_empty() => items,
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "\"messages\" must be a non-empty array",
-                );
-            }
-        },
-        single => vec![single],
+    let messages = match parse_messages(&body) {
+        Ok(messages) => messages,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let trace_header = |name: &str| {
         headers
@@ -74,16 +88,9 @@ pub async fn send_messages(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let mut jobs = Vec::with_capacity(items.len());
-    let mut ids = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let mut message: Message = match serde_json::from_value(item) {
-            Ok(m) => m,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("messages[{i}]: {e}")),
-        };
-        if let Err(e) = message.validate() {
-            return error(StatusCode::BAD_REQUEST, format!("messages[{i}]: {e}"));
-        }
+    let mut jobs = Vec::with_capacity(messages.len());
+    let mut ids = Vec::with_capacity(messages.len());
+    for (i, mut message) in messages.into_iter().enumerate() {
         message.id = new_id();
         message.channel = channel_id.clone();
         if message.trace.is_empty() {

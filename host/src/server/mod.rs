@@ -1,6 +1,6 @@
 //! The HTTP surface: provider webhooks, the application API, health.
 
-mod api;
+pub mod api;
 pub mod connections;
 mod ingress;
 

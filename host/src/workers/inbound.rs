@@ -198,6 +198,16 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
             return None;
         }
     };
+    // An adapter's bug must not reach the application as a malformed message.
+    if let Some(e) = messages.iter().find_map(|m| m.validate().err()) {
+        rt.bury(
+            job,
+            &format!("adapter produced an invalid message: {e}"),
+            vec![],
+        )
+        .await;
+        return None;
+    }
     let mut follow_ups = Vec::with_capacity(messages.len());
     for mut message in messages {
         message.id = new_id();

@@ -167,7 +167,7 @@ fn user_message(slack: &Slack, event: &Value, message: &Value) -> Option<Message
     if from_a_bot(slack, message) || from_a_bot(slack, event) {
         return None;
     }
-    let channel = str_at(event, "/channel")?;
+    let channel = str_at(event, "/channel").filter(|c| !c.is_empty())?;
     let text = mrkdwn::to_plain(str_at(message, "/text").unwrap_or_default());
     let files: Vec<Attachment> = message
         .get("files")
@@ -212,7 +212,7 @@ fn deleted(slack: &Slack, event: &Value) -> Option<Message> {
     if from_a_bot(slack, previous) {
         return None;
     }
-    let channel = str_at(event, "/channel")?;
+    let channel = str_at(event, "/channel").filter(|c| !c.is_empty())?;
     let deleted_ts = str_at(event, "/deleted_ts")?;
     let data = BTreeMap::from([
         ("event".to_string(), json!("message_deleted")),
@@ -230,8 +230,9 @@ fn interaction(payload: &Value) -> Vec<Message> {
     if str_at(payload, "/type") != Some("block_actions") {
         return Vec::new();
     }
-    let Some(channel) =
-        str_at(payload, "/channel/id").or_else(|| str_at(payload, "/container/channel_id"))
+    let Some(channel) = str_at(payload, "/channel/id")
+        .or_else(|| str_at(payload, "/container/channel_id"))
+        .filter(|c| !c.is_empty())
     else {
         return Vec::new();
     };
@@ -269,7 +270,8 @@ fn interaction(payload: &Value) -> Vec<Message> {
 
 /// A slash command → text `"/command text"`, the command also in context.
 fn command(fields: &BTreeMap<String, String>) -> Vec<Message> {
-    let (Some(command), Some(channel)) = (fields.get("command"), fields.get("channel_id")) else {
+    let channel = fields.get("channel_id").filter(|c| !c.is_empty());
+    let (Some(command), Some(channel)) = (fields.get("command"), channel) else {
         return Vec::new();
     };
     let text = fields.get("text").map_or("", |t| t.trim());

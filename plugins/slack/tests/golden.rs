@@ -252,3 +252,23 @@ fn passes_the_conformance_kit() {
         .run()
         .assert_passed();
 }
+
+/// Found by fuzzing (slack_inbound): a slash command with an empty
+/// `channel_id` became a message with an empty conversation id.
+#[test]
+fn a_command_without_a_channel_yields_no_message() {
+    let mut req = request(
+        "POST",
+        "https://gw.example/webhooks/slack",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"team_id=T1&channel_id=&user_id=U2&command=%2Fhelp&text=now&trigger_id=1.2.3",
+    );
+    sign(&mut req);
+    let h = harness();
+    assert!(h.verify(&req).expect("verifies").store);
+    let run = h.inbound(&req, vec![]);
+    for message in run.messages().expect("parsed") {
+        message.validate().expect("valid");
+    }
+    assert!(run.messages().expect("parsed").is_empty());
+}

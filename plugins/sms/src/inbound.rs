@@ -10,11 +10,13 @@ use crate::outbound::MESSAGE_ID_PARAM;
 /// The empty TwiML document: "received, nothing to reply".
 const EMPTY_TWIML: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#;
 
+/// The first field called `name`, if it has a value.
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
 }
 
 /// Base64 `HMAC-SHA1(auth_token, url + name1 + value1 + name2 + value2 …)` with
@@ -48,9 +50,11 @@ pub(crate) fn verify(sms: &Sms, request: &InboundRequest) -> Result<Verdict, Rej
         .or_else(|| field(&fields, "SmsSid"))
         .ok_or_else(|| Rejection::bad_request("no MessageSid"))?;
     // What parsing needs, checked before anything is stored.
-    if !is_status_callback(&fields)
-        && (field(&fields, "From").is_none() || field(&fields, "MessageSid").is_none())
-    {
+    if is_status_callback(&fields) {
+        if field(&fields, "To").is_none() {
+            return Err(Rejection::bad_request("status callback without To"));
+        }
+    } else if field(&fields, "From").is_none() || field(&fields, "MessageSid").is_none() {
         return Err(Rejection::bad_request(
             "message webhook without From or MessageSid",
         ));
@@ -132,7 +136,7 @@ fn status_callback(request: &InboundRequest, fields: &[(String, String)]) -> Opt
         reasons,
         adjustments: Vec::new(),
     };
-    let customer = field(fields, "To").unwrap_or_default();
+    let customer = field(fields, "To")?;
     let mut m = Message::new(customer, Content::Receipt(receipt));
     m.provider_message_id = field(fields, "MessageSid").map(str::to_string);
     Some(m)

@@ -274,3 +274,22 @@ fn a_message_webhook_parsing_would_refuse_is_refused_at_verify() {
         assert_eq!(refused.status, 400, "{}", refused.message);
     }
 }
+
+/// Found by fuzzing (sms_inbound): a status callback without `To` became a
+/// receipt with an empty conversation id.
+#[test]
+fn a_status_callback_without_a_recipient_is_refused_at_verify() {
+    let mut req = request(
+        "POST",
+        "https://gw.example/webhooks/sms?patchbay_message_id=pb-42",
+        &[],
+        b"SmsSid=SM9&MessageSid=SM9&MessageStatus=delivered&ToSmsSid=x&From=%2B1",
+    );
+    sign(&mut req);
+    let refused = harness().verify(&req).expect_err("refused");
+    assert_eq!(refused.status, 400, "{}", refused.message);
+    assert_eq!(
+        harness().inbound(&req, vec![]).messages().expect("parsed"),
+        &[]
+    );
+}

@@ -38,7 +38,7 @@ pub(crate) fn verify(
         resources,
     )?;
     // Parsing needs it; without it the activity could only be dead-lettered.
-    if str_at(&activity, "/conversation/id").is_none() {
+    if str_at(&activity, "/conversation/id").is_none_or(str::is_empty) {
         return Err(Rejection::bad_request("activity has no conversation.id"));
     }
     let dedupe_key = str_at(&activity, "/id").map(|id| format!("activity:{id}"));
@@ -80,7 +80,7 @@ pub(crate) fn parse(request: &InboundRequest) -> Step {
     let Some(content) = content else {
         return Step::messages(Vec::new());
     };
-    let Some(conversation) = str_at(&activity, "/conversation/id") else {
+    let Some(conversation) = str_at(&activity, "/conversation/id").filter(|c| !c.is_empty()) else {
         return Step::fail(AdapterError::bad_input("activity has no conversation.id"));
     };
     let mut m = Message::new(conversation, content);
