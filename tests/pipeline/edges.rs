@@ -172,3 +172,67 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         assert!(closed_by_server(stream, Duration::from_secs(10)).await);
     }
 }
+
+/// `check-config` and `serve` on configs that misuse a secret, given each way
+/// a secret can be: the error names the key, exits 78, and never shows it.
+#[test]
+fn config_mistakes_never_print_the_secret() {
+    const SECRET: &str = "Sup3r-Secret-Api-Key-0123456789";
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("key.txt"), SECRET).expect("write");
+    let base = |api_keys: &str, level: &str| {
+        format!(
+            "[application]\nwebhook_url = \"http://127.0.0.1:9/hook\"\nsecret = \"app-secret\"\n{api_keys}\n\
+             [store]\npath = \"{}\"\n[log]\nlevel = \"{level}\"\n",
+            dir.path().join("patchbay.db").display()
+        )
+    };
+    let cases = [
+        (
+            base(&format!("api_keys = \"{SECRET}\""), "info"),
+            "application.api_keys",
+        ),
+        (
+            base("api_keys = \"${PATCHBAY_TEST_KEY}\"", "info"),
+            "application.api_keys",
+        ),
+        (
+            base("api_keys_file = \"key.txt\"", "info"),
+            "application.api_keys",
+        ),
+        (
+            base(&format!("api_keys = [\"{SECRET}\""), "info"),
+            "(syntax)",
+        ),
+        (
+            base(&format!("api_keys = [\"{SECRET}\"]"), "inf"),
+            "log.level",
+        ),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.toml"));
+        std::fs::write(&path, text).expect("write");
+        for command in ["check-config", "serve"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchbay"))
+                .args([command, "--config"])
+                .arg(&path)
+                .env("PATCHBAY_TEST_KEY", SECRET)
+                .output()
+                .expect("run");
+            let shown = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.status.code(), Some(78), "case {i} {command}: {shown}");
+            assert!(
+                shown.contains(key),
+                "case {i} {command} names {key}: {shown}"
+            );
+            assert!(
+                !shown.contains(SECRET),
+                "case {i} {command} shows the secret: {shown}"
+            );
+        }
+    }
+}
