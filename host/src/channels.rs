@@ -136,6 +136,8 @@ pub struct Channel {
     pub system_messages: SystemMessages,
     /// The language of system messages.
     pub language: String,
+    /// The upstream its customers' messages and receipts go to.
+    pub upstream: String,
 }
 
 impl std::fmt::Debug for Channel {
@@ -163,7 +165,9 @@ pub fn build_with(
 ) -> Result<Channels, ConfigError> {
     let mut channels = Channels::new();
     for (id, section) in &config.channels {
-        let channel = build_one(id, section, registry, public_url)?;
+        let mut channel = build_one(id, section, registry, public_url)?;
+        // Validation made sure there is one.
+        channel.upstream = config.upstream_of(section).unwrap_or_default().to_string();
         channels.insert(id.clone(), Arc::new(channel));
     }
     Ok(channels)
@@ -208,5 +212,6 @@ fn build_one(
         capabilities,
         system_messages: SystemMessages(section.system_messages.clone()),
         language: section.language.clone(),
+        upstream: String::new(),
     })
 }

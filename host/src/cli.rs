@@ -154,14 +154,28 @@ async fn run(cli: Cli) -> ExitCode {
                 .public_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", config.server.listen));
-            match crate::channels::build(&config, &public) {
-                Ok(channels) => {
+            let built = crate::upstreams::build(&config, &public, &crate::clock::Clock::system())
+                .and_then(|upstreams| {
+                    crate::channels::build(&config, &public).map(|c| (upstreams, c))
+                });
+            match built {
+                Ok((upstreams, channels)) => {
                     println!("config OK: {}", path.display());
+                    for (name, upstream) in &upstreams {
+                        let webhook = match upstream.speaks {
+                            crate::upstreams::Speaks::Webhook { .. } => String::new(),
+                            crate::upstreams::Speaks::Connector { .. } => {
+                                format!(", webhook {public}/upstreams/{name}/webhook")
+                            }
+                        };
+                        println!("  upstream {name}: {}{webhook}", upstream.kind);
+                    }
                     for (id, ch) in &channels {
                         println!(
-                            "  channel {id}: adapter {} ({})",
+                            "  channel {id}: adapter {} ({}) → upstream {}",
                             ch.adapter_id,
-                            ch.adapter.manifest().version
+                            ch.adapter.manifest().version,
+                            ch.upstream
                         );
                     }
                     ExitCode::SUCCESS

@@ -46,8 +46,14 @@ pub struct Config {
     /// Where messages are kept.
     #[serde(default)]
     pub store: StoreConfig,
-    /// The business application Patchbay serves.
-    pub application: ApplicationConfig,
+    /// The 0.1 form of one `webhook` upstream, still accepted: it is the
+    /// upstream named `application`.
+    #[serde(default)]
+    application: Option<ApplicationConfig>,
+    /// What sits behind Patchbay, by name: the business application's
+    /// webhook, or a contact-centre platform. Each channel names one.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamSection>,
     /// Every call to providers: sends, lookups while parsing, tokens, keys.
     #[serde(default)]
     pub providers: ProvidersConfig,
@@ -214,10 +220,52 @@ impl Default for StoreConfig {
     }
 }
 
-/// `[application]`.
+/// `[upstreams.<name>]`: one application or platform behind Patchbay.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApplicationConfig {
+pub struct UpstreamSection {
+    /// `webhook` (Patchbay's own signed webhook and API) or a connector's
+    /// kind (`genesys-3pm`, `genesys-open-messaging`).
+    pub kind: String,
+    /// `webhook`: where canonical messages and receipts are POSTed.
+    pub webhook_url: Option<String>,
+    /// `webhook`: the HMAC key for `X-Hub-Signature` (or `secret_file`).
+    pub secret: Option<Secret>,
+    /// `webhook`: keys accepted on the application API for this upstream's
+    /// channels (`Authorization: Bearer <key>`).
+    #[serde(default)]
+    pub api_keys: Vec<Secret>,
+    /// Connector settings, passed to the connector as JSON.
+    #[serde(default)]
+    pub settings: toml::Table,
+    /// Connector secrets by name (use `<name>_file` or `${ENV}`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+    /// Per-request timeout in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Retry schedule for 5xx, 429 and timeouts.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Where its keys are written in the file, for errors: `upstreams.<name>`,
+    /// or `application` for the 0.1 table.
+    #[serde(skip)]
+    pub config_key: String,
+}
+
+/// The name a 0.1 `[application]` table's upstream gets.
+pub const LEGACY_UPSTREAM: &str = "application";
+
+/// The kind of Patchbay's own webhook and API.
+pub const WEBHOOK_KIND: &str = "webhook";
+
+/// `[application]` (0.1): the same as `[upstreams.application]` of kind `webhook`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplicationConfig {
     /// Where canonical messages and receipts are POSTed.
     pub webhook_url: String,
     /// HMAC key for `X-Hub-Signature` / `X-Hub-Signature-256` (or `secret_file`).
@@ -303,6 +351,9 @@ pub struct ChannelSection {
     /// Adapter secrets by name (use `<name>_file` or `${ENV}`).
     #[serde(default)]
     pub secrets: BTreeMap<String, Secret>,
+    /// The upstream its customers' messages go to (a name under
+    /// `[upstreams]`); may be left out when there is only one.
+    pub upstream: Option<String>,
     /// Narrowing of the adapter's declared capabilities.
     #[serde(default)]
     pub capabilities: CapabilityOverrides,
@@ -368,8 +419,51 @@ impl Config {
             })?;
         let mut config = config;
         config.resolve_plugin_paths(base);
+        config.adopt_application()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Makes a 0.1 `[application]` the `webhook` upstream named `application`,
+    /// and gives each upstream its key for errors.
+    fn adopt_application(&mut self) -> Result<(), ConfigError> {
+        for (name, upstream) in &mut self.upstreams {
+            upstream.config_key = format!("upstreams.{name}");
+        }
+        let Some(app) = self.application.take() else {
+            return Ok(());
+        };
+        if self.upstreams.contains_key(LEGACY_UPSTREAM) {
+            return Err(ConfigError::new(
+                "application",
+                "[upstreams.application] is given too; move [application]'s keys into it and remove [application]",
+            ));
+        }
+        self.upstreams.insert(
+            LEGACY_UPSTREAM.to_string(),
+            UpstreamSection {
+                kind: WEBHOOK_KIND.into(),
+                webhook_url: Some(app.webhook_url),
+                secret: Some(app.secret),
+                api_keys: app.api_keys,
+                settings: toml::Table::new(),
+                secrets: BTreeMap::new(),
+                timeout_ms: app.timeout_ms,
+                concurrency: app.concurrency,
+                retry: app.retry,
+                config_key: "application".into(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The upstream a channel sends to: its `upstream`, or the only one.
+    pub fn upstream_of<'a>(&'a self, channel: &'a ChannelSection) -> Option<&'a str> {
+        match &channel.upstream {
+            Some(name) => Some(name.as_str()),
+            None if self.upstreams.len() == 1 => self.upstreams.keys().next().map(String::as_str),
+            None => None,
+        }
     }
 
     /// Plugin paths are relative to the config file, like `*_file` secrets.
@@ -384,26 +478,14 @@ impl Config {
 
     /// Checks what types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = reqwest::Url::parse(&self.application.webhook_url);
-        if !url.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+        if self.upstreams.is_empty() {
             return Err(ConfigError::new(
-                "application.webhook_url",
-                "must be an http:// or https:// URL",
+                "upstreams",
+                "name what sits behind Patchbay: [upstreams.<name>] with a kind (or a 0.1 [application])",
             ));
         }
-        if self.application.secret.expose().is_empty() {
-            return Err(ConfigError::new("application.secret", "must not be empty"));
-        }
-        if let Some(i) = self
-            .application
-            .api_keys
-            .iter()
-            .position(|k| k.expose().len() < 16)
-        {
-            return Err(ConfigError::new(
-                format!("application.api_keys[{i}]"),
-                "must be at least 16 characters",
-            ));
+        for (name, upstream) in &self.upstreams {
+            upstream.validate(name)?;
         }
         if self.renamed_outbound.is_some() {
             return Err(ConfigError::new(
@@ -411,8 +493,11 @@ impl Config {
                 "is now [providers] (it governs every call to providers, inbound lookups too); rename the table",
             ));
         }
-        if self.application.timeout_ms == 0 || self.providers.timeout_ms == 0 {
-            return Err(ConfigError::new("timeout_ms", "must be greater than 0"));
+        if self.providers.timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "providers.timeout_ms",
+                "must be greater than 0",
+            ));
         }
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::new(
@@ -420,23 +505,7 @@ impl Config {
                 "must be greater than 0",
             ));
         }
-        for (name, policy) in [
-            ("application.retry", &self.application.retry),
-            ("providers.retry", &self.providers.retry),
-        ] {
-            if policy.max_attempts == 0 {
-                return Err(ConfigError::new(
-                    format!("{name}.max_attempts"),
-                    "must be at least 1",
-                ));
-            }
-            if policy.base_delay_ms > policy.max_delay_ms {
-                return Err(ConfigError::new(
-                    format!("{name}.base_delay_ms"),
-                    "must not be greater than max_delay_ms",
-                ));
-            }
-        }
+        check_retry("providers.retry", &self.providers.retry)?;
         // Zero would mean "never": refused rather than quietly read as 1.
         for (key, value) in [
             ("store.max_batch", self.store.max_batch as u64),
@@ -445,10 +514,6 @@ impl Config {
                 self.store.background_rows_per_turn as u64,
             ),
             ("store.lease_secs", self.store.lease_secs),
-            (
-                "application.concurrency",
-                self.application.concurrency as u64,
-            ),
             ("providers.concurrency", self.providers.concurrency as u64),
             ("server.max_connections", self.server.max_connections as u64),
             ("server.header_timeout_ms", self.server.header_timeout_ms),
@@ -485,7 +550,36 @@ impl Config {
                 ));
             }
         }
-        for id in self.channels.keys() {
+        for (id, channel) in &self.channels {
+            match &channel.upstream {
+                Some(name) if !self.upstreams.contains_key(name) => {
+                    return Err(ConfigError::new(
+                        format!("channels.{id}.upstream"),
+                        format!(
+                            "no upstream is named {name:?}; the upstreams are {}",
+                            self.upstreams
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                None if self.upstreams.len() > 1 => {
+                    return Err(ConfigError::new(
+                        format!("channels.{id}.upstream"),
+                        format!(
+                            "is required when there are several upstreams ({})",
+                            self.upstreams
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                _ => {}
+            }
             let ok = !id.is_empty()
                 && id
                     .chars()
@@ -499,6 +593,97 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl UpstreamSection {
+    /// Checks what types cannot; the connector checks its own settings.
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("{}.{k}", self.config_key);
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(ConfigError::new(
+                self.config_key.clone(),
+                "upstream names may use only letters, digits, '-' and '_'",
+            ));
+        }
+        if self.kind == WEBHOOK_KIND {
+            let url = self.webhook_url.as_deref().map(reqwest::Url::parse);
+            match url {
+                None => return Err(ConfigError::new(key("webhook_url"), "is required")),
+                Some(Ok(u)) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        key("webhook_url"),
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+            }
+            match &self.secret {
+                None => return Err(ConfigError::new(key("secret"), "is required")),
+                Some(s) if s.expose().is_empty() => {
+                    return Err(ConfigError::new(key("secret"), "must not be empty"));
+                }
+                Some(_) => {}
+            }
+            if let Some(i) = self.api_keys.iter().position(|k| k.expose().len() < 16) {
+                return Err(ConfigError::new(
+                    key(&format!("api_keys[{i}]")),
+                    "must be at least 16 characters",
+                ));
+            }
+            if let Some(extra) = self.settings.keys().next().or(self.secrets.keys().next()) {
+                return Err(ConfigError::new(
+                    key(extra),
+                    "a webhook upstream takes webhook_url, secret and api_keys, not connector settings",
+                ));
+            }
+        } else {
+            for (field, given) in [
+                ("webhook_url", self.webhook_url.is_some()),
+                ("secret", self.secret.is_some()),
+                ("api_keys", !self.api_keys.is_empty()),
+            ] {
+                if given {
+                    return Err(ConfigError::new(
+                        key(field),
+                        format!(
+                            "is for kind \"webhook\"; a {} upstream is configured under settings and secrets",
+                            self.kind
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::new(
+                key("timeout_ms"),
+                "must be greater than 0",
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError::new(key("concurrency"), "must be at least 1"));
+        }
+        check_retry(&key("retry"), &self.retry)
+    }
+}
+
+fn check_retry(name: &str, policy: &RetryPolicy) -> Result<(), ConfigError> {
+    if policy.max_attempts == 0 {
+        return Err(ConfigError::new(
+            format!("{name}.max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    if policy.base_delay_ms > policy.max_delay_ms {
+        return Err(ConfigError::new(
+            format!("{name}.base_delay_ms"),
+            "must not be greater than max_delay_ms",
+        ));
+    }
+    Ok(())
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -717,7 +902,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::write(dir.path().join("secret.txt"), "from-file\n").expect("write");
         let config = Config::parse(MINIMAL, dir.path(), &env).expect("valid");
-        assert_eq!(config.application.secret.expose(), "from-env");
+        let app = &config.upstreams[LEGACY_UPSTREAM];
+        assert_eq!(app.secret.as_ref().map(Secret::expose), Some("from-env"));
         assert_eq!(
             config.channels["web"].secrets["signing_secret"].expose(),
             "from-file"

@@ -8,26 +8,29 @@
 //!                                                     │
 //!                      inbound worker: parse_inbound ◀┘ (+ provider calls)
 //!                                     │ canonical messages
-//!                      deliver worker ▼──POST (signed)──▶ application webhook
+//!                      deliver worker ▼──▶ the channel's upstream: the application
+//!                                          webhook (signed), or a platform's API
+//!                                          through its connector
 //!
 //!  application ──POST /v1/channels/{ch}/messages──▶ store ─▶ 202 {"ids"}
+//!  platform ──POST /upstreams/{name}/webhook──▶ connector verify ─▶ store ─▶ its ack
+//!                      (inbound worker: connector decode ─▶ one job per message)
 //!                      outbound worker: fit (core) ─▶ render_outbound ─▶ provider
 //!                                     │ receipt
-//!                      deliver worker ▼──POST (signed)──▶ application webhook
+//!                      deliver worker ▼──▶ the channel's upstream
 //! ```
 //!
 //! Modules: [`config`] (TOML, `${ENV}`, `*_file`), [`channels`] (adapters by
 //! config), [`store`] (durable queues), [`server`] (HTTP), [`workers`] (the three
 //! queue loops), [`transport`] (executing adapters' requests), [`resources`] (signing keys
-//! adapters verify with), [`app`] (the
-//! application webhook), [`serve`] (wiring and shutdown), [`cli`].
+//! adapters verify with), [`upstreams`] (what sits behind
+//! Patchbay: the application webhook or a platform connector), [`serve`] (wiring and shutdown), [`cli`].
 //!
 //! ## What this crate does not do
 //!
 //! It does not convert provider formats (adapters do) or decide how to degrade
 //! content (`patchbay-core` does).
 
-pub mod app;
 pub mod channels;
 pub mod cli;
 pub mod clock;
@@ -42,4 +45,5 @@ pub mod smtp;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod upstreams;
 pub mod workers;

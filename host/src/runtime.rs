@@ -3,16 +3,15 @@
 use std::sync::Arc;
 
 use patchbay_core::retry::RetryPolicy;
-use patchbay_plugin_sdk::adapter::Secret;
 use tokio::sync::Notify;
 
-use crate::app::AppClient;
 use crate::channels::Channels;
 use crate::clock::Clock;
 use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
 use crate::store::{Attempt, Job, NewJob, Store, StoreError};
 use crate::transport::Transport;
+use crate::upstreams::Upstreams;
 use crate::workers::completions::Completer;
 
 /// Wakes a queue's worker when new work is stored.
@@ -36,21 +35,17 @@ pub struct Runtime {
     pub transport: Transport,
     /// Adapters' verification documents (signing keys).
     pub resources: ResourceCache,
-    /// Application webhook.
-    pub app: AppClient,
-    /// Retries towards the application.
-    pub app_retry: RetryPolicy,
+    /// What sits behind Patchbay, by name.
+    pub upstreams: Upstreams,
     /// Retries towards providers.
     pub outbound_retry: RetryPolicy,
     /// How long a worker holds a job.
     pub lease_ms: i64,
     /// The public base URL.
     pub public_url: String,
-    /// Keys accepted on the application API.
-    pub api_keys: Vec<Secret>,
     /// Worker wake-ups.
     pub wake: Wakers,
-    /// Breakers of the application and of each channel's provider.
+    /// Breakers of each upstream and of each channel's provider.
     pub destinations: Destinations,
     /// Where finished jobs are handed in, per queue.
     pub completers: Completers,
@@ -77,6 +72,16 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// The upstream a channel's messages and receipts go to; for a channel no
+    /// longer configured, the only upstream if there is one.
+    pub fn upstream_of(&self, channel: &str) -> Option<&str> {
+        match self.channels.get(channel) {
+            Some(c) => Some(c.upstream.as_str()),
+            None if self.upstreams.len() == 1 => self.upstreams.keys().next().map(String::as_str),
+            None => None,
+        }
+    }
+
     /// Schedules a job to run again; a failing store is retried a while (the
     /// lease expiring brings the job back anyway).
     pub async fn retry(&self, job: &Job, run_at: i64, error: &str, attempt: Attempt) {

@@ -6,18 +6,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::app::AppClient;
 use crate::channels;
 use crate::channels::Registry;
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
 use crate::runtime::{Completers, Runtime, Wakers};
 use crate::server::connections;
 use crate::smtp::SmtpSender;
-use crate::store::{APPLICATION, Queue, SqliteStore, Store, WriterSettings};
+use crate::store::{Queue, SqliteStore, Store, WriterSettings};
 use crate::transport::{Transport, http_client};
+use crate::upstreams;
 use crate::workers;
 use crate::workers::completions::{self, Completer};
 use crate::workers::supervise;
@@ -71,9 +71,9 @@ pub async fn serve_with(
     let channels =
         channels::build_with(&config, registry, &public_url).map_err(anyhow::Error::new)?;
     let clock = Clock::system();
+    let upstreams = upstreams::build(&config, &public_url, &clock).map_err(anyhow::Error::new)?;
     let store = open_store(&config, true, clock.clone()).await?;
 
-    let app_client = http_client(Duration::from_millis(config.application.timeout_ms));
     let provider_client = http_client(Duration::from_millis(config.providers.timeout_ms));
     let resources = ResourceCache::new(&channels);
     let (deliver_done, deliver_pending) = Completer::new();
@@ -87,21 +87,10 @@ pub async fn serve_with(
             SmtpSender::new(Duration::from_millis(config.providers.timeout_ms)),
             clock.clone(),
         ),
-        app: AppClient::new(
-            app_client,
-            config
-                .application
-                .webhook_url
-                .parse()
-                .map_err(|e| ConfigError::new("application.webhook_url", format!("{e}")))?,
-            config.application.secret.clone(),
-            clock.clone(),
-        ),
-        app_retry: config.application.retry,
+        upstreams,
         outbound_retry: config.providers.retry,
         lease_ms: (config.store.lease_secs.saturating_mul(1000)) as i64,
         public_url: public_url.clone(),
-        api_keys: config.application.api_keys.clone(),
         wake: Wakers::default(),
         destinations: Destinations::default(),
         completers: Completers {
@@ -141,19 +130,32 @@ pub async fn serve_with(
             inbound_stop.clone(),
         )
     }));
-    let (deliver_rt, deliver_stop) = (rt.clone(), stop_rx.clone());
-    let deliver_concurrency = config.application.concurrency;
-    tasks.spawn(supervise("deliver", stop_rx.clone(), move || {
-        workers::run_queue(
-            deliver_rt.clone(),
-            Queue::Deliver,
-            vec![APPLICATION.to_string()],
-            deliver_concurrency,
-            deliver_rt.wake.deliver.clone(),
-            deliver_stop.clone(),
-            workers::deliver::handle,
-        )
-    }));
+    // One delivery loop per upstream: each its own concurrency, and one
+    // that is down never holds another's slots. New `deliver` work wakes
+    // them all.
+    let mut deliver_wakes = Vec::new();
+    for upstream in rt.upstreams.values() {
+        let (deliver_rt, deliver_stop) = (rt.clone(), stop_rx.clone());
+        let (name, concurrency) = (upstream.name.clone(), upstream.concurrency);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        deliver_wakes.push(wake.clone());
+        tasks.spawn(supervise("deliver", stop_rx.clone(), move || {
+            workers::run_queue(
+                deliver_rt.clone(),
+                Queue::Deliver,
+                vec![name.clone()],
+                concurrency,
+                wake.clone(),
+                deliver_stop.clone(),
+                workers::deliver::handle,
+            )
+        }));
+    }
+    tasks.spawn(fan_out(
+        rt.wake.deliver.clone(),
+        deliver_wakes,
+        stop_rx.clone(),
+    ));
     let (outbound_rt, outbound_stop) = (rt.clone(), stop_rx.clone());
     let outbound_concurrency = config.providers.concurrency;
     tasks.spawn(supervise("outbound", stop_rx.clone(), move || {
@@ -225,6 +227,20 @@ pub async fn serve_with(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Passes each wake-up of `from` on to every one of `to`, until `stop`.
+async fn fan_out(
+    from: Arc<tokio::sync::Notify>,
+    to: Vec<Arc<tokio::sync::Notify>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = from.notified() => to.iter().for_each(|w| w.notify_one()),
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use patchbay_plugin_sdk::adapter::{
-    AccessToken, ChannelAdapter, HttpRequestSpec, ProviderResponse, RequestSpec, Step, StepOutput,
-    Timestamp,
+    AccessToken, ChannelAdapter, Continuation, HttpRequestSpec, ProviderResponse, RequestSpec,
+    Step, StepOutput, Timestamp,
 };
 use patchbay_plugin_sdk::driver::{Driver, Next};
 use patchbay_plugin_sdk::error::AdapterError;
+use patchbay_plugin_sdk::upstream::UpstreamConnector;
 
 use crate::clock::Clock;
 use crate::smtp::SmtpSender;
@@ -38,7 +39,55 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// Executes request descriptions for adapters.
+/// The hooks the step loop calls: what channel adapters and upstream
+/// connectors share.
+pub trait Operations: Sync {
+    /// Continues an operation with an answer.
+    fn resume(
+        &self,
+        continuation: Continuation,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Step;
+    /// The token request of an auth profile.
+    fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError>;
+    /// Reads a token response.
+    fn token_response(
+        &self,
+        profile: &str,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Result<AccessToken, AdapterError>;
+}
+
+macro_rules! operations_of {
+    ($contract:ident) => {
+        impl<'a> Operations for dyn $contract + 'a {
+            fn resume(&self, c: Continuation, r: ProviderResponse, now: Timestamp) -> Step {
+                <dyn $contract>::resume(self, c, r, now)
+            }
+            fn token_request(
+                &self,
+                profile: &str,
+                now: Timestamp,
+            ) -> Result<RequestSpec, AdapterError> {
+                <dyn $contract>::token_request(self, profile, now)
+            }
+            fn token_response(
+                &self,
+                profile: &str,
+                r: ProviderResponse,
+                now: Timestamp,
+            ) -> Result<AccessToken, AdapterError> {
+                <dyn $contract>::token_response(self, profile, r, now)
+            }
+        }
+    };
+}
+operations_of!(ChannelAdapter);
+operations_of!(UpstreamConnector);
+
+/// Executes request descriptions for adapters and connectors.
 #[derive(Debug, Clone)]
 pub struct Transport {
     client: reqwest::Client,
@@ -60,10 +109,10 @@ impl Transport {
 
     /// Runs `step` to completion for `channel`'s adapter, through the SDK's
     /// [`Driver`] (the loop the testkit runs too).
-    pub async fn drive(
+    pub async fn drive<O: Operations + ?Sized>(
         &self,
         channel: &str,
-        adapter: &dyn ChannelAdapter,
+        adapter: &O,
         step: Step,
     ) -> Result<StepOutput, AdapterError> {
         let mut driver = Driver::new(step);
@@ -78,7 +127,8 @@ impl Transport {
                         self.forget_tokens(channel);
                     }
                     let response = self.execute(channel, adapter, request).await?;
-                    driver.resume(adapter, response, self.clock.timestamp());
+                    let now = self.clock.timestamp();
+                    driver.resume_with(|c| adapter.resume(c, response, now));
                 }
                 Next::Finished(outcome) => {
                     if let Err(error) = &outcome
@@ -92,10 +142,10 @@ impl Transport {
         }
     }
 
-    async fn execute(
+    async fn execute<O: Operations + ?Sized>(
         &self,
         channel: &str,
-        adapter: &dyn ChannelAdapter,
+        adapter: &O,
         request: RequestSpec,
     ) -> Result<ProviderResponse, AdapterError> {
         match request {
@@ -162,10 +212,10 @@ impl Transport {
         })
     }
 
-    async fn token(
+    async fn token<O: Operations + ?Sized>(
         &self,
         channel: &str,
-        adapter: &dyn ChannelAdapter,
+        adapter: &O,
         profile: &str,
     ) -> Result<AccessToken, AdapterError> {
         let key = (channel.to_string(), profile.to_string());

@@ -149,6 +149,13 @@ impl Driver {
         response: ProviderResponse,
         now: Timestamp,
     ) {
+        self.resume_with(|continuation| adapter.resume(continuation, response, now));
+    }
+
+    /// [`resume`](Self::resume) for any contract whose operations run as
+    /// steps (an [upstream connector](crate::upstream) too): `resume` is its
+    /// resume hook, already holding the response and `now`.
+    pub fn resume_with(&mut self, resume: impl FnOnce(Continuation) -> Step) {
         let State::Waiting {
             request,
             continuation,
@@ -161,7 +168,7 @@ impl Driver {
         };
         let authed = matches!(&request, RequestSpec::Http(h) if h.auth_profile.is_some());
         let retry = (authed && !self.refreshed).then(|| (request, continuation.clone()));
-        let step = match adapter.resume(continuation, response, now) {
+        let step = match resume(continuation) {
             // No token was sent, so no fresh one can help: the provider
             // refused the credentials the channel is configured with.
             Step::Fail { error } if error.is_auth_expired() && !authed => Step::fail(

@@ -140,6 +140,7 @@ pub mod message;
 pub mod signature;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod upstream;
 pub mod url;
 
 mod bytes_b64;

@@ -1,5 +1,5 @@
-//! The one containment layer every adapter runs behind, compiled-in and
-//! shared-library alike.
+//! The one containment layer every adapter and upstream connector runs
+//! behind, compiled-in and shared-library alike.
 //!
 //! Each call — `verify`, `parse_inbound`, `render_outbound`, `resume`, the
 //! token hooks, resource listing and fetching — runs under `catch_unwind`. A
@@ -8,7 +8,8 @@
 //! counted; three panics within a minute pause the channel's calls for a
 //! minute (they fail fast as transient) while every other channel keeps
 //! working. A shared-library adapter also recreates its instance after a
-//! panic (see [`super::dynamic`]).
+//! panic (see [`super::dynamic`]). Connectors' calls (`verify`, `decode`,
+//! `deliver`, `resume`, the token hooks) are contained the same way.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,28 +23,65 @@ use patchbay_plugin_sdk::adapter::{
 };
 use patchbay_plugin_sdk::error::{AdapterError, Rejection};
 use patchbay_plugin_sdk::message::Message;
+use patchbay_plugin_sdk::upstream::{Delivery, PlatformEvent, UpstreamConnector, UpstreamManifest};
 
 /// Panics within [`WINDOW`] that pause a channel's calls.
 const PANICS: usize = 3;
 /// How long panics are remembered, and how long calls are paused.
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// An adapter behind the containment layer.
-#[derive(Debug)]
-pub struct Contained<A: ?Sized> {
-    channel: String,
-    manifest: Manifest,
+/// A contract whose calls can be contained: its manifest is read once.
+pub trait Contract {
+    /// What it declares.
+    type Manifest: Clone + std::fmt::Debug;
+    /// Reads the manifest.
+    fn read_manifest(&self) -> Self::Manifest;
+    /// What an instance is called in logs: `adapter for channel`.
+    const NOUN: &'static str;
+}
+
+impl<'a> Contract for dyn ChannelAdapter + 'a {
+    type Manifest = Manifest;
+    fn read_manifest(&self) -> Manifest {
+        self.manifest()
+    }
+    const NOUN: &'static str = "adapter for channel";
+}
+
+impl<'a> Contract for dyn UpstreamConnector + 'a {
+    type Manifest = UpstreamManifest;
+    fn read_manifest(&self) -> UpstreamManifest {
+        self.manifest()
+    }
+    const NOUN: &'static str = "connector for upstream";
+}
+
+/// An adapter or connector behind the containment layer.
+pub struct Contained<A: ?Sized + Contract> {
+    name: String,
+    manifest: A::Manifest,
     panics: Mutex<VecDeque<Instant>>,
     total: AtomicU64,
     inner: Box<A>,
 }
 
-impl Contained<dyn ChannelAdapter> {
-    /// Wraps channel `channel`'s adapter. Its manifest is read once, here.
-    pub fn new(channel: &str, inner: Box<dyn ChannelAdapter>) -> Self {
+impl<A: ?Sized + Contract> std::fmt::Debug for Contained<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contained")
+            .field("name", &self.name)
+            .field("manifest", &self.manifest)
+            .field("panics", &self.panics())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: ?Sized + Contract> Contained<A> {
+    /// Wraps the instance serving `name` (a channel or upstream). Its
+    /// manifest is read once, here.
+    pub fn new(name: &str, inner: Box<A>) -> Self {
         Contained {
-            channel: channel.to_string(),
-            manifest: inner.manifest(),
+            name: name.to_string(),
+            manifest: inner.read_manifest(),
             panics: Mutex::default(),
             total: AtomicU64::new(0),
             inner,
@@ -63,12 +101,13 @@ impl Contained<dyn ChannelAdapter> {
         panics.len() >= PANICS
     }
 
-    /// Runs `f`; `Err` with why if the channel is paused or `f` panicked.
-    fn run<T>(&self, what: &str, f: impl FnOnce(&dyn ChannelAdapter) -> T) -> Result<T, String> {
+    /// Runs `f`; `Err` with why if the instance is paused or `f` panicked.
+    fn run<T>(&self, what: &str, f: impl FnOnce(&A) -> T) -> Result<T, String> {
         if self.paused() {
             return Err(format!(
-                "adapter for channel {} panicked {PANICS} times within a minute; calls paused",
-                self.channel
+                "{} {} panicked {PANICS} times within a minute; calls paused",
+                A::NOUN,
+                self.name
             ));
         }
         catch_unwind(AssertUnwindSafe(|| f(self.inner.as_ref()))).map_err(|payload| {
@@ -82,12 +121,12 @@ impl Contained<dyn ChannelAdapter> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push_back(Instant::now());
-            tracing::error!(channel = %self.channel, operation = what, "adapter panicked: {message}");
-            format!("adapter panicked in {what}: {message}")
+            tracing::error!(name = %self.name, operation = what, "{} panicked: {message}", A::NOUN);
+            format!("{} panicked in {what}: {message}", A::NOUN)
         })
     }
 
-    fn step(&self, what: &str, f: impl FnOnce(&dyn ChannelAdapter) -> Step) -> Step {
+    fn step(&self, what: &str, f: impl FnOnce(&A) -> Step) -> Step {
         self.run(what, f)
             .unwrap_or_else(|why| Step::fail(AdapterError::transient(why)))
     }
@@ -153,6 +192,63 @@ impl ChannelAdapter for Contained<dyn ChannelAdapter> {
     ) -> Result<AccessToken, AdapterError> {
         self.run("token_response", |a| {
             a.token_response(profile, response, now)
+        })
+        .unwrap_or_else(|why| Err(AdapterError::transient(why)))
+    }
+}
+
+impl UpstreamConnector for Contained<dyn UpstreamConnector> {
+    fn manifest(&self) -> UpstreamManifest {
+        self.manifest.clone()
+    }
+
+    fn verify(&self, request: &InboundRequest, now: Timestamp) -> Result<Verdict, Rejection> {
+        // Nothing is stored; 503 makes the platform redeliver later.
+        self.run("verify", |c| c.verify(request, now))
+            .unwrap_or_else(|why| {
+                Err(Rejection {
+                    status: 503,
+                    message: why,
+                    stale_resources: false,
+                })
+            })
+    }
+
+    fn decode(
+        &self,
+        request: &InboundRequest,
+        now: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, AdapterError> {
+        self.run("decode", |c| c.decode(request, now))
+            .unwrap_or_else(|why| Err(AdapterError::transient(why)))
+    }
+
+    fn deliver(&self, delivery: &Delivery, now: Timestamp) -> Step {
+        self.step("deliver", |c| c.deliver(delivery, now))
+    }
+
+    fn resume(
+        &self,
+        continuation: Continuation,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Step {
+        self.step("resume", |c| c.resume(continuation, response, now))
+    }
+
+    fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError> {
+        self.run("token_request", |c| c.token_request(profile, now))
+            .unwrap_or_else(|why| Err(AdapterError::transient(why)))
+    }
+
+    fn token_response(
+        &self,
+        profile: &str,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Result<AccessToken, AdapterError> {
+        self.run("token_response", |c| {
+            c.token_response(profile, response, now)
         })
         .unwrap_or_else(|why| Err(AdapterError::transient(why)))
     }
@@ -228,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_panic_in_any_operation_fails_that_call_as_transient_and_is_counted() {
-        let a = Contained::new("boom", Box::new(Exploding));
+        let a = Contained::<dyn ChannelAdapter>::new("boom", Box::new(Exploding));
         let req = request("POST", "https://gw.example/webhooks/boom", &[], b"{}");
         let now = Timestamp(0);
         assert!(transient(a.parse_inbound(&req, now)).contains("parse_inbound"));
@@ -270,7 +366,7 @@ mod tests {
             Box::new(|a| drop(a.token_response("p", ProviderResponse::default(), now))),
         ];
         for call in each {
-            let a = Contained::new("boom", Box::new(Exploding));
+            let a = Contained::<dyn ChannelAdapter>::new("boom", Box::new(Exploding));
             call(&a);
             assert_eq!(a.panics(), 1);
         }

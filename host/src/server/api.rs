@@ -20,11 +20,16 @@ use super::error;
 use patchbay_plugin_sdk::signature::auth_credentials;
 
 use crate::runtime::Runtime;
-use crate::store::{NewJob, Queue, Remembered};
+use crate::store::Remembered;
+use crate::upstreams::{Speaks, Upstream};
+use crate::workers::new_id;
 use crate::workers::outbound::OutboundJob;
-use crate::workers::{conversation_key, new_id};
 
-fn authorised(rt: &Runtime, headers: &HeaderMap) -> bool {
+/// Whether the request carries an API key of `upstream` (a `webhook` upstream).
+fn authorised(upstream: &Upstream, headers: &HeaderMap) -> bool {
+    let Speaks::Webhook { api_keys, .. } = &upstream.speaks else {
+        return false;
+    };
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -34,7 +39,7 @@ fn authorised(rt: &Runtime, headers: &HeaderMap) -> bool {
         return false;
     };
     // Check every key so timing does not reveal which one matched.
-    rt.api_keys.iter().fold(false, |ok, key| {
+    api_keys.iter().fold(false, |ok, key| {
         constant_time_eq(key.expose().as_bytes(), presented.trim().as_bytes()) | ok
     })
 }
@@ -72,11 +77,18 @@ pub async fn send_messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorised(&rt, &headers) {
+    // Keys are per upstream: the application behind one channel cannot send
+    // on another upstream's channels.
+    let Some(channel) = rt.channels.get(&channel_id) else {
+        return if rt.upstreams.values().any(|u| authorised(u, &headers)) {
+            error(StatusCode::NOT_FOUND, "no such channel")
+        } else {
+            error(StatusCode::UNAUTHORIZED, "missing or unknown API key")
+        };
+    };
+    let upstream = rt.upstreams.get(&channel.upstream);
+    if !upstream.is_some_and(|u| authorised(u, &headers)) {
         return error(StatusCode::UNAUTHORIZED, "missing or unknown API key");
-    }
-    if !rt.channels.contains_key(&channel_id) {
-        return error(StatusCode::NOT_FOUND, "no such channel");
     }
     let messages = match parse_messages(&body) {
         Ok(messages) => messages,
@@ -90,7 +102,7 @@ pub async fn send_messages(
     };
     let mut jobs = Vec::with_capacity(messages.len());
     let mut ids = Vec::with_capacity(messages.len());
-    for (i, mut message) in messages.into_iter().enumerate() {
+    for mut message in messages {
         message.id = new_id();
         message.channel = channel_id.clone();
         if message.trace.is_empty() {
@@ -98,27 +110,11 @@ pub async fn send_messages(
             message.trace.tracestate = trace_header("tracestate");
             message.trace.b3 = trace_header("b3");
         }
-        let conv = conversation_key(&channel_id, &message.conversation.id);
         ids.push(message.id.clone());
-        let payload = OutboundJob {
-            message,
-            parts_done: 0,
-            provider_ids: vec![],
-        };
-        let payload = match serde_json::to_vec(&payload) {
-            Ok(p) => p,
+        match OutboundJob::queue(message, rt.clock.now()) {
+            Ok(job) => jobs.push(job),
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
-        jobs.push(NewJob {
-            id: ids[i].clone(),
-            queue: Queue::Outbound,
-            channel: channel_id.clone(),
-            destination: channel_id.clone(),
-            conversation_key: Some(conv),
-            dedupe_key: None,
-            payload,
-            run_at: rt.clock.now(),
-        });
+        }
     }
     let answer = json!({ "ids": ids }).to_string();
     let stored = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {

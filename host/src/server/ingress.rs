@@ -1,4 +1,5 @@
-//! `POST /webhooks/{channel}`: verify, store durably, then acknowledge.
+//! `POST /webhooks/{channel}` (providers) and `POST /upstreams/{name}/webhook`
+//! (platforms): verify, store durably, then acknowledge.
 
 use std::sync::Arc;
 
@@ -8,11 +9,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use patchbay_plugin_sdk::adapter::{InboundRequest, Resources, Timestamp, Verdict};
 use patchbay_plugin_sdk::error::Rejection;
+use patchbay_plugin_sdk::upstream::UpstreamConnector as _;
 
 use super::error;
 use crate::channels::Channel;
 use crate::runtime::Runtime;
 use crate::store::{NewJob, Queue};
+use crate::upstreams::Speaks;
+use crate::workers::inbound::platform_job_channel;
 use crate::workers::new_id;
 
 /// Verifies the webhook over its exact bytes, stores it (group commit) and only
@@ -28,19 +32,7 @@ pub async fn webhook(
     let Some(channel) = rt.channels.get(&channel_id) else {
         return error(StatusCode::NOT_FOUND, "no such channel");
     };
-    let request = InboundRequest {
-        method: method.to_string(),
-        url: format!(
-            "{}{}",
-            rt.public_url.trim_end_matches('/'),
-            uri.path_and_query().map_or(uri.path(), |pq| pq.as_str())
-        ),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
-        body: body.to_vec(),
-    };
+    let request = inbound_request(&rt, method, uri, headers, body);
     let resources = match rt.resources.current(&rt.transport, channel).await {
         Ok(r) => r,
         Err(_) => {
@@ -66,6 +58,74 @@ pub async fn webhook(
             return error(status, rejection.message);
         }
     };
+    accept(&rt, &channel_id, channel_id.clone(), request, verdict).await
+}
+
+/// Verifies a platform's webhook with its upstream's connector, stores it
+/// (to be decoded in arrival order with the channels' webhooks) and answers
+/// with the body the platform expects.
+pub async fn platform_webhook(
+    State(rt): State<Arc<Runtime>>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(upstream) = rt.upstreams.get(&name) else {
+        return error(StatusCode::NOT_FOUND, "no such upstream");
+    };
+    let Speaks::Connector { connector, .. } = &upstream.speaks else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this upstream is the application webhook; it sends with POST /v1/channels/{channel}/messages",
+        );
+    };
+    let request = inbound_request(&rt, method, uri, headers, body);
+    let verdict = match connector.verify(&request, rt.clock.timestamp()) {
+        Ok(v) => v,
+        Err(rejection) => {
+            tracing::warn!(upstream = %name, status = rejection.status, reason = %rejection.message, "platform webhook rejected");
+            let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            return error(status, rejection.message);
+        }
+    };
+    let job_channel = platform_job_channel(&name);
+    accept(&rt, &name, job_channel, request, verdict).await
+}
+
+fn inbound_request(
+    rt: &Runtime,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> InboundRequest {
+    InboundRequest {
+        method: method.to_string(),
+        url: format!(
+            "{}{}",
+            rt.public_url.trim_end_matches('/'),
+            uri.path_and_query().map_or(uri.path(), |pq| pq.as_str())
+        ),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+/// Stores a verified request as an `inbound` job under `job_channel` (group
+/// commit), then answers with the verdict's ack; 503 if it cannot be stored,
+/// so the sender retries. Duplicates get the same ack.
+async fn accept(
+    rt: &Runtime,
+    from: &str,
+    job_channel: String,
+    request: InboundRequest,
+    verdict: Verdict,
+) -> Response {
     if verdict.store {
         let payload = match serde_json::to_vec(&request) {
             Ok(p) => p,
@@ -79,20 +139,20 @@ pub async fn webhook(
         let job = NewJob {
             id: new_id(),
             queue: Queue::Inbound,
-            channel: channel_id.clone(),
-            destination: channel_id.clone(),
+            destination: job_channel.clone(),
+            channel: job_channel,
             conversation_key: None,
             dedupe_key: verdict.dedupe_key.clone(),
             payload,
             run_at: rt.clock.now(),
         };
         // A redelivery is stored too and dropped when parsed: checking the
-        // provider's id here would cost every acknowledgement a random read.
+        // sender's id here would cost every acknowledgement a random read.
         match rt.store.add(vec![job]).await {
             Ok(()) => rt.wake.inbound.notify_one(),
             Err(e) => {
-                tracing::error!(channel = %channel_id, error = %e, "storing webhook failed");
-                // 503 makes the provider retry; nothing was acknowledged.
+                tracing::error!(from = %from, error = %e, "storing webhook failed");
+                // 503 makes the sender retry; nothing was acknowledged.
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "cannot store the request right now",

@@ -22,6 +22,7 @@ use crate::runtime::Runtime;
 pub fn router(rt: Arc<Runtime>, max_body_bytes: usize, request_timeout: Duration) -> Router {
     Router::new()
         .route("/webhooks/{channel}", post(ingress::webhook))
+        .route("/upstreams/{name}/webhook", post(ingress::platform_webhook))
         .route("/v1/channels/{channel}/messages", post(api::send_messages))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -136,8 +136,9 @@ impl Queue {
     }
 }
 
-/// The destination of every `deliver` job: the application's webhook.
-pub const APPLICATION: &str = "application";
+/// The destination of `deliver` jobs of channels served by the 0.1
+/// `[application]`: its upstream's name.
+pub const APPLICATION: &str = crate::config::LEGACY_UPSTREAM;
 
 /// A job to create.
 #[derive(Debug, Clone)]
@@ -338,6 +339,16 @@ pub trait Store: Send + Sync + 'static {
     /// how many. A customer's "2" long after no longer picks from them.
     async fn forget_menus(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
 
+    /// Records links (upserting), in one transaction: upstream mappings such
+    /// as a Patchbay message id → the platform's id for it.
+    async fn link(&self, links: Vec<Link>, now: i64) -> Result<(), StoreError>;
+
+    /// The value linked from `key` in `scope`, if any.
+    async fn linked(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Deletes up to `limit` links last set before `before`; returns how many.
+    async fn forget_links(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+
     /// Records (or with `None` clears) a conversation's degraded menu.
     async fn set_menu(
         &self,
@@ -345,6 +356,17 @@ pub trait Store: Send + Sync + 'static {
         menu: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError>;
+}
+
+/// One mapping kept for an upstream (see `crate::upstreams`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// What kind of key: `message:<upstream>`, `structured:<upstream>`.
+    pub scope: String,
+    /// The key.
+    pub key: String,
+    /// What it maps to.
+    pub value: String,
 }
 
 /// What one [`Store::prune`] step did.

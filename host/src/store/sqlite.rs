@@ -24,8 +24,8 @@ pub use crate::clock::Clock;
 
 use super::dedupe::KeyHash;
 use super::{
-    Attempt, DeadLetter, Job, JobState, NewJob, Pruned, Queue, QueueCounts, Remembered, Store,
-    StoreError, Want,
+    Attempt, DeadLetter, Job, JobState, Link, NewJob, Pruned, Queue, QueueCounts, Remembered,
+    Store, StoreError, Want,
 };
 use readers::Readers;
 use writer::{Aged, Env, Op, Reply, Scheduler};
@@ -87,6 +87,14 @@ CREATE TABLE IF NOT EXISTS menus (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS menus_age ON menus(updated_at);
+CREATE TABLE IF NOT EXISTS links (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS links_age ON links(updated_at);
 "#;
 
 /// Counters of the writer's work.
@@ -506,6 +514,29 @@ impl Store for SqliteStore {
 
     async fn forget_menus(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
         self.call(|r| Op::Forget(Aged::Menus, before, limit, r))
+            .await
+    }
+
+    async fn forget_links(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        self.call(|r| Op::Forget(Aged::Links, before, limit, r))
+            .await
+    }
+
+    async fn link(&self, links: Vec<Link>, now: i64) -> Result<(), StoreError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        self.call(|r| Op::Link(links, now, r)).await
+    }
+
+    async fn linked(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let (scope, key) = (scope.to_string(), key.to_string());
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached("SELECT value FROM links WHERE scope = ?1 AND key = ?2")?
+                    .query_row([scope, key], |r| r.get(0))
+                    .optional()
+            })
             .await
     }
 

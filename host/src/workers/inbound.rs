@@ -12,9 +12,9 @@ use patchbay_plugin_sdk::adapter::{InboundRequest, StepOutput};
 use patchbay_plugin_sdk::message::{Content, Message};
 
 use super::{Next, conversation_key, deliver_job, idle_sleep, new_id, next_after};
-use crate::app::new_traceparent;
 use crate::runtime::{Runtime, persist};
 use crate::store::{Attempt, Job, NewJob, Queue, StoreError, Want};
+use crate::upstreams::webhook::new_traceparent;
 
 /// A `(channel, event id)` pair.
 type EventKey = (String, String);
@@ -116,6 +116,8 @@ async fn record(rt: Arc<Runtime>, done: Vec<(String, Vec<NewJob>)>) {
         {
             Ok(duplicates) => {
                 rt.wake.deliver.notify_one();
+                // Platform webhooks become outbound messages.
+                rt.wake.outbound.notify_one();
                 tracing::debug!(webhooks = count, duplicates, "webhooks parsed");
                 return;
             }
@@ -157,6 +159,9 @@ async fn already_parsed(rt: &Runtime, jobs: &[Job]) -> Vec<bool> {
 /// Parses one webhook into `deliver` jobs; on failure schedules a retry or
 /// dead-letters it and returns `None`.
 async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
+    if let Some(upstream) = platform_of(&job.channel) {
+        return super::platform::decode(rt, job, upstream).await;
+    }
     let Some(channel) = rt.channels.get(&job.channel).cloned() else {
         rt.bury(job, "channel is no longer configured", vec![])
             .await;
@@ -216,12 +221,23 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
             message.trace.traceparent = Some(new_traceparent());
         }
         map_menu_reply(rt, &mut message).await;
-        match deliver_job(&message, rt.clock.now()) {
+        match deliver_job(&message, &channel.upstream, rt.clock.now()) {
             Ok(j) => follow_ups.push(j),
             Err(e) => tracing::error!(error = %e, "cannot encode message"),
         }
     }
     Some(follow_ups)
+}
+
+/// The `channel` of a stored platform webhook: `upstream:<name>` (channel
+/// ids cannot hold a `:`).
+pub fn platform_job_channel(upstream: &str) -> String {
+    format!("upstream:{upstream}")
+}
+
+/// The upstream whose webhook a job holds, if it holds one.
+fn platform_of(job_channel: &str) -> Option<&str> {
+    job_channel.strip_prefix("upstream:")
 }
 
 /// A customer's "2" after a menu that was degraded to numbers becomes the

@@ -4,8 +4,9 @@
 //! | worker | queue | does |
 //! |---|---|---|
 //! | [`inbound`] | `inbound` | adapter `parse_inbound` (+ provider calls) → canonical messages → `deliver` jobs |
-//! | [`deliver`] | `deliver` | POST to the application webhook, signed; retry or dead-letter |
+//! | [`deliver`] | `deliver` | to the channel's upstream: the application webhook (signed) or a platform's connector; retry or dead-letter |
 //! | [`outbound`] | `outbound` | fit (core) → `render_outbound` → provider; receipt → `deliver` |
+//! | [`platform`] | `inbound` (platform webhooks) | connector `decode` → `outbound` jobs for customers' channels |
 //! | [`retention`] | all | deletes finished jobs older than `keep_done_hours` |
 //!
 //! `deliver` and `outbound` workers hand finished jobs to a
@@ -18,6 +19,7 @@ pub mod completions;
 pub mod deliver;
 pub mod inbound;
 pub mod outbound;
+pub mod platform;
 pub mod retention;
 
 use std::future::Future;
@@ -31,7 +33,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::runtime::Runtime;
-use crate::store::{APPLICATION, Job, NewJob, Queue, Want};
+use crate::store::{Job, NewJob, Queue, Want};
 
 /// Longest sleep between polls when nothing is due.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -242,16 +244,17 @@ pub fn conversation_key(channel: &str, conversation: &str) -> String {
     format!("{channel}\u{1f}{conversation}")
 }
 
-/// A `deliver` job for a message to the application, due at `now`.
+/// A `deliver` job for a message to `upstream`, due at `now`.
 pub fn deliver_job(
     message: &patchbay_plugin_sdk::message::Message,
+    upstream: &str,
     now: i64,
 ) -> Result<NewJob, serde_json::Error> {
     Ok(NewJob {
         id: message.id.clone(),
         queue: Queue::Deliver,
         channel: message.channel.clone(),
-        destination: APPLICATION.to_string(),
+        destination: upstream.to_string(),
         conversation_key: Some(conversation_key(&message.channel, &message.conversation.id)),
         dedupe_key: None,
         payload: serde_json::to_vec(message)?,

@@ -18,7 +18,7 @@ use patchbay_core::breaker::Verdict;
 
 use super::{Next, conversation_key, deliver_job, new_id, next_after};
 use crate::runtime::Runtime;
-use crate::store::{Attempt, Job, NewJob};
+use crate::store::{Attempt, Job, NewJob, Queue};
 
 /// A queued outbound message and how far its sending got.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +31,30 @@ pub struct OutboundJob {
     /// The provider's ids of those parts.
     #[serde(default)]
     pub provider_ids: Vec<String>,
+}
+
+impl OutboundJob {
+    /// The `outbound` job sending `message` (its id and channel set), due at
+    /// `now`, behind what its conversation has waiting.
+    pub fn queue(message: Message, now: i64) -> Result<NewJob, serde_json::Error> {
+        let (id, channel) = (message.id.clone(), message.channel.clone());
+        let conversation = conversation_key(&channel, &message.conversation.id);
+        let payload = serde_json::to_vec(&OutboundJob {
+            message,
+            parts_done: 0,
+            provider_ids: vec![],
+        })?;
+        Ok(NewJob {
+            id,
+            queue: Queue::Outbound,
+            destination: channel.clone(),
+            channel,
+            conversation_key: Some(conversation),
+            dedupe_key: None,
+            payload,
+            run_at: now,
+        })
+    }
 }
 
 /// Fits, renders and sends one message, then queues its receipt.
@@ -58,7 +82,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
             ),
             None,
             vec![],
-            rt.clock.now(),
+            &rt,
         );
         rt.bury(&job, "channel is no longer configured", receipt)
             .await;
@@ -76,7 +100,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
             failed(refusal.reason, &refusal.message),
             None,
             fitted.adjustments.clone(),
-            rt.clock.now(),
+            &rt,
         );
         finish(&rt, &job, follow).await;
         return;
@@ -91,7 +115,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
             failed(ReasonCode::UNSUPPORTED, &detail),
             None,
             fitted.adjustments.clone(),
-            rt.clock.now(),
+            &rt,
         );
         finish(&rt, &job, follow).await;
         return;
@@ -132,7 +156,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
                     failed(ReasonCode::GENERAL, &why),
                     None,
                     fitted.adjustments.clone(),
-                    rt.clock.now(),
+                    &rt,
                 );
                 rt.bury(&job, &why, follow).await;
                 return;
@@ -162,7 +186,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
                             failed(error.reason(), error.message()),
                             state.provider_ids.first().cloned(),
                             fitted.adjustments.clone(),
-                            rt.clock.now(),
+                            &rt,
                         );
                         rt.bury(&job, error.message(), follow).await;
                     }
@@ -178,7 +202,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
         reasons: vec![],
         adjustments: fitted.adjustments,
     };
-    let follow = receipt_job(&message, rt.clock.now(), delivered);
+    let follow = receipt_job(&rt, &message, delivered);
     rt.destinations.succeeded(&job.destination);
     finish(&rt, &job, follow).await;
 }
@@ -214,11 +238,11 @@ fn receipt(
     (status, reasons): (ReceiptStatus, Vec<Reason>),
     provider_message_id: Option<String>,
     adjustments: Vec<Adjustment>,
-    now: i64,
+    rt: &Runtime,
 ) -> Vec<NewJob> {
     receipt_job(
+        rt,
         message,
-        now,
         DeliveryReceipt {
             message_id: message.id.clone(),
             provider_message_id,
@@ -229,13 +253,18 @@ fn receipt(
     )
 }
 
-fn receipt_job(message: &Message, now: i64, receipt: DeliveryReceipt) -> Vec<NewJob> {
+/// A `deliver` job taking a receipt to the channel's upstream.
+fn receipt_job(rt: &Runtime, message: &Message, receipt: DeliveryReceipt) -> Vec<NewJob> {
+    let Some(upstream) = rt.upstream_of(&message.channel) else {
+        tracing::warn!(channel = %message.channel, "no upstream for this channel's receipt; dropped");
+        return vec![];
+    };
     let mut m = Message::new(message.conversation.id.clone(), Content::Receipt(receipt));
     m.id = new_id();
     m.channel = message.channel.clone();
     m.conversation = message.conversation.clone();
     m.trace = message.trace.clone();
-    match deliver_job(&m, now) {
+    match deliver_job(&m, upstream, rt.clock.now()) {
         Ok(job) => vec![job],
         Err(e) => {
             tracing::error!(error = %e, "cannot encode receipt");

@@ -63,6 +63,13 @@ pub async fn prune(store: &dyn Store, before: i64) -> u64 {
             "forgot provider event ids older than the retention window"
         );
     }
+    let links = in_chunks("upstream links", |limit| store.forget_links(before, limit)).await;
+    if links > 0 {
+        tracing::info!(
+            links,
+            "forgot upstream message links older than the retention window"
+        );
+    }
     let menus = in_chunks("menus", |limit| store.forget_menus(before, limit)).await;
     if menus > 0 {
         tracing::info!(

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::{self, End, execute};
 use super::{Clock, WriterStats};
-use crate::store::{Attempt, Job, NewJob, Pruned, Queue, Remembered, StoreError, Want};
+use crate::store::{Attempt, Job, Link, NewJob, Pruned, Queue, Remembered, StoreError, Want};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -62,6 +62,7 @@ pub(super) enum Op {
         reply: Reply<Remembered>,
     },
     SetMenu(String, Option<String>, i64, Reply<()>),
+    Link(Vec<Link>, i64, Reply<()>),
     Prune(Option<i64>, i64, u32, Reply<Pruned>),
     Forget(Aged, i64, u32, Reply<u64>),
     /// Panics in the writer, to test that a turn's panic is contained.
@@ -112,6 +113,8 @@ pub(super) enum Aged {
     EventIds,
     /// Menus degraded to numbers.
     Menus,
+    /// Upstream links.
+    Links,
 }
 
 impl Aged {
@@ -130,6 +133,10 @@ impl Aged {
             Aged::Menus => {
                 "DELETE FROM menus WHERE rowid IN (
                      SELECT rowid FROM menus WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)"
+            }
+            Aged::Links => {
+                "DELETE FROM links WHERE rowid IN (
+                     SELECT rowid FROM links WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)"
             }
         }
     }
@@ -313,9 +320,11 @@ fn fail(op: Op, why: &str) {
     match op {
         Op::Claim { reply, .. } => f(reply, why),
         Op::Complete(_, r) => f(r, why),
-        Op::Add(_, r) | Op::Progress(_, _, r) | Op::Bury(_, _, _, r) | Op::SetMenu(_, _, _, r) => {
-            f(r, why)
-        }
+        Op::Add(_, r)
+        | Op::Progress(_, _, r)
+        | Op::Bury(_, _, _, r)
+        | Op::SetMenu(_, _, _, r)
+        | Op::Link(_, _, r) => f(r, why),
         Op::Retry { reply, .. } => f(reply, why),
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
@@ -414,6 +423,20 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
                 ),
             };
             finisher(reply, r.map(drop))
+        }
+        Op::Link(links, at, reply) => {
+            let r = atomically(conn, true, |c| {
+                let mut upsert = c.prepare_cached(
+                    "INSERT INTO links (scope, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (scope, key) DO UPDATE
+                         SET value = excluded.value, updated_at = excluded.updated_at",
+                )?;
+                for link in &links {
+                    upsert.execute(params![link.scope, link.key, link.value, at])?;
+                }
+                Ok(())
+            });
+            finisher(reply, r)
         }
         Op::Forget(aged, before, limit, reply) => {
             let r = execute(conn, aged.delete_oldest(), params![before, limit])

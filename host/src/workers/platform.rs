@@ -1,0 +1,150 @@
+//! Stored platform webhooks → `outbound` jobs for customers' channels.
+//!
+//! The inbound worker hands webhooks stored under `upstream:<name>` here, in
+//! arrival order with the channels' own, so an agent's messages keep their
+//! order; deduplication on the platform's id is the inbound worker's.
+
+use patchbay_plugin_sdk::adapter::InboundRequest;
+use patchbay_plugin_sdk::message::Message;
+use patchbay_plugin_sdk::upstream::{PlatformEvent, UpstreamConnector as _};
+
+use super::outbound::OutboundJob;
+use super::{Next, new_id, next_after};
+use crate::runtime::{Runtime, persist};
+use crate::store::{Attempt, Job, Link, NewJob};
+use crate::upstreams::webhook::new_traceparent;
+use crate::upstreams::{LinkScope, Speaks, Upstream, conversation_of, link_scope};
+
+/// Decodes one stored webhook of `upstream` into outbound jobs; on failure
+/// schedules a retry or dead-letters it and returns `None`.
+pub async fn decode(rt: &Runtime, job: &Job, upstream: &str) -> Option<Vec<NewJob>> {
+    let Some(upstream) = rt.upstreams.get(upstream).cloned() else {
+        rt.bury(job, "upstream is no longer configured", vec![])
+            .await;
+        return None;
+    };
+    let Speaks::Connector { connector, .. } = &upstream.speaks else {
+        rt.bury(job, "upstream no longer has a connector", vec![])
+            .await;
+        return None;
+    };
+    let request: InboundRequest = match serde_json::from_slice(&job.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            rt.bury(job, &format!("stored request is unreadable: {e}"), vec![])
+                .await;
+            return None;
+        }
+    };
+    let events = match connector.decode(&request, rt.clock.timestamp()) {
+        Ok(events) => events,
+        Err(error) => {
+            tracing::warn!(error = %error, attempt = job.attempts, "decoding platform webhook failed");
+            match next_after(&upstream.retry, job.attempts, &error, rt.clock.now()) {
+                Next::RetryAt(at) => rt.retry(job, at, error.message(), Attempt::Counted).await,
+                Next::GiveUp => rt.bury(job, error.message(), vec![]).await,
+            }
+            return None;
+        }
+    };
+    let mut jobs = Vec::new();
+    let mut links = Vec::new();
+    for event in events {
+        match event {
+            PlatformEvent::Message {
+                customer,
+                platform_message_id,
+                message,
+            } => {
+                let message = match addressed(rt, &upstream, &customer, *message) {
+                    Ok(m) => m,
+                    Err(why) => {
+                        rt.bury(job, &why, vec![]).await;
+                        return None;
+                    }
+                };
+                if let Some(platform_id) = platform_message_id {
+                    if message.content.rich_type().is_some() {
+                        // What the customer's answer will name.
+                        links.push(Link {
+                            scope: link_scope(&upstream.name, LinkScope::Structured),
+                            key: customer,
+                            value: platform_id.clone(),
+                        });
+                    }
+                    links.push(Link {
+                        scope: link_scope(&upstream.name, LinkScope::Message),
+                        key: message.id.clone(),
+                        value: platform_id,
+                    });
+                }
+                match OutboundJob::queue(message, rt.clock.now()) {
+                    Ok(j) => jobs.push(j),
+                    Err(e) => tracing::error!(error = %e, "cannot encode message"),
+                }
+            }
+            PlatformEvent::Receipt { customer, receipt } => {
+                tracing::info!(
+                    upstream = %upstream.name,
+                    customer = customer.as_deref().unwrap_or(""),
+                    platform_message = %receipt.message_id,
+                    status = ?receipt.status,
+                    reasons = ?receipt.reasons,
+                    "platform receipt for a customer message"
+                );
+            }
+            _ => {}
+        }
+    }
+    if !links.is_empty() {
+        let now = rt.clock.now();
+        let linked = persist("recording upstream links", || {
+            rt.store.link(links.clone(), now)
+        })
+        .await;
+        if let Err(e) = linked {
+            let at = rt.clock.now() + 1_000;
+            rt.retry(
+                job,
+                at,
+                &format!("recording links failed: {e}"),
+                Attempt::Counted,
+            )
+            .await;
+            return None;
+        }
+    }
+    Some(jobs)
+}
+
+/// Gives a platform's message its channel, conversation and id, or says why
+/// it cannot go anywhere.
+fn addressed(
+    rt: &Runtime,
+    upstream: &Upstream,
+    customer: &str,
+    mut message: Message,
+) -> Result<Message, String> {
+    let (channel, conversation) = conversation_of(customer)
+        .ok_or_else(|| format!("customer {customer:?} is not a key Patchbay gave out"))?;
+    match rt.channels.get(&channel) {
+        Some(c) if c.upstream == upstream.name => {}
+        Some(_) => {
+            return Err(format!(
+                "customer {customer:?} is on channel {channel}, which is not served by upstream {}",
+                upstream.name
+            ));
+        }
+        None => return Err(format!("customer {customer:?} names no configured channel")),
+    }
+    message.id = new_id();
+    message.channel = channel;
+    message.conversation = conversation;
+    if message.trace.is_empty() {
+        message.trace.traceparent = Some(new_traceparent());
+    }
+    message
+        .validate()
+        .map_err(|e| format!("connector produced an invalid message: {e}"))?;
+    Ok(message)
+}
