@@ -339,6 +339,7 @@ level = "patchbay_host=debug,info"
 
 [channels.web]
 adapter = "client-channel"
+upstream = "application"
 settings = {{ webhook_url = "{integration}" }}
 secrets = {{ signing_secret_file = "channel.secret" }}
 {extra}

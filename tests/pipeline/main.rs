@@ -10,6 +10,7 @@ mod delivery;
 mod edges;
 mod email;
 mod flows;
+mod genesys;
 mod ingress;
 mod plugins;
 mod slack;
