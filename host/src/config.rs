@@ -634,9 +634,12 @@ impl UpstreamSection {
                     "must be at least 16 characters",
                 ));
             }
-            if let Some(extra) = self.settings.keys().next().or(self.secrets.keys().next()) {
+            let extra = (self.settings.keys().map(|k| format!("settings.{k}")))
+                .chain(self.secrets.keys().map(|k| format!("secrets.{k}")))
+                .next();
+            if let Some(extra) = extra {
                 return Err(ConfigError::new(
-                    key(extra),
+                    key(&extra),
                     "a webhook upstream takes webhook_url, secret and api_keys, not connector settings",
                 ));
             }
@@ -1094,12 +1097,74 @@ mod tests {
                 "application.retry.base_delay_ms",
                 "max_delay_ms",
             ),
+            (
+                format!("{MINIMAL}\n[upstreams.genesys]\nkind = \"genesys-3pm\"\n"),
+                "channels.web.upstream",
+                "several upstreams",
+            ),
+            (
+                MINIMAL.replace(
+                    "adapter = \"client-channel\"",
+                    "adapter = \"client-channel\"\n        upstream = \"crm\"",
+                ),
+                "channels.web.upstream",
+                "no upstream is named \"crm\"",
+            ),
+            (
+                format!("{MINIMAL}\n[upstreams.application]\nkind = \"webhook\"\n"),
+                "application",
+                "move [application]",
+            ),
+            (
+                MINIMAL.replace(
+                    "[application]",
+                    "[upstreams.app]\n        kind = \"genesys-3pm\"",
+                ),
+                "upstreams.app.webhook_url",
+                "is for kind \"webhook\"",
+            ),
+            (
+                MINIMAL.replace(
+                    "[application]",
+                    "[upstreams.app]\n        kind = \"webhook\"\n        settings = { a = 1 }",
+                ),
+                "upstreams.app.settings.a",
+                "not connector settings",
+            ),
+            (
+                "[channels.web]\nadapter = \"client-channel\"\n".to_string(),
+                "upstreams",
+                "name what sits behind Patchbay",
+            ),
         ];
         for (text, key, message) in table {
             let err = Config::parse(&text, dir.path(), &env).expect_err(key);
             assert_eq!(err.key, key, "{err}");
             assert!(err.message.contains(message), "{err}");
         }
+    }
+
+    #[test]
+    fn upstreams_are_named_and_channels_pick_theirs() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("secret.txt"), "x").expect("write");
+        let text = MINIMAL
+            .replace("[application]", "[upstreams.app]\n        kind = \"webhook\"")
+            .replace(
+                "[channels.web]",
+                "[upstreams.genesys]\n        kind = \"genesys-3pm\"\n        secrets = { signing_secret = \"s\" }\n        [channels.web]\n        upstream = \"genesys\"",
+            );
+        let config = Config::parse(&text, dir.path(), &env).expect("valid");
+        assert_eq!(config.upstreams.len(), 2);
+        assert_eq!(config.upstreams["genesys"].config_key, "upstreams.genesys");
+        assert_eq!(config.upstream_of(&config.channels["web"]), Some("genesys"));
+        // The 0.1 table is the webhook upstream named `application`, the only one.
+        let legacy = Config::parse(MINIMAL, dir.path(), &env).expect("valid");
+        assert_eq!(legacy.upstreams[LEGACY_UPSTREAM].kind, WEBHOOK_KIND);
+        assert_eq!(
+            legacy.upstream_of(&legacy.channels["web"]),
+            Some(LEGACY_UPSTREAM)
+        );
     }
 
     #[test]

@@ -230,6 +230,25 @@ mod tests {
 
     use super::*;
 
+    fn built(upstream: &str) -> Result<Upstreams, ConfigError> {
+        let text = format!("{upstream}\n[channels.web]\nadapter = \"client-channel\"\n");
+        let config = Config::parse(&text, std::path::Path::new("."), &|_| None).expect("parses");
+        build(&config, "https://gw.example", &Clock::system())
+    }
+
+    #[test]
+    fn unknown_kinds_and_connector_settings_are_named() {
+        let err = built("[upstreams.x]\nkind = \"genesys-5000\"").expect_err("unknown kind");
+        assert_eq!(err.key, "upstreams.x.kind");
+        assert!(err.message.contains("genesys-3pm"), "{err}");
+        let err = built("[upstreams.g]\nkind = \"genesys-3pm\"\nsettings = { api_url = \"https://g.example/nexus/v3\", ccid = \"c\", channel_id = \"x\" }")
+            .expect_err("no secret");
+        assert_eq!(err.key, "upstreams.g.secrets.signing_secret");
+        let ok = built("[upstreams.g]\nkind = \"genesys-3pm\"\nsettings = { api_url = \"https://g.example/nexus/v3\", ccid = \"c\", channel_id = \"x\" }\nsecrets = { signing_secret = \"s\" }")
+            .expect("builds");
+        assert!(matches!(ok["g"].speaks, Speaks::Connector { .. }));
+    }
+
     #[test]
     fn a_customer_key_reads_back_as_its_channel_and_conversation() {
         for (channel, id, thread) in [
