@@ -15,6 +15,9 @@ use std::sync::OnceLock;
 /// The first-party adapters, by crate suffix.
 pub const FIRST_PARTY: &[&str] = &["client_channel", "slack", "teams", "sms", "webex", "email"];
 
+/// The first-party upstream connectors, by crate suffix.
+pub const CONNECTORS: &[&str] = &["genesys_3pm", "genesys_cloud"];
+
 /// The deliberately broken libraries under `tests/misbehaving`.
 pub const MISBEHAVING: &[&str] = &[
     "wrong_magic",
@@ -55,6 +58,12 @@ pub fn dir() -> &'static Path {
             build.args([
                 "-p",
                 &format!("patchbay-adapter-{}", name.replace('_', "-")),
+            ]);
+        }
+        for name in CONNECTORS {
+            build.args([
+                "-p",
+                &format!("patchbay-upstream-{}", name.replace('_', "-")),
             ]);
         }
         for name in MISBEHAVING {

@@ -31,6 +31,7 @@ fn adapters() -> Vec<(&'static str, Box<dyn ChannelAdapter>)> {
         patchbay_host::plugins::open(&plugin_libs::release("patchbay-adapter-client-channel"))
             .expect("library");
     let dynamic = patchbay_host::plugins::DynamicFactory::new(library)
+        .expect("an adapter library")
         .create(&config)
         .expect("shared library");
     vec![("compiled-in", compiled), ("shared-library", dynamic)]

@@ -91,6 +91,10 @@ pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
         })
         .collect();
     for (i, loaded) in plugins::load_configured(config)?.into_iter().enumerate() {
+        // Upstream connector libraries are `upstreams::connectors`'.
+        let plugins::Plugin::Adapter(factory) = loaded.plugin else {
+            continue;
+        };
         if let Some(taken) = registry.get(&loaded.name) {
             let by = match &taken.origin {
                 Origin::CompiledIn => "a compiled-in adapter".to_string(),
@@ -104,7 +108,7 @@ pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
                 ),
             ));
         }
-        let library = loaded.factory.library();
+        let library = factory.library();
         let origin = Origin::Library {
             path: library.path.clone(),
             sha256: loaded.sha256,
@@ -114,7 +118,7 @@ pub fn registry(config: &Config) -> Result<Registry, ConfigError> {
         registry.insert(
             loaded.name,
             Registered {
-                factory: Arc::new(loaded.factory),
+                factory: Arc::new(factory),
                 origin,
             },
         );

@@ -322,19 +322,41 @@ fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
         }
     };
     let sha256 = crate::plugins::file_sha256(path).unwrap_or_default();
-    let m = &library.manifest;
+    let (contract, manifest) = match &library.exports {
+        crate::plugins::Exports::Adapter(m) => ("adapter", serde_json::json!(m)),
+        crate::plugins::Exports::Upstream(m) => ("upstream", serde_json::json!(m)),
+    };
     if json {
         let out = serde_json::json!({
             "path": library.path,
             "sha256": sha256,
+            "contract": contract,
             "abi": {"major": library.abi.0, "minor": library.abi.1},
             "wire": library.wire,
             "host": {"abi": {"major": ABI_MAJOR, "minor": ABI_MINOR}, "wire": WireRange::CURRENT},
-            "manifest": m,
+            "manifest": manifest,
         });
         println!("{out}");
         return ExitCode::SUCCESS;
     }
+    let host_wire = WireRange::CURRENT;
+    let m = match &library.exports {
+        crate::plugins::Exports::Adapter(m) => m,
+        crate::plugins::Exports::Upstream(u) => {
+            println!("library   {}", library.path.display());
+            println!("sha256    {sha256}");
+            println!("upstream  {} {} — {}", u.kind, u.version, u.description);
+            println!(
+                "abi       {}.{} (this host: {ABI_MAJOR}.{ABI_MINOR})",
+                library.abi.0, library.abi.1
+            );
+            println!("receipts  {}", if u.receipts { "yes" } else { "no" });
+            println!("typing    {}", if u.typing { "yes" } else { "no" });
+            let rich: Vec<&str> = u.rich_types.iter().map(|t| t.as_str()).collect();
+            println!("rich      {}", rich.join(", "));
+            return ExitCode::SUCCESS;
+        }
+    };
     // One line per setting or secret, with what it is for.
     let describe = |heading: &str, specs: &[patchbay_plugin_sdk::adapter::SettingSpec]| {
         if specs.is_empty() {
@@ -350,7 +372,6 @@ fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
             println!("{heading:<9} {} ({need}): {}", spec.name, spec.description);
         }
     };
-    let host_wire = WireRange::CURRENT;
     println!("library   {}", library.path.display());
     println!("sha256    {sha256}");
     println!("adapter   {} — {} {}", m.id, m.name, m.version);

@@ -32,6 +32,7 @@ use crate::adapter::{
     Resources, Timestamp,
 };
 use crate::message::Message;
+use crate::upstream::{Delivery, UpstreamConnector, UpstreamFactory};
 
 /// `PATCHBAY` in ASCII: the first field of every descriptor.
 pub const MAGIC: u64 = 0x5041_5443_4842_4159;
@@ -41,6 +42,11 @@ pub const ABI_MAJOR: u32 = 1;
 pub const ABI_MINOR: u32 = 0;
 /// The exported entry point, `extern "C" fn() -> *const AdapterDescriptor`.
 pub const ENTRY_SYMBOL: &str = "patchbay_adapter_abi_v1";
+/// The entry point of an upstream connector library: the same descriptor,
+/// whose manifest is an [`UpstreamManifest`](crate::upstream::UpstreamManifest)
+/// and whose operations are the connector's. Which symbol a library exports
+/// says which contract it implements.
+pub const UPSTREAM_ENTRY_SYMBOL: &str = "patchbay_upstream_abi_v1";
 
 /// Status codes returned by `create` and `call`.
 pub mod status {
@@ -76,6 +82,10 @@ pub mod op {
     pub const TOKEN_RESPONSE: u32 = 8;
     /// `manifest` of the configured instance → `Manifest`.
     pub const MANIFEST: u32 = 9;
+    /// A connector's `decode` (request in the envelope, body beside it).
+    pub const DECODE: u32 = 10;
+    /// A connector's `deliver` (delivery in the envelope).
+    pub const DELIVER: u32 = 11;
 }
 
 /// A byte buffer allocated by the library; only its `free_buf` may release it.
@@ -177,6 +187,9 @@ pub struct Envelope {
     /// `fetch_resource`: the resource; `token_*`: the auth profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// A connector's `deliver`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
 /// Generates the entry point of an adapter library from an [`AdapterFactory`]
@@ -196,9 +209,101 @@ macro_rules! export_adapter {
         pub extern "C" fn patchbay_adapter_abi_v1() -> *const $crate::abi::AdapterDescriptor {
             static EXPORTED: ::std::sync::OnceLock<$crate::abi::Exported> =
                 ::std::sync::OnceLock::new();
-            $crate::abi::Exported::get::<$factory>(&EXPORTED)
+            $crate::abi::Exported::get::<$crate::abi::Adapters<$factory>>(&EXPORTED)
         }
     };
+}
+
+/// Generates the entry point of an upstream connector library from an
+/// [`UpstreamFactory`] type that implements `Default`, as
+/// [`export_adapter!`](crate::export_adapter) does for adapters.
+///
+/// ```ignore
+/// patchbay_plugin_sdk::export_upstream!(MyConnectorFactory);
+/// ```
+#[macro_export]
+macro_rules! export_upstream {
+    ($factory:ty) => {
+        /// The Patchbay upstream connector entry point.
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn patchbay_upstream_abi_v1() -> *const $crate::abi::AdapterDescriptor {
+            static EXPORTED: ::std::sync::OnceLock<$crate::abi::Exported> =
+                ::std::sync::OnceLock::new();
+            $crate::abi::Exported::get::<$crate::abi::Upstreams<$factory>>(&EXPORTED)
+        }
+    };
+}
+
+/// What a library exports behind its entry point: one contract's factory.
+/// Implemented by [`Adapters`] and [`Upstreams`]; the export macros pick one.
+pub trait Exports: Default + 'static {
+    /// What an instance is.
+    type Instance: ?Sized + Send + Sync;
+    /// The manifest, as JSON.
+    fn manifest_json(&self) -> serde_json::Result<Vec<u8>>;
+    /// A new instance for `config`.
+    fn create_instance(
+        &self,
+        config: &ChannelConfig,
+    ) -> Result<Box<Self::Instance>, crate::adapter::ConfigError>;
+    /// Runs operation `op` on an instance.
+    fn dispatch(
+        instance: &Self::Instance,
+        op: u32,
+        envelope: Envelope,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Failure>;
+}
+
+/// The channel adapters of factory `F`.
+#[derive(Debug, Default)]
+pub struct Adapters<F>(F);
+
+/// The upstream connectors of factory `F`.
+#[derive(Debug, Default)]
+pub struct Upstreams<F>(F);
+
+impl<F: AdapterFactory + Default + 'static> Exports for Adapters<F> {
+    type Instance = dyn ChannelAdapter;
+    fn manifest_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&self.0.manifest())
+    }
+    fn create_instance(
+        &self,
+        config: &ChannelConfig,
+    ) -> Result<Box<dyn ChannelAdapter>, crate::adapter::ConfigError> {
+        self.0.create(config)
+    }
+    fn dispatch(
+        instance: &dyn ChannelAdapter,
+        op: u32,
+        envelope: Envelope,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        dispatch(instance, op, envelope, body)
+    }
+}
+
+impl<F: UpstreamFactory + Default + 'static> Exports for Upstreams<F> {
+    type Instance = dyn UpstreamConnector;
+    fn manifest_json(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&self.0.manifest())
+    }
+    fn create_instance(
+        &self,
+        config: &ChannelConfig,
+    ) -> Result<Box<dyn UpstreamConnector>, crate::adapter::ConfigError> {
+        self.0.create(config)
+    }
+    fn dispatch(
+        instance: &dyn UpstreamConnector,
+        op: u32,
+        envelope: Envelope,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Failure> {
+        dispatch_upstream(instance, op, envelope, body)
+    }
 }
 
 /// The descriptor and the manifest bytes it points into, built once per
@@ -217,14 +322,12 @@ unsafe impl Sync for Exported {}
 unsafe impl Send for Exported {}
 
 impl Exported {
-    /// The descriptor for factory `F`, built on first use.
-    pub fn get<F: AdapterFactory + Default + 'static>(
-        cell: &'static OnceLock<Exported>,
-    ) -> *const AdapterDescriptor {
+    /// The descriptor for what `E` exports, built on first use.
+    pub fn get<E: Exports>(cell: &'static OnceLock<Exported>) -> *const AdapterDescriptor {
         let exported = cell.get_or_init(|| {
             // A manifest that does not serialise is reported as an empty one;
             // the host refuses it at load time with a clear message.
-            let manifest = catch_unwind(|| serde_json::to_vec(&F::default().manifest()))
+            let manifest = catch_unwind(|| E::default().manifest_json())
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default();
@@ -239,9 +342,9 @@ impl Exported {
                     wire_max: wire.max,
                     manifest_ptr: manifest.as_ptr(),
                     manifest_len: manifest.len() as u64,
-                    create: create::<F>,
-                    destroy,
-                    call,
+                    create: create::<E>,
+                    destroy: destroy::<E>,
+                    call: call::<E>,
                     free_buf,
                 },
                 _manifest: manifest,
@@ -250,9 +353,6 @@ impl Exported {
         &exported.descriptor
     }
 }
-
-/// The adapter behind an instance pointer.
-type Instance = Box<dyn ChannelAdapter>;
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> Vec<u8> {
     let text = payload
@@ -286,7 +386,7 @@ unsafe fn bytes<'a>(ptr: *const u8, len: u64) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(ptr, len as usize) }
 }
 
-unsafe extern "C" fn create<F: AdapterFactory + Default>(
+unsafe extern "C" fn create<E: Exports>(
     config: *const u8,
     config_len: u64,
     out_instance: *mut *mut c_void,
@@ -299,8 +399,9 @@ unsafe extern "C" fn create<F: AdapterFactory + Default>(
             Ok(c) => c,
             Err(e) => return Err((status::BAD_ENVELOPE, e.to_string().into_bytes())),
         };
-        match F::default().create(&config) {
-            Ok(adapter) => Ok(Box::into_raw(Box::new(adapter)) as *mut c_void),
+        match E::default().create_instance(&config) {
+            // Boxed again: a thin pointer crosses, whatever the instance's type.
+            Ok(instance) => Ok(Box::into_raw(Box::new(instance)) as *mut c_void),
             Err(e) => Err((status::ERROR, serde_json::to_vec(&e).unwrap_or_default())),
         }
     }));
@@ -318,13 +419,13 @@ unsafe extern "C" fn create<F: AdapterFactory + Default>(
     }
 }
 
-unsafe extern "C" fn destroy(instance: *mut c_void) {
+unsafe extern "C" fn destroy<E: Exports>(instance: *mut c_void) {
     if instance.is_null() {
         return;
     }
     // SAFETY: `instance` came from `create` (a leaked `Box<Instance>`) and the
     // host destroys each instance once.
-    let adapter = unsafe { Box::from_raw(instance as *mut Instance) };
+    let adapter = unsafe { Box::from_raw(instance as *mut Box<E::Instance>) };
     // A panicking destructor must not unwind into the host.
     let _ = catch_unwind(AssertUnwindSafe(move || drop(adapter)));
 }
@@ -338,7 +439,7 @@ unsafe extern "C" fn free_buf(buf: RawBuf) {
     drop(unsafe { Vec::from_raw_parts(buf.ptr, buf.len as usize, buf.cap as usize) });
 }
 
-unsafe extern "C" fn call(
+unsafe extern "C" fn call<E: Exports>(
     instance: *mut c_void,
     op: u32,
     envelope: *const u8,
@@ -353,11 +454,16 @@ unsafe extern "C" fn call(
     }
     // SAFETY: `instance` is a live pointer from `create`; adapters are `Sync`,
     // so a shared reference may be used from any thread.
-    let adapter: &Instance = unsafe { &*(instance as *const Instance) };
+    let adapter: &E::Instance = unsafe { &*(instance as *const Box<E::Instance>) };
     // SAFETY: the host passes buffers it owns for this call.
     let (envelope, body) = unsafe { (bytes(envelope, envelope_len), bytes(body, body_len)) };
     let result = catch_unwind(AssertUnwindSafe(|| {
-        dispatch(adapter.as_ref(), op, envelope, body)
+        let envelope: Envelope = serde_json::from_slice(envelope)
+            .map_err(|e| (status::BAD_ENVELOPE, e.to_string().into_bytes()))?;
+        if !crate::adapter::WireRange::CURRENT.contains(envelope.wire) {
+            return Err((status::BAD_ENVELOPE, b"unsupported wire version".to_vec()));
+        }
+        E::dispatch(adapter, op, envelope, body)
     }));
     let (code, bytes) = match result {
         Ok(Ok(json)) => (status::OK, json),
@@ -368,20 +474,16 @@ unsafe extern "C" fn call(
     unsafe { answer(out, code, bytes) }
 }
 
-type Failure = (i32, Vec<u8>);
+/// A failed call: its status and message.
+pub type Failure = (i32, Vec<u8>);
 
 fn dispatch(
     adapter: &dyn ChannelAdapter,
     op: u32,
-    envelope: &[u8],
+    env: Envelope,
     body: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     let bad = |what: &str| (status::BAD_ENVELOPE, what.as_bytes().to_vec());
-    let env: Envelope = serde_json::from_slice(envelope)
-        .map_err(|e| (status::BAD_ENVELOPE, e.to_string().into_bytes()))?;
-    if !crate::adapter::WireRange::CURRENT.contains(env.wire) {
-        return Err(bad("unsupported wire version"));
-    }
     let now = env.now;
     let with_body = |request: Option<InboundRequest>| {
         request.map(|mut r| {
@@ -428,6 +530,64 @@ fn dispatch(
                 .ok_or_else(|| bad("token_response needs response"))?;
             response.body = body.to_vec();
             serde_json::to_vec(&adapter.token_response(&name, response, now))
+        }
+        _ => {
+            return Err((
+                status::UNKNOWN_OP,
+                format!("unknown operation {op}").into_bytes(),
+            ));
+        }
+    };
+    json.map_err(|e| (status::ERROR, e.to_string().into_bytes()))
+}
+
+fn dispatch_upstream(
+    connector: &dyn UpstreamConnector,
+    op: u32,
+    env: Envelope,
+    body: &[u8],
+) -> Result<Vec<u8>, Failure> {
+    let bad = |what: &str| (status::BAD_ENVELOPE, what.as_bytes().to_vec());
+    let now = env.now;
+    let with_body = |request: Option<InboundRequest>| {
+        request.map(|mut r| {
+            r.body = body.to_vec();
+            r
+        })
+    };
+    let json = match op {
+        op::MANIFEST => serde_json::to_vec(&connector.manifest()),
+        op::VERIFY => {
+            let request = with_body(env.request).ok_or_else(|| bad("verify needs request"))?;
+            serde_json::to_vec(&connector.verify(&request, now))
+        }
+        op::DECODE => {
+            let request = with_body(env.request).ok_or_else(|| bad("decode needs request"))?;
+            serde_json::to_vec(&connector.decode(&request, now))
+        }
+        op::DELIVER => {
+            let delivery = env.delivery.ok_or_else(|| bad("deliver needs delivery"))?;
+            serde_json::to_vec(&connector.deliver(&delivery, now))
+        }
+        op::RESUME => {
+            let mut response = env.response.ok_or_else(|| bad("resume needs response"))?;
+            response.body = body.to_vec();
+            let continuation = env
+                .continuation
+                .unwrap_or(Continuation(serde_json::Value::Null));
+            serde_json::to_vec(&connector.resume(continuation, response, now))
+        }
+        op::TOKEN_REQUEST => {
+            let name = env.name.ok_or_else(|| bad("token_request needs name"))?;
+            serde_json::to_vec(&connector.token_request(&name, now))
+        }
+        op::TOKEN_RESPONSE => {
+            let name = env.name.ok_or_else(|| bad("token_response needs name"))?;
+            let mut response = env
+                .response
+                .ok_or_else(|| bad("token_response needs response"))?;
+            response.body = body.to_vec();
+            serde_json::to_vec(&connector.token_response(&name, response, now))
         }
         _ => {
             return Err((

@@ -22,6 +22,7 @@ fn refused(name: &str) -> LoadError {
 fn adapter(name: &str) -> Box<dyn ChannelAdapter> {
     let lib = open(&plugin_libs::path(&format!("misbehaving_{name}"))).expect("loads");
     let inner = DynamicFactory::new(lib)
+        .expect("an adapter library")
         .create(&ChannelConfig {
             channel: name.into(),
             webhook_url: format!("https://gw.example/webhooks/{name}"),

@@ -21,7 +21,10 @@ const NOW: i64 = 1_763_719_200_000;
 fn dynamic(name: &str, config: &ChannelConfig) -> Box<dyn ChannelAdapter> {
     let lib = open(&plugin_libs::path(&format!("patchbay_adapter_{name}"))).expect("loads");
     assert_eq!(lib.abi, (ABI_MAJOR, ABI_MINOR));
-    DynamicFactory::new(lib).create(config).expect("instance")
+    DynamicFactory::new(lib)
+        .expect("adapter")
+        .create(config)
+        .expect("instance")
 }
 
 fn config(channel: &str, settings: Value, secrets: &[(&str, &str)]) -> ChannelConfig {
@@ -241,8 +244,8 @@ fn client_channel() {
 #[test]
 fn config_errors_and_rejections_cross_the_boundary_intact() {
     let lib = open(&plugin_libs::path("patchbay_adapter_sms")).expect("library loads");
-    assert_eq!(lib.manifest.id, "sms");
-    let factory = DynamicFactory::new(lib);
+    assert_eq!(lib.adapter_manifest().map(|m| m.id.as_str()), Some("sms"));
+    let factory = DynamicFactory::new(lib).expect("an adapter library");
     let bad = config(
         "sms",
         json!({"account_sid": "XX1", "from": "+1"}),

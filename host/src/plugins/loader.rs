@@ -11,8 +11,11 @@ use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use patchbay_plugin_sdk::abi::{ABI_MAJOR, AdapterDescriptor, ENTRY_SYMBOL, MAGIC, RawBuf, status};
+use patchbay_plugin_sdk::abi::{
+    ABI_MAJOR, AdapterDescriptor, ENTRY_SYMBOL, MAGIC, RawBuf, UPSTREAM_ENTRY_SYMBOL, status,
+};
 use patchbay_plugin_sdk::adapter::{Manifest, WireRange};
+use patchbay_plugin_sdk::upstream::UpstreamManifest;
 
 /// Biggest answer accepted from a plugin; more is a misbehaving plugin.
 pub const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
@@ -22,8 +25,8 @@ pub const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 pub struct Library {
     /// Where it was loaded from.
     pub path: PathBuf,
-    /// Its adapter's manifest.
-    pub manifest: Manifest,
+    /// What it implements, with its manifest.
+    pub exports: Exports,
     /// ABI version it was built for.
     pub abi: (u32, u32),
     /// Wire versions it reads.
@@ -39,6 +42,41 @@ unsafe impl Send for Library {}
 unsafe impl Sync for Library {}
 
 /// Why a library was refused.
+/// What a library implements, by the entry point it exports, with its manifest.
+#[derive(Debug, Clone)]
+pub enum Exports {
+    /// A channel adapter (`patchbay_adapter_abi_v1`).
+    Adapter(Box<Manifest>),
+    /// An upstream connector (`patchbay_upstream_abi_v1`).
+    Upstream(UpstreamManifest),
+}
+
+impl Library {
+    /// The adapter's manifest, if the library is an adapter.
+    pub fn adapter_manifest(&self) -> Option<&Manifest> {
+        match &self.exports {
+            Exports::Adapter(m) => Some(m),
+            Exports::Upstream(_) => None,
+        }
+    }
+
+    /// The connector's manifest, if the library is an upstream connector.
+    pub fn upstream_manifest(&self) -> Option<&UpstreamManifest> {
+        match &self.exports {
+            Exports::Upstream(m) => Some(m),
+            Exports::Adapter(_) => None,
+        }
+    }
+
+    /// The id configs use by default: an adapter's id or a connector's kind.
+    pub fn default_name(&self) -> &str {
+        match &self.exports {
+            Exports::Adapter(m) => &m.id,
+            Exports::Upstream(m) => &m.kind,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("plugin {path}: {message}")]
 pub struct LoadError {
@@ -84,23 +122,40 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
         unsafe { libloading::Library::new(path) }
             .map_err(|e| refuse(path, format!("cannot be loaded: {e}")))?
     };
-    let entry = {
+    let entry = |name: &str| {
         // SAFETY: the symbol, if present, is the SDK's entry point with this
         // exact signature (its name carries the ABI major).
-        let symbol = unsafe {
-            library.get::<extern "C" fn() -> *const AdapterDescriptor>(ENTRY_SYMBOL.as_bytes())
+        unsafe { library.get::<extern "C" fn() -> *const AdapterDescriptor>(name.as_bytes()) }
+            .ok()
+            .map(|symbol| *symbol)
+    };
+    let (entry, upstream) = match (entry(ENTRY_SYMBOL), entry(UPSTREAM_ENTRY_SYMBOL)) {
+        (Some(adapter), None) => (adapter, false),
+        (None, Some(connector)) => (connector, true),
+        (Some(_), Some(_)) => {
+            return Err(refuse(
+                path,
+                format!(
+                    "exports both `{ENTRY_SYMBOL}` and `{UPSTREAM_ENTRY_SYMBOL}`; a library is one adapter or one connector"
+                ),
+            ));
         }
-        .map_err(|_| match other_abi_major(&library) {
-            Some(major) => refuse(
-                path,
-                format!("built for ABI {major}, this host speaks ABI {ABI_MAJOR}; use a Patchbay release for ABI {major} or rebuild the plugin against SDK ABI {ABI_MAJOR}"),
-            ),
-            None => refuse(
-                path,
-                format!("no `{ENTRY_SYMBOL}` symbol: not a Patchbay adapter (build it with `export_adapter!` as a cdylib)"),
-            ),
-        })?;
-        *symbol
+        (None, None) => {
+            return Err(match other_abi_major(&library) {
+                Some(major) => refuse(
+                    path,
+                    format!(
+                        "built for ABI {major}, this host speaks ABI {ABI_MAJOR}; use a Patchbay release for ABI {major} or rebuild the plugin against SDK ABI {ABI_MAJOR}"
+                    ),
+                ),
+                None => refuse(
+                    path,
+                    format!(
+                        "no `{ENTRY_SYMBOL}` or `{UPSTREAM_ENTRY_SYMBOL}` symbol: not a Patchbay plugin (build it with `export_adapter!` or `export_upstream!` as a cdylib)"
+                    ),
+                ),
+            });
+        }
     };
     // Never unloaded (see the module docs).
     std::mem::forget(library);
@@ -158,11 +213,17 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
     }
     // SAFETY: the manifest bytes are static data of the library, `manifest_len` long.
     let manifest_bytes = unsafe { slice(descriptor.manifest_ptr, descriptor.manifest_len) };
-    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
-        .map_err(|e| refuse(path, format!("manifest is not valid JSON: {e}")))?;
+    let invalid = |e: serde_json::Error| refuse(path, format!("manifest is not valid JSON: {e}"));
+    let exports = if upstream {
+        Exports::Upstream(serde_json::from_slice(manifest_bytes).map_err(invalid)?)
+    } else {
+        Exports::Adapter(Box::new(
+            serde_json::from_slice(manifest_bytes).map_err(invalid)?,
+        ))
+    };
     Ok(Library {
         path: path.to_path_buf(),
-        manifest,
+        exports,
         abi: (descriptor.abi_major, descriptor.abi_minor),
         wire,
         descriptor,
@@ -173,9 +234,11 @@ pub fn open(path: &Path) -> Result<Library, LoadError> {
 /// library has one: a plugin built for an older or newer host.
 fn other_abi_major(library: &libloading::Library) -> Option<u32> {
     (0..=32).filter(|&n| n != ABI_MAJOR).find(|n| {
-        let name = format!("patchbay_adapter_abi_v{n}");
-        // SAFETY: only looked up, never called.
-        unsafe { library.get::<*const c_void>(name.as_bytes()) }.is_ok()
+        ["adapter", "upstream"].iter().any(|kind| {
+            let name = format!("patchbay_{kind}_abi_v{n}");
+            // SAFETY: only looked up, never called.
+            unsafe { library.get::<*const c_void>(name.as_bytes()) }.is_ok()
+        })
     })
 }
 

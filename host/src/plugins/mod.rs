@@ -12,20 +12,29 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use dynamic::{DynamicAdapter, DynamicFactory};
-pub use loader::{Library, LoadError, open};
+pub use dynamic::{DynamicAdapter, DynamicConnector, DynamicFactory, DynamicUpstreamFactory};
+pub use loader::{Exports, Library, LoadError, open};
 
 use crate::config::{Config, ConfigError};
 
 /// A `[[plugin]]` library that passed every check.
 #[derive(Debug)]
 pub struct Loaded {
-    /// The adapter id channels refer to.
+    /// The adapter id channels refer to, or the kind upstreams refer to.
     pub name: String,
     /// The file's SHA-256, hex.
     pub sha256: String,
-    /// The adapter factory over the library.
-    pub factory: DynamicFactory,
+    /// The factory over the library.
+    pub plugin: Plugin,
+}
+
+/// A loaded library, by what it implements.
+#[derive(Debug)]
+pub enum Plugin {
+    /// A channel adapter: channels name it as `adapter`.
+    Adapter(DynamicFactory),
+    /// An upstream connector: upstreams name it as `kind`.
+    Upstream(DynamicUpstreamFactory),
 }
 
 /// Loads every `[[plugin]]` entry: the file must sit inside one of
@@ -75,11 +84,18 @@ pub fn load_configured(config: &Config) -> Result<Vec<Loaded>, ConfigError> {
         let name = entry
             .name
             .clone()
-            .unwrap_or_else(|| library.manifest.id.clone());
+            .unwrap_or_else(|| library.default_name().to_string());
+        let refused = |e: LoadError| ConfigError::new(format!("{key}.path"), e.to_string());
+        let plugin = match library.exports {
+            Exports::Adapter(_) => Plugin::Adapter(DynamicFactory::new(library).map_err(refused)?),
+            Exports::Upstream(_) => {
+                Plugin::Upstream(DynamicUpstreamFactory::new(library).map_err(refused)?)
+            }
+        };
         loaded.push(Loaded {
             name,
             sha256,
-            factory: DynamicFactory::new(library),
+            plugin,
         });
     }
     Ok(loaded)

@@ -42,12 +42,12 @@ use webhook::AppClient;
 pub fn builtin_connectors() -> BTreeMap<&'static str, Arc<dyn UpstreamFactory>> {
     let mut connectors: BTreeMap<&'static str, Arc<dyn UpstreamFactory>> = BTreeMap::new();
     connectors.insert(
-        patchbay_upstream_genesys::multicloud::KIND,
-        Arc::new(patchbay_upstream_genesys::MulticloudFactory),
+        patchbay_upstream_genesys_3pm::KIND,
+        Arc::new(patchbay_upstream_genesys_3pm::MulticloudFactory),
     );
     connectors.insert(
-        patchbay_upstream_genesys::open_messaging::KIND,
-        Arc::new(patchbay_upstream_genesys::OpenMessagingFactory),
+        patchbay_upstream_genesys_cloud::KIND,
+        Arc::new(patchbay_upstream_genesys_cloud::OpenMessagingFactory),
     );
     connectors
 }
@@ -89,10 +89,46 @@ pub enum Speaks {
 /// All upstreams by name.
 pub type Upstreams = BTreeMap<String, Arc<Upstream>>;
 
+/// The connectors upstreams can use, by kind: the compiled-in ones and the
+/// configured `[[plugin]]` libraries that are connectors. A library whose
+/// kind is taken is an error unless its entry sets `name`.
+pub fn connectors(
+    config: &Config,
+) -> Result<BTreeMap<String, Arc<dyn UpstreamFactory>>, ConfigError> {
+    let mut connectors: BTreeMap<String, Arc<dyn UpstreamFactory>> = builtin_connectors()
+        .into_iter()
+        .map(|(kind, factory)| (kind.to_string(), factory))
+        .collect();
+    for (i, loaded) in crate::plugins::load_configured(config)?
+        .into_iter()
+        .enumerate()
+    {
+        let crate::plugins::Plugin::Upstream(factory) = loaded.plugin else {
+            continue;
+        };
+        if connectors.contains_key(&loaded.name) || loaded.name == WEBHOOK_KIND {
+            return Err(ConfigError::new(
+                format!("plugin[{i}]"),
+                format!(
+                    "upstream kind {:?} is already taken; set `name` to load this library under another kind",
+                    loaded.name
+                ),
+            ));
+        }
+        tracing::info!(kind = %loaded.name, plugin = %factory.library().path.display(), "upstream connector library loaded");
+        connectors.insert(loaded.name, Arc::new(factory));
+    }
+    Ok(connectors)
+}
+
 /// Builds every configured upstream; the connector names the setting or
 /// secret at fault.
 pub fn build(config: &Config, public_url: &str, clock: &Clock) -> Result<Upstreams, ConfigError> {
-    let connectors = builtin_connectors();
+    let connectors = if config.upstreams.values().all(|u| u.kind == WEBHOOK_KIND) {
+        BTreeMap::new()
+    } else {
+        connectors(config)?
+    };
     let mut upstreams = Upstreams::new();
     for (name, section) in &config.upstreams {
         let speaks = speaks(name, section, &connectors, public_url, clock)?;
@@ -113,7 +149,7 @@ pub fn build(config: &Config, public_url: &str, clock: &Clock) -> Result<Upstrea
 fn speaks(
     name: &str,
     section: &UpstreamSection,
-    connectors: &BTreeMap<&'static str, Arc<dyn UpstreamFactory>>,
+    connectors: &BTreeMap<String, Arc<dyn UpstreamFactory>>,
     public_url: &str,
     clock: &Clock,
 ) -> Result<Speaks, ConfigError> {
@@ -133,7 +169,7 @@ fn speaks(
     }
     let Some(factory) = connectors.get(section.kind.as_str()) else {
         let mut kinds: Vec<&str> = vec![WEBHOOK_KIND];
-        kinds.extend(connectors.keys());
+        kinds.extend(connectors.keys().map(String::as_str));
         return Err(ConfigError::new(
             key("kind"),
             format!(

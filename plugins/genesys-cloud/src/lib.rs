@@ -30,7 +30,7 @@
 //!   switches to form fields.
 //! - DatePicker's shape: `datePicker: {title, availableTimes: [{dateTime, duration}]}`.
 //! - A receipt's `reasons[].code` strings pair with Patchbay's numeric codes
-//!   as in [`crate::reasons`].
+//!   as in `reasons.rs`.
 
 use patchbay_plugin_sdk::adapter::{
     AccessToken, ChannelConfig, ConfigError, Continuation, HttpRequestSpec, InboundRequest,
@@ -49,10 +49,14 @@ use patchbay_plugin_sdk::upstream::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::reasons;
+mod reasons;
 
 /// The `kind` upstreams use.
 pub const KIND: &str = "genesys-open-messaging";
+
+// The library build's entry point; linked into a host, the factory is used directly.
+#[cfg(not(feature = "compiled-in"))]
+patchbay_plugin_sdk::export_upstream!(OpenMessagingFactory);
 
 /// The auth profile requests name.
 const PROFILE: &str = "oauth";
@@ -205,7 +209,7 @@ impl OpenMessaging {
         }
         json!({
             "messageId": message.id,
-            "time": crate::message_time(message, now),
+            "time": message_time(message, now),
             "from": from,
         })
     }
@@ -609,5 +613,39 @@ impl UpstreamConnector for OpenMessaging {
         now: Timestamp,
     ) -> Result<AccessToken, AdapterError> {
         self.grant.response(response, now)
+    }
+}
+
+/// When a message was created: its timestamp, else the time in its UUIDv7
+/// id, else `now`. Stable across retries, which Genesys Cloud needs: it
+/// dedupes on the message id *and* time.
+fn message_time(message: &Message, now: Timestamp) -> String {
+    if let Some(ts) = message
+        .timestamp
+        .as_deref()
+        .and_then(Timestamp::parse_rfc3339)
+    {
+        return ts.to_rfc3339();
+    }
+    let hex: String = message.id.chars().filter(|c| *c != '-').take(12).collect();
+    match i64::from_str_radix(&hex, 16) {
+        Ok(ms) if hex.len() == 12 && message.id.len() == 36 => Timestamp(ms).to_rfc3339(),
+        _ => now.to_rfc3339(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_time_is_stable_for_a_uuid7_id() {
+        let mut m = Message::new("c", Content::text("x"));
+        m.id = "0190163d-8694-739b-aea5-966c26f8ad91".into();
+        let t = message_time(&m, Timestamp(5));
+        assert_eq!(t, message_time(&m, Timestamp(99_999)));
+        assert!(t.starts_with("2024-06-"), "{t}");
+        m.id = "not-a-uuid".into();
+        assert_eq!(message_time(&m, Timestamp(0)), Timestamp(0).to_rfc3339());
     }
 }

@@ -33,6 +33,8 @@
 //!   detail to build on.
 //! - `status.code` other than 0 in a 2xx answer is a refusal of the message.
 
+mod trace;
+
 use std::collections::BTreeMap;
 
 use patchbay_plugin_sdk::adapter::{
@@ -52,6 +54,10 @@ use serde_json::{Value, json};
 
 /// The `kind` upstreams use.
 pub const KIND: &str = "genesys-3pm";
+
+// The library build's entry point; linked into a host, the factory is used directly.
+#[cfg(not(feature = "compiled-in"))]
+patchbay_plugin_sdk::export_upstream!(MulticloudFactory);
 
 fn manifest() -> UpstreamManifest {
     UpstreamManifest::new(
@@ -208,7 +214,7 @@ impl Multicloud {
             patchbay_plugin_sdk::url::encode_component(genesys_channel)
         );
         let mut request = HttpRequestSpec::post_json(url, &json!({ "messages": [entry] }));
-        if let Some(trace) = crate::trace_id(&message.trace) {
+        if let Some(trace) = trace::trace_id(&message.trace) {
             request = request.header("X-B3-TraceId", trace);
         }
         let request = StaticHeader::apply(&self.headers, request);
@@ -341,7 +347,7 @@ impl UpstreamConnector for Multicloud {
         };
         let mut message = Message::new("", Content::text(content));
         message.provider_message_id = Some(webhook.channel.message_id.clone());
-        message.trace = crate::trace_from_b3(request.header("x-b3-traceid"));
+        message.trace = trace::trace_from_b3(request.header("x-b3-traceid"));
         if let Some(from) = &webhook.channel.from {
             message.sender = Some(Participant {
                 id: from.id.clone(),
