@@ -224,3 +224,15 @@ proptest! {
         prop_assert!(msg.validate().is_ok());
     }
 }
+
+/// Found by fuzzing the client channel: a large number in context data came
+/// back from JSON as a different number, so the application would have seen
+/// another value than the customer sent.
+#[test]
+fn numbers_survive_a_json_round_trip_exactly() {
+    let json = r#"{"conversation":{"id":"c-1"},"content":{"type":"context_data","data":{"age":55555000000000000000000000000000000040992764608243447,"tiny":1.0000000000000002e-300}}}"#;
+    let once: Message = serde_json::from_str(json).expect("parses");
+    let twice: Message =
+        serde_json::from_str(&serde_json::to_string(&once).expect("serialises")).expect("parses");
+    assert_eq!(once, twice);
+}

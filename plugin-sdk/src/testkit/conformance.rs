@@ -48,6 +48,10 @@
 //! - **round trips**: every parsed message survives a JSON round trip; the
 //!   golden fixtures, if given, pass.
 
+mod upstream;
+
+pub use upstream::UpstreamConformance;
+
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;

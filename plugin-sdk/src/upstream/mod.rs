@@ -215,6 +215,44 @@ pub trait UpstreamConnector: Send + Sync {
     }
 }
 
+impl<C: UpstreamConnector + ?Sized> UpstreamConnector for Box<C> {
+    fn manifest(&self) -> UpstreamManifest {
+        (**self).manifest()
+    }
+    fn verify(&self, request: &InboundRequest, now: Timestamp) -> Result<Verdict, Rejection> {
+        (**self).verify(request, now)
+    }
+    fn decode(
+        &self,
+        request: &InboundRequest,
+        now: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, AdapterError> {
+        (**self).decode(request, now)
+    }
+    fn deliver(&self, delivery: &Delivery, now: Timestamp) -> Step {
+        (**self).deliver(delivery, now)
+    }
+    fn resume(
+        &self,
+        continuation: Continuation,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Step {
+        (**self).resume(continuation, response, now)
+    }
+    fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError> {
+        (**self).token_request(profile, now)
+    }
+    fn token_response(
+        &self,
+        profile: &str,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Result<AccessToken, AdapterError> {
+        (**self).token_response(profile, response, now)
+    }
+}
+
 /// Creates connector instances from an upstream's config. The config's
 /// `channel` is the upstream's name and `webhook_url` the URL the platform
 /// calls (`{public_url}/upstreams/{name}/webhook`).

@@ -6,6 +6,7 @@ use std::path::Path;
 use patchbay_plugin_sdk::driver::{Driver, Next};
 use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::signature::hmac_sha1_hex;
+use patchbay_plugin_sdk::testkit::conformance::UpstreamConformance;
 use patchbay_plugin_sdk::upstream::{Delivery, PlatformEvent, UpstreamConnector, UpstreamFactory};
 use patchbay_upstream_genesys_3pm::MulticloudFactory;
 use serde_json::{Value, json};
@@ -335,4 +336,16 @@ fn settings_and_secrets_at_fault_are_named() {
         .err()
         .expect("refused");
     assert_eq!(missing.key, "secrets.signing_secret");
+}
+
+#[test]
+fn the_connector_passes_the_conformance_kit() {
+    UpstreamConformance::new(multicloud(), NOW.0)
+        .webhook(&fixture("multicloud/sms_webhook.json"), |r| {
+            let signature = format!("sha1={}", hmac_sha1_hex(APP_SECRET.as_bytes(), &r.body));
+            r.headers.push(("X-Hub-Signature".into(), signature));
+        })
+        .answer(200, r#"{"status":{"code":0},"data":{"ids":["g-1"]}}"#)
+        .run()
+        .assert_passed();
 }

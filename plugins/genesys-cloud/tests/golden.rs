@@ -6,6 +6,7 @@ use std::path::Path;
 use patchbay_plugin_sdk::driver::{Driver, Next};
 use patchbay_plugin_sdk::prelude::*;
 use patchbay_plugin_sdk::signature::{base64_encode, hmac_sha256};
+use patchbay_plugin_sdk::testkit::conformance::UpstreamConformance;
 use patchbay_plugin_sdk::upstream::{Delivery, PlatformEvent, UpstreamConnector, UpstreamFactory};
 use patchbay_upstream_genesys_cloud::OpenMessagingFactory;
 use serde_json::{Value, json};
@@ -396,4 +397,25 @@ fn settings_and_secrets_at_fault_are_named() {
         .err()
         .expect("refused");
     assert_eq!(bad_url.key, "settings.api_url");
+}
+
+#[test]
+fn the_connector_passes_the_conformance_kit() {
+    for file in [
+        "text_webhook.json",
+        "quick_replies_webhook.json",
+        "receipt_webhook.json",
+    ] {
+        UpstreamConformance::new(open_messaging(), NOW.0)
+            .webhook(&fixture(&format!("open_messaging/{file}")), |r| {
+                let digest = hmac_sha256(CLOUD_SECRET.as_bytes(), &r.body);
+                r.headers.push((
+                    "X-Hub-Signature-256".into(),
+                    format!("sha256={}", base64_encode(&digest)),
+                ));
+            })
+            .answer(200, r#"{"id":"gc-1"}"#)
+            .run()
+            .assert_passed();
+    }
 }
