@@ -8,6 +8,9 @@
 //! - A customer's text (or a postback's text, or an attachment's URLs as
 //!   text) is `type: "Text"`, `from` the customer, `to` the channel,
 //!   `messageId` Patchbay's id; the answer's `data.ids[0]` is Genesys' id.
+//! - Attachments: each file is fetched and uploaded to
+//!   `POST {api_url}/channels/{channel_id}/media` (multipart `file`), then
+//!   one `type: "RichMedia"` message names the uploads' `genesys://nexus/…` URLs.
 //! - A mail (a message carrying `context.email_subject`) is `type: "Email"`
 //!   with `subject` and `content` parts `text` and `html`.
 //! - A receipt for an agent's message is `type: "Receipt"`, `from` the
@@ -28,11 +31,12 @@
 //! ## Assumed where the documents are silent
 //! - The consumer message's body (the document's example is an image lost
 //!   from the PDF): `type: "Text"`, `text`, `from` = consumer, `to` = channel.
-//! - Attachments are sent as their URLs in the text: the media upload's
-//!   multipart body and the `RichMedia` message are not documented in enough
-//!   detail to build on.
+//! - Attachments: the `RichMedia` message naming the uploads, and the
+//!   signature over a multipart upload, are not in the documents (see
+//!   `media.rs`).
 //! - `status.code` other than 0 in a 2xx answer is a refusal of the message.
 
+mod media;
 mod trace;
 
 use std::collections::BTreeMap;
@@ -150,6 +154,10 @@ enum Awaiting {
     Ids,
     /// The answer to a receipt.
     Receipt,
+    /// An attachment's bytes, to upload.
+    Fetched(media::MediaSend),
+    /// Genesys' answer to an upload.
+    Uploaded(media::MediaSend),
 }
 
 /// Genesys' webhook body (the fields Patchbay reads).
@@ -207,18 +215,41 @@ impl Multicloud {
             })
     }
 
-    fn post(&self, genesys_channel: &str, message: &Message, entry: Value) -> HttpRequestSpec {
+    fn post(&self, genesys_channel: &str, trace: Option<&str>, entry: Value) -> HttpRequestSpec {
         let url = format!(
             "{}/channels/{}/messages",
             self.api_url,
             patchbay_plugin_sdk::url::encode_component(genesys_channel)
         );
-        let mut request = HttpRequestSpec::post_json(url, &json!({ "messages": [entry] }));
-        if let Some(trace) = trace::trace_id(&message.trace) {
+        self.signed(
+            HttpRequestSpec::post_json(url, &json!({ "messages": [entry] })),
+            trace,
+        )
+    }
+
+    /// With `x-ccid` (and any other static header), the trace id and the
+    /// body's signature.
+    fn signed(&self, mut request: HttpRequestSpec, trace: Option<&str>) -> HttpRequestSpec {
+        if let Some(trace) = trace {
             request = request.header("X-B3-TraceId", trace);
         }
         let request = StaticHeader::apply(&self.headers, request);
         BodySignature::hub_sha1().sign(&self.signing_secret, request)
+    }
+
+    /// The next step of an attachment send: fetch the next file, or send
+    /// the message once every file is uploaded.
+    fn media_step(&self, send: media::MediaSend) -> Step {
+        match send.next_file() {
+            Some(file) => Step::request(
+                HttpRequestSpec::get(file.url.clone()),
+                &Awaiting::Fetched(send),
+            ),
+            None => {
+                let request = self.post(&send.channel, send.trace.as_deref(), send.message());
+                Step::request(request, &Awaiting::Ids)
+            }
+        }
     }
 
     /// The entry for a customer's message, or `None` for what Multicloud
@@ -396,6 +427,23 @@ impl UpstreamConnector for Multicloud {
             Ok(c) => c,
             Err(e) => return Step::fail(e),
         };
+        let trace = trace::trace_id(&delivery.message.trace);
+        if let Content::Attachments { attachments, text } = &delivery.message.content
+            && !attachments.is_empty()
+        {
+            let Some(entry) = self.customer_entry(delivery, genesys_channel) else {
+                return Step::delivered(None);
+            };
+            return self.media_step(media::MediaSend {
+                channel: genesys_channel.to_string(),
+                envelope: entry["channel"].clone(),
+                text: text.clone(),
+                files: attachments.clone(),
+                uploaded: Vec::new(),
+                trace,
+                boundary: delivery.message.id.replace('-', ""),
+            });
+        }
         let (entry, awaiting) = match &delivery.message.content {
             Content::Receipt(receipt) => (
                 self.receipt_entry(delivery, receipt, genesys_channel),
@@ -408,7 +456,7 @@ impl UpstreamConnector for Multicloud {
         };
         match entry {
             Some(entry) => Step::request(
-                self.post(genesys_channel, &delivery.message, entry),
+                self.post(genesys_channel, trace.as_deref(), entry),
                 &awaiting,
             ),
             None => Step::delivered(None),
@@ -424,6 +472,24 @@ impl UpstreamConnector for Multicloud {
         let awaiting: Awaiting = match continuation.decode() {
             Ok(a) => a,
             Err(e) => return Step::fail(e),
+        };
+        let awaiting = match awaiting {
+            Awaiting::Fetched(send) => {
+                return match send.upload(&self.api_url, &response) {
+                    Ok(upload) => Step::request(
+                        self.signed(upload, send.trace.as_deref()),
+                        &Awaiting::Uploaded(send),
+                    ),
+                    Err(e) => Step::fail(e),
+                };
+            }
+            Awaiting::Uploaded(mut send) => {
+                return match send.uploaded(&response) {
+                    Ok(()) => self.media_step(send),
+                    Err(e) => Step::fail(e),
+                };
+            }
+            other => other,
         };
         if !response.is_success() {
             return Step::fail(response.classify_http_error("Genesys"));
@@ -461,6 +527,9 @@ impl UpstreamConnector for Multicloud {
         match awaiting {
             Awaiting::Ids => Step::delivered(answer.data.and_then(|d| d.ids.into_iter().next())),
             Awaiting::Receipt => Step::delivered(None),
+            Awaiting::Fetched(_) | Awaiting::Uploaded(_) => Step::fail(AdapterError::permanent(
+                "an attachment step was answered out of order",
+            )),
         }
     }
 }

@@ -349,3 +349,71 @@ fn the_connector_passes_the_conformance_kit() {
         .run()
         .assert_passed();
 }
+
+#[test]
+fn multicloud_attachments_are_uploaded_then_sent_as_rich_media() {
+    let connector = multicloud();
+    let content = Content::Attachments {
+        attachments: vec![Attachment {
+            url: "https://files.example/receipt.pdf?sig=1".into(),
+            filename: None,
+            content_type: Some("application/pdf".into()),
+            size: None,
+        }],
+        text: Some("my receipt".into()),
+    };
+    let delivery = Delivery::new(
+        "sms-main:+16504661149",
+        customer_message("sms-main", content),
+    );
+    let upload_answer = r#"{"status":{"code":0},"data":{"mediaId":"bb4a","url":"genesys://nexus/bb4a","filename":"receipt.pdf","mimetype":"application/pdf","length":7}}"#;
+    let (requests, outcome) = deliver(
+        connector.as_ref(),
+        &delivery,
+        &[
+            (200, "%PDF-1.7"),
+            (200, upload_answer),
+            (200, r#"{"status":{"code":0},"data":{"ids":["g-9"]}}"#),
+        ],
+    );
+    let [fetch, upload, send] = requests.as_slice() else {
+        panic!("fetch, upload, send: {requests:?}")
+    };
+    assert_eq!(fetch.method, "GET");
+    assert_eq!(fetch.url, "https://files.example/receipt.pdf?sig=1");
+    assert_eq!(
+        upload.url,
+        "https://genesys.example/nexus/v3/channels/sms-channel/media"
+    );
+    let content_type = header(upload, "content-type").expect("content type");
+    let boundary = content_type
+        .strip_prefix("multipart/form-data; boundary=")
+        .expect("multipart");
+    let multipart = String::from_utf8(upload.body.clone()).expect("utf8");
+    assert!(multipart.starts_with(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"receipt.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\r\n--{boundary}--")), "{multipart}");
+    assert_eq!(header(upload, "x-ccid"), Some("ccid-1"));
+    assert_eq!(
+        header(upload, "x-hub-signature"),
+        Some(format!("sha1={}", hmac_sha1_hex(SIGNING.as_bytes(), &upload.body)).as_str())
+    );
+    let entry = &body(send)["messages"][0];
+    assert_eq!(entry["type"], json!("RichMedia"));
+    assert_eq!(entry["text"], json!("my receipt"));
+    assert_eq!(
+        entry["content"],
+        json!([{"url": "genesys://nexus/bb4a", "filename": "receipt.pdf", "mimetype": "application/pdf"}])
+    );
+    assert_eq!(
+        entry["channel"]["from"]["id"],
+        json!("sms-main:+16504661149")
+    );
+    assert_eq!(
+        outcome.expect("delivered"),
+        StepOutput::Delivered {
+            provider_message_id: Some("g-9".into())
+        }
+    );
+    // A file that cannot be fetched fails the message, not silently.
+    let (_, outcome) = deliver(connector.as_ref(), &delivery, &[(404, "")]);
+    assert!(!outcome.unwrap_err().is_retryable());
+}
