@@ -10,12 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use patchbay_plugin_sdk::adapter::{
-    AccessToken, ChannelAdapter, Continuation, HttpRequestSpec, ProviderResponse, RequestSpec,
-    Step, StepOutput, Timestamp,
+    AccessToken, HttpRequestSpec, ProviderResponse, RequestSpec, Step, StepOutput, Timestamp,
 };
-use patchbay_plugin_sdk::driver::{Driver, Next};
+use patchbay_plugin_sdk::driver::{Driver, Next, Operations};
 use patchbay_plugin_sdk::error::AdapterError;
-use patchbay_plugin_sdk::upstream::UpstreamConnector;
 
 use crate::clock::Clock;
 use crate::smtp::SmtpSender;
@@ -38,54 +36,6 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }
-
-/// The hooks the step loop calls: what channel adapters and upstream
-/// connectors share.
-pub trait Operations: Sync {
-    /// Continues an operation with an answer.
-    fn resume(
-        &self,
-        continuation: Continuation,
-        response: ProviderResponse,
-        now: Timestamp,
-    ) -> Step;
-    /// The token request of an auth profile.
-    fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError>;
-    /// Reads a token response.
-    fn token_response(
-        &self,
-        profile: &str,
-        response: ProviderResponse,
-        now: Timestamp,
-    ) -> Result<AccessToken, AdapterError>;
-}
-
-macro_rules! operations_of {
-    ($contract:ident) => {
-        impl<'a> Operations for dyn $contract + 'a {
-            fn resume(&self, c: Continuation, r: ProviderResponse, now: Timestamp) -> Step {
-                <dyn $contract>::resume(self, c, r, now)
-            }
-            fn token_request(
-                &self,
-                profile: &str,
-                now: Timestamp,
-            ) -> Result<RequestSpec, AdapterError> {
-                <dyn $contract>::token_request(self, profile, now)
-            }
-            fn token_response(
-                &self,
-                profile: &str,
-                r: ProviderResponse,
-                now: Timestamp,
-            ) -> Result<AccessToken, AdapterError> {
-                <dyn $contract>::token_response(self, profile, r, now)
-            }
-        }
-    };
-}
-operations_of!(ChannelAdapter);
-operations_of!(UpstreamConnector);
 
 /// Executes request descriptions for adapters and connectors.
 #[derive(Debug, Clone)]

@@ -31,6 +31,7 @@ use crate::adapter::{
     AdapterFactory, ChannelAdapter, ChannelConfig, Continuation, InboundRequest, ProviderResponse,
     Resources, Timestamp,
 };
+use crate::driver::Operations;
 use crate::message::Message;
 use crate::upstream::{Delivery, UpstreamConnector, UpstreamFactory};
 
@@ -477,6 +478,46 @@ unsafe extern "C" fn call<E: Exports>(
 /// A failed call: its status and message.
 pub type Failure = (i32, Vec<u8>);
 
+/// The operations both contracts share (`resume`, the token hooks), or
+/// `None` for any other.
+fn shared_op<O: Operations + ?Sized>(
+    ops: &O,
+    op: u32,
+    env: Envelope,
+    body: &[u8],
+) -> Option<Result<Vec<u8>, Failure>> {
+    let bad = |what: &str| (status::BAD_ENVELOPE, what.as_bytes().to_vec());
+    let now = env.now;
+    let with_body = |response: Option<ProviderResponse>, what: &str| {
+        let mut response = response.ok_or_else(|| bad(what))?;
+        response.body = body.to_vec();
+        Ok(response)
+    };
+    let json = match op {
+        op::RESUME => with_body(env.response, "resume needs response").map(|response| {
+            let continuation = env
+                .continuation
+                .unwrap_or(Continuation(serde_json::Value::Null));
+            serde_json::to_vec(&ops.resume(continuation, response, now))
+        }),
+        op::TOKEN_REQUEST => env
+            .name
+            .ok_or_else(|| bad("token_request needs name"))
+            .map(|name| serde_json::to_vec(&ops.token_request(&name, now))),
+        op::TOKEN_RESPONSE => {
+            let name = env.name.clone();
+            with_body(env.response, "token_response needs response").and_then(|response| {
+                let name = name.ok_or_else(|| bad("token_response needs name"))?;
+                Ok(serde_json::to_vec(
+                    &ops.token_response(&name, response, now),
+                ))
+            })
+        }
+        _ => return None,
+    };
+    Some(json.and_then(|j| j.map_err(|e| (status::ERROR, e.to_string().into_bytes()))))
+}
+
 fn dispatch(
     adapter: &dyn ChannelAdapter,
     op: u32,
@@ -506,39 +547,23 @@ fn dispatch(
             let message = env.message.ok_or_else(|| bad("render needs message"))?;
             serde_json::to_vec(&adapter.render_outbound(&message, now))
         }
-        op::RESUME => {
-            let mut response = env.response.ok_or_else(|| bad("resume needs response"))?;
-            response.body = body.to_vec();
-            let continuation = env
-                .continuation
-                .unwrap_or(Continuation(serde_json::Value::Null));
-            serde_json::to_vec(&adapter.resume(continuation, response, now))
-        }
         op::RESOURCES => serde_json::to_vec(&adapter.resources()),
         op::FETCH_RESOURCE => {
             let name = env.name.ok_or_else(|| bad("fetch_resource needs name"))?;
             serde_json::to_vec(&adapter.fetch_resource(&name, now))
         }
-        op::TOKEN_REQUEST => {
-            let name = env.name.ok_or_else(|| bad("token_request needs name"))?;
-            serde_json::to_vec(&adapter.token_request(&name, now))
-        }
-        op::TOKEN_RESPONSE => {
-            let name = env.name.ok_or_else(|| bad("token_response needs name"))?;
-            let mut response = env
-                .response
-                .ok_or_else(|| bad("token_response needs response"))?;
-            response.body = body.to_vec();
-            serde_json::to_vec(&adapter.token_response(&name, response, now))
-        }
         _ => {
-            return Err((
-                status::UNKNOWN_OP,
-                format!("unknown operation {op}").into_bytes(),
-            ));
+            return shared_op(adapter, op, env, body).unwrap_or_else(|| unknown(op));
         }
     };
     json.map_err(|e| (status::ERROR, e.to_string().into_bytes()))
+}
+
+fn unknown(op: u32) -> Result<Vec<u8>, Failure> {
+    Err((
+        status::UNKNOWN_OP,
+        format!("unknown operation {op}").into_bytes(),
+    ))
 }
 
 fn dispatch_upstream(
@@ -569,31 +594,8 @@ fn dispatch_upstream(
             let delivery = env.delivery.ok_or_else(|| bad("deliver needs delivery"))?;
             serde_json::to_vec(&connector.deliver(&delivery, now))
         }
-        op::RESUME => {
-            let mut response = env.response.ok_or_else(|| bad("resume needs response"))?;
-            response.body = body.to_vec();
-            let continuation = env
-                .continuation
-                .unwrap_or(Continuation(serde_json::Value::Null));
-            serde_json::to_vec(&connector.resume(continuation, response, now))
-        }
-        op::TOKEN_REQUEST => {
-            let name = env.name.ok_or_else(|| bad("token_request needs name"))?;
-            serde_json::to_vec(&connector.token_request(&name, now))
-        }
-        op::TOKEN_RESPONSE => {
-            let name = env.name.ok_or_else(|| bad("token_response needs name"))?;
-            let mut response = env
-                .response
-                .ok_or_else(|| bad("token_response needs response"))?;
-            response.body = body.to_vec();
-            serde_json::to_vec(&connector.token_response(&name, response, now))
-        }
         _ => {
-            return Err((
-                status::UNKNOWN_OP,
-                format!("unknown operation {op}").into_bytes(),
-            ));
+            return shared_op(connector, op, env, body).unwrap_or_else(|| unknown(op));
         }
     };
     json.map_err(|e| (status::ERROR, e.to_string().into_bytes()))

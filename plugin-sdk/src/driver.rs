@@ -29,13 +29,63 @@
 //! ```
 
 use crate::adapter::{
-    ChannelAdapter, Continuation, ProviderResponse, RequestSpec, Step, StepOutput, Timestamp,
+    AccessToken, ChannelAdapter, Continuation, ProviderResponse, RequestSpec, Step, StepOutput,
+    Timestamp,
 };
 use crate::error::AdapterError;
 use crate::message::ReasonCode;
+use crate::upstream::UpstreamConnector;
 
 /// Most steps one operation may take; more means the adapter is looping.
 pub const MAX_STEPS: usize = 16;
+
+/// The hooks a step chain calls between requests: what channel adapters and
+/// upstream connectors share, so one driver (and one host loop) runs both.
+pub trait Operations: Sync {
+    /// Continues an operation with the answer to its request.
+    fn resume(
+        &self,
+        continuation: Continuation,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Step;
+    /// The token request of an auth profile.
+    fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError>;
+    /// Reads a token response.
+    fn token_response(
+        &self,
+        profile: &str,
+        response: ProviderResponse,
+        now: Timestamp,
+    ) -> Result<AccessToken, AdapterError>;
+}
+
+macro_rules! operations_of {
+    ($contract:ident) => {
+        impl<'a> Operations for dyn $contract + 'a {
+            fn resume(&self, c: Continuation, r: ProviderResponse, now: Timestamp) -> Step {
+                <dyn $contract>::resume(self, c, r, now)
+            }
+            fn token_request(
+                &self,
+                profile: &str,
+                now: Timestamp,
+            ) -> Result<RequestSpec, AdapterError> {
+                <dyn $contract>::token_request(self, profile, now)
+            }
+            fn token_response(
+                &self,
+                profile: &str,
+                r: ProviderResponse,
+                now: Timestamp,
+            ) -> Result<AccessToken, AdapterError> {
+                <dyn $contract>::token_response(self, profile, r, now)
+            }
+        }
+    };
+}
+operations_of!(ChannelAdapter);
+operations_of!(UpstreamConnector);
 
 /// What the caller does next.
 #[derive(Debug, Clone, PartialEq)]
