@@ -28,9 +28,10 @@ use crate::adapter::{
     ChannelAdapter, InboundRequest, ProviderResponse, RequestSpec, Resources, Step, StepOutput,
     Timestamp, Verdict,
 };
-use crate::driver::{Driver, Next};
+use crate::driver::{Driver, Next, Operations};
 use crate::error::{AdapterError, Rejection};
 use crate::message::Message;
+use crate::upstream::{Delivery, PlatformEvent, UpstreamConnector};
 
 /// Runs an adapter's operations with a fixed `now` and scripted responses.
 #[derive(Debug)]
@@ -101,28 +102,79 @@ impl<A: ChannelAdapter> Harness<A> {
         self.drive(self.adapter.render_outbound(message, self.now), responses)
     }
 
-    /// Runs `step` through the SDK's [`Driver`] — the same loop the host
-    /// runs — answering each request with the next scripted response.
     fn drive(&self, step: Step, responses: Vec<ProviderResponse>) -> Run {
-        let mut responses = VecDeque::from(responses);
-        let mut requests = Vec::new();
-        let mut driver = Driver::new(step);
-        loop {
-            match driver.advance() {
-                Next::Request { request, .. } => {
-                    requests.push(request);
-                    let Some(response) = responses.pop_front() else {
-                        return Run {
-                            requests,
-                            outcome: Err(AdapterError::permanent(
-                                "testkit: the adapter made more requests than were scripted",
-                            )),
-                        };
+        let ops: &dyn ChannelAdapter = &self.adapter;
+        drive(ops, step, self.now, responses)
+    }
+}
+
+/// Runs an upstream connector's operations with a fixed `now` and scripted
+/// platform answers.
+#[derive(Debug)]
+pub struct PlatformHarness<C> {
+    /// The connector under test.
+    pub connector: C,
+    /// The fixed clock, milliseconds since the epoch.
+    pub now: Timestamp,
+}
+
+impl<C: UpstreamConnector> PlatformHarness<C> {
+    /// A harness at a fixed time.
+    pub fn new(connector: C, now_ms: i64) -> Self {
+        PlatformHarness {
+            connector,
+            now: Timestamp(now_ms),
+        }
+    }
+
+    /// Runs `verify`.
+    pub fn verify(&self, request: &InboundRequest) -> Result<Verdict, Rejection> {
+        self.connector.verify(request, self.now)
+    }
+
+    /// Runs `verify`, then `decode` if it accepted.
+    pub fn webhook(&self, request: &InboundRequest) -> Result<Vec<PlatformEvent>, String> {
+        self.verify(request)
+            .map_err(|r| format!("verify refused with {}: {}", r.status, r.message))?;
+        self.connector
+            .decode(request, self.now)
+            .map_err(|e| format!("decode failed: {e}"))
+    }
+
+    /// Runs `deliver` to the end, answering requests from `responses` in order.
+    pub fn deliver(&self, delivery: &Delivery, responses: Vec<ProviderResponse>) -> Run {
+        let step = self.connector.deliver(delivery, self.now);
+        let ops: &dyn UpstreamConnector = &self.connector;
+        drive(ops, step, self.now, responses)
+    }
+}
+
+/// Runs `step` through the SDK's [`Driver`] — the same loop the host runs —
+/// answering each request with the next scripted response.
+fn drive<O: Operations + ?Sized>(
+    ops: &O,
+    step: Step,
+    now: Timestamp,
+    responses: Vec<ProviderResponse>,
+) -> Run {
+    let mut responses = VecDeque::from(responses);
+    let mut requests = Vec::new();
+    let mut driver = Driver::new(step);
+    loop {
+        match driver.advance() {
+            Next::Request { request, .. } => {
+                requests.push(request);
+                let Some(response) = responses.pop_front() else {
+                    return Run {
+                        requests,
+                        outcome: Err(AdapterError::permanent(
+                            "testkit: more requests were made than were scripted",
+                        )),
                     };
-                    driver.resume(&self.adapter, response, self.now);
-                }
-                Next::Finished(outcome) => return Run { requests, outcome },
+                };
+                driver.resume_with(|c| ops.resume(c, response, now));
             }
+            Next::Finished(outcome) => return Run { requests, outcome },
         }
     }
 }

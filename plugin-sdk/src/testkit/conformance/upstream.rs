@@ -18,17 +18,17 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::{Outcome, Report, fail, forgeries, refused, tamper, well_formed};
-use crate::adapter::{InboundRequest, ProviderResponse, StepOutput, Timestamp};
-use crate::driver::{Driver, Next};
+use crate::adapter::{InboundRequest, ProviderResponse, StepOutput};
+use crate::driver::MAX_STEPS;
 use crate::message::{Content, DeliveryReceipt, Message, ReasonCode};
+use crate::testkit::PlatformHarness;
 use crate::upstream::{Delivery, PlatformEvent, UpstreamConnector, customer_key};
 
 type Signer = Box<dyn Fn(&mut InboundRequest)>;
 
 /// The checks to run against one connector.
 pub struct UpstreamConformance<C> {
-    connector: C,
-    now: Timestamp,
+    harness: PlatformHarness<C>,
     sample: Option<(InboundRequest, Signer)>,
     answer: ProviderResponse,
 }
@@ -36,7 +36,7 @@ pub struct UpstreamConformance<C> {
 impl<C> std::fmt::Debug for UpstreamConformance<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamConformance")
-            .field("now", &self.now)
+            .field("now", &self.harness.now)
             .finish_non_exhaustive()
     }
 }
@@ -47,8 +47,7 @@ impl<C: UpstreamConnector> UpstreamConformance<C> {
     /// otherwise.
     pub fn new(connector: C, now_ms: i64) -> Self {
         UpstreamConformance {
-            connector,
-            now: Timestamp(now_ms),
+            harness: PlatformHarness::new(connector, now_ms),
             sample: None,
             answer: ProviderResponse {
                 status: 200,
@@ -106,7 +105,7 @@ impl<C: UpstreamConnector> UpstreamConformance<C> {
         check(
             "verify refuses a missing signature",
             &|| match &self.sample {
-                Some((unsigned, _)) => refused(self.connector.verify(unsigned, self.now)),
+                Some((unsigned, _)) => refused(self.harness.verify(unsigned)),
                 None => no_sample(),
             },
         );
@@ -117,14 +116,14 @@ impl<C: UpstreamConnector> UpstreamConformance<C> {
             if !tamper(&mut tampered.body) {
                 return Outcome::Skipped("the sample body has no letter or digit to change".into());
             }
-            refused(self.connector.verify(&tampered, self.now))
+            refused(self.harness.verify(&tampered))
         });
         check("verify refuses a wrong signature or token", &|| {
             let (Some((unsigned, _)), Some(signed)) = (&self.sample, self.signed()) else {
                 return no_sample();
             };
             for (what, forged) in forgeries(unsigned, &signed) {
-                if let Outcome::Failed(why) = refused(self.connector.verify(&forged, self.now)) {
+                if let Outcome::Failed(why) = refused(self.harness.verify(&forged)) {
                     return fail(format!("with a wrong {what}: {why}"));
                 }
             }
@@ -142,7 +141,7 @@ impl<C: UpstreamConnector> UpstreamConformance<C> {
     }
 
     fn manifest(&self) -> Outcome {
-        let m = self.connector.manifest();
+        let m = self.harness.connector.manifest();
         let kind_ok = !m.kind.is_empty()
             && m.kind
                 .chars()
@@ -177,13 +176,7 @@ impl<C: UpstreamConnector> UpstreamConformance<C> {
 
     /// Verifies and decodes; the number of events.
     fn decoded(&self, request: &InboundRequest) -> Result<usize, String> {
-        self.connector
-            .verify(request, self.now)
-            .map_err(|r| format!("refused with {}: {}", r.status, r.message))?;
-        let events = self
-            .connector
-            .decode(request, self.now)
-            .map_err(|e| format!("decode failed: {e}"))?;
+        let events = self.harness.webhook(request)?;
         if events.is_empty() {
             return Err("the sample decodes to no event".into());
         }
@@ -236,20 +229,19 @@ impl<C: UpstreamConnector> UpstreamConformance<C> {
     }
 
     fn delivers(&self, delivery: &Delivery) -> Outcome {
-        let mut driver = Driver::new(self.connector.deliver(delivery, self.now));
-        loop {
-            match driver.advance() {
-                Next::Request { request, .. } => {
-                    if let Outcome::Failed(why) = well_formed(&request) {
-                        return fail(why);
-                    }
-                    let answer = self.answer.clone();
-                    driver.resume_with(|c| self.connector.resume(c, answer, self.now));
-                }
-                Next::Finished(Ok(StepOutput::Delivered { .. })) => return Outcome::Passed,
-                Next::Finished(Ok(other)) => return fail(format!("ended with {other:?}")),
-                Next::Finished(Err(e)) => return fail(format!("failed: {e}")),
-            }
+        let run = self
+            .harness
+            .deliver(delivery, vec![self.answer.clone(); MAX_STEPS]);
+        if let Some(why) = run.requests.iter().find_map(|r| match well_formed(r) {
+            Outcome::Failed(why) => Some(why),
+            _ => None,
+        }) {
+            return fail(why);
+        }
+        match run.outcome {
+            Ok(StepOutput::Delivered { .. }) => Outcome::Passed,
+            Ok(other) => fail(format!("ended with {other:?}")),
+            Err(e) => fail(format!("failed: {e}")),
         }
     }
 }
@@ -307,7 +299,7 @@ fn no_sample() -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::{HttpRequestSpec, Step, Verdict};
+    use crate::adapter::{HttpRequestSpec, Step, Timestamp, Verdict};
     use crate::error::{AdapterError, Rejection};
     use crate::signature::{hmac_sha256_hex, verify_hex};
     use crate::upstream::UpstreamManifest;
