@@ -20,6 +20,7 @@ use patchbay_plugin_sdk::adapter::{
 use patchbay_plugin_sdk::driver::{Driver, Next};
 use patchbay_plugin_sdk::error::ErrorClass;
 use patchbay_plugin_sdk::message::Message;
+use patchbay_plugin_sdk::upstream::{PlatformEvent, UpstreamConnector};
 
 /// The fixed clock of every target (2023-11-14T22:13:20Z).
 pub const NOW: i64 = 1_700_000_000_000;
@@ -127,6 +128,31 @@ pub fn check(
             if stored && requests == 0 && error.class() == ErrorClass::BadInput {
                 panic!("verify accepted a request parsing refuses: {error}");
             }
+        }
+    }
+}
+
+/// Verifies a platform webhook; when it is accepted, decodes it: decoding
+/// must not refuse it, every message must be valid (with the conversation
+/// the host would fill in) and survive JSON, every customer key non-empty.
+pub fn check_platform(connector: &dyn UpstreamConnector, request: &InboundRequest) {
+    let now = Timestamp(NOW);
+    if connector.verify(request, now).is_err() {
+        return;
+    }
+    let events = match connector.decode(request, now) {
+        Ok(events) => events,
+        Err(e) => panic!("verify accepted a webhook decode refuses: {e}"),
+    };
+    for event in events {
+        if let PlatformEvent::Message {
+            customer, message, ..
+        } = event
+        {
+            assert!(!customer.is_empty(), "a message for no customer");
+            let mut message = *message;
+            message.conversation.id = "fuzz".into();
+            check_message(&message);
         }
     }
 }
