@@ -198,6 +198,7 @@ pub async fn serve_with(
              workers' writes now share every transaction, up to background_rows_per_turn rows"
         );
     }
+    warn_of_stranded_deliveries(&rt).await;
     tracing::info!(listen = %local, public_url = %public_url, channels = rt.channels.len(), "patchbay started");
     // The one line on stdout: tests and scripts read the bound address from it.
     println!("patchbay listening on http://{local}");
@@ -227,6 +228,26 @@ pub async fn serve_with(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Deliveries wait for their upstream by name: after an upstream is renamed
+/// or removed, what waited for the old name is not delivered until an
+/// upstream has that name again. Said at start rather than left silent.
+async fn warn_of_stranded_deliveries(rt: &Runtime) {
+    match rt.store.waiting_destinations(Queue::Deliver).await {
+        Ok(waiting) => {
+            for (name, conversations) in waiting {
+                if !rt.upstreams.contains_key(&name) {
+                    tracing::warn!(
+                        upstream = %name,
+                        conversations,
+                        "deliveries wait for an upstream that is not configured; name an upstream {name:?} again to deliver them"
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading waiting deliveries failed"),
+    }
 }
 
 /// Passes each wake-up of `from` on to every one of `to`, until `stop`.

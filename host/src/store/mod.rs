@@ -307,6 +307,10 @@ pub trait Store: Send + Sync + 'static {
     /// Counts by queue and state.
     async fn counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError>;
 
+    /// The destinations conversations of `queue` wait for, with how many
+    /// conversations wait for each (from the heads: cheap at any size).
+    async fn waiting_destinations(&self, queue: Queue) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Stores an idempotency record unless one exists; returns the stored value.
     async fn remember(
         &self,

@@ -430,6 +430,19 @@ impl Store for SqliteStore {
         self.call(|r| Op::Replay(id.to_string(), now, r)).await
     }
 
+    async fn waiting_destinations(&self, queue: Queue) -> Result<Vec<(String, u64)>, StoreError> {
+        let queue = queue.as_str();
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT destination, COUNT(*) FROM heads WHERE queue = ?1 GROUP BY destination",
+                )?
+                .query_map([queue], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect()
+            })
+            .await
+    }
+
     async fn counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
         let rows: Vec<(String, String, i64)> = self
             .readers

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use super::writer::{Op, Scheduler};
 use super::{Clock, SqliteStore, WriterSettings};
 use crate::store::{
-    APPLICATION, Attempt, NewJob, Queue, QueueCounts, Remembered, Store, StoreError, Want,
+    APPLICATION, Attempt, Link, NewJob, Queue, QueueCounts, Remembered, Store, StoreError, Want,
 };
 
 fn add_op() -> Op {
@@ -989,4 +989,57 @@ async fn old_menus_are_forgotten_with_the_retention_window() {
         "a \"2\" weeks later is text"
     );
     assert!(store.menu("recent").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn waiting_destinations_count_conversations_per_upstream_and_links_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, 128).await;
+    let for_upstream = |id: &str, conv: &str, upstream: &str| NewJob {
+        destination: upstream.into(),
+        ..in_conv(id, conv)
+    };
+    store
+        .add(vec![
+            for_upstream("a1", "c1", "genesys"),
+            for_upstream("a2", "c1", "genesys"),
+            for_upstream("a3", "c2", "genesys"),
+            for_upstream("b1", "c3", "old-name"),
+        ])
+        .await
+        .unwrap();
+    let mut waiting = store.waiting_destinations(Queue::Deliver).await.unwrap();
+    waiting.sort();
+    assert_eq!(
+        waiting,
+        vec![("genesys".to_string(), 2), ("old-name".to_string(), 1)]
+    );
+    assert!(
+        store
+            .waiting_destinations(Queue::Outbound)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let link = |key: &str, value: &str| Link {
+        scope: "message:genesys".into(),
+        key: key.into(),
+        value: value.into(),
+    };
+    store.link(vec![link("p-1", "g-1")], 1_000).await.unwrap();
+    store.link(vec![link("p-1", "g-2")], 2_000).await.unwrap();
+    assert_eq!(
+        store
+            .linked("message:genesys", "p-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("g-2"),
+        "a link is replaced, not doubled"
+    );
+    assert_eq!(store.linked("message:other", "p-1").await.unwrap(), None);
+    assert_eq!(store.forget_links(1_500, 10).await.unwrap(), 0);
+    assert_eq!(store.forget_links(2_500, 10).await.unwrap(), 1);
+    assert_eq!(store.linked("message:genesys", "p-1").await.unwrap(), None);
 }
