@@ -413,6 +413,17 @@ async fn sms_customer_and_genesys_cloud_with_oauth_and_a_degraded_quick_reply() 
         2,
         "the token is cached"
     );
+
+    // The agent types: SMS shows no typing, and Genesys gets no receipt for it.
+    let typing = json!({"id": "ev-1", "channel": {"to": {"id": customer}, "time": "2026-12-02T00:00:02.000Z"},
+        "type": "Event", "events": [{"eventType": "Typing", "typing": {"type": "On", "duration": 5000}}]});
+    assert_eq!(s.agent_cloud(&typing).await.status(), 200);
+    s.host.idle().await;
+    assert_eq!(
+        s.cloud.received_on(&format!("{CLOUD_BASE}/receipt")).len(),
+        1
+    );
+    assert_eq!(s.twilio.received_on(&twilio_messages()).len(), 1);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //! order; deduplication on the platform's id is the inbound worker's.
 
 use patchbay_plugin_sdk::adapter::InboundRequest;
-use patchbay_plugin_sdk::message::Message;
+use patchbay_plugin_sdk::message::{Content, Message};
 use patchbay_plugin_sdk::upstream::{PlatformEvent, UpstreamConnector as _};
 
 use super::outbound::OutboundJob;
@@ -63,7 +63,9 @@ pub async fn decode(rt: &Runtime, job: &Job, upstream: &str) -> Option<Vec<NewJo
                         return None;
                     }
                 };
-                if let Some(platform_id) = platform_message_id {
+                // Typing is not a message: the platform expects no receipt for it.
+                let receipted = !matches!(message.content, Content::Typing { .. });
+                if let Some(platform_id) = platform_message_id.filter(|_| receipted) {
                     if message.content.rich_type().is_some() {
                         // What the customer's answer will name.
                         links.push(Link {
