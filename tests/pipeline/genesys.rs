@@ -462,3 +462,20 @@ async fn an_acknowledged_platform_webhook_survives_sigkill() {
         json!("g-kill-1")
     );
 }
+
+#[tokio::test]
+async fn a_platform_cannot_reach_another_upstreams_channel() {
+    let s = setup().await;
+    // `sms` sends to the Cloud upstream: Multicloud may not write to it.
+    let customer = format!("sms:{CUSTOMER_PHONE}");
+    let ack = s
+        .agent_3pm("g-cross-1", &customer, "hello from elsewhere")
+        .await;
+    assert_eq!(ack.status(), 200, "signed and well formed: acknowledged");
+    s.host.idle().await;
+    assert_eq!(s.host.counts()["inbound"]["dead"], json!(1));
+    assert!(s.twilio.received_on(&twilio_messages()).is_empty());
+    let (status, out) = s.host.cli(&["dead-letters", "list"]);
+    assert!(status.success());
+    assert!(out.contains("not served by upstream genesys"), "{out}");
+}
