@@ -464,5 +464,56 @@ fn list(path: &std::path::Path, json: bool) -> ExitCode {
         };
         println!("{id:<16} {:<10} {channels:<24} {source}", manifest.version);
     }
+    list_connectors(&config, path, json)
+}
+
+/// The upstream connectors a config makes available, after the adapters.
+fn list_connectors(config: &crate::config::Config, path: &std::path::Path, json: bool) -> ExitCode {
+    let connectors = match crate::upstreams::connectors(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid config {}: {e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !json {
+        println!();
+        println!(
+            "{:<16} {:<10} {:<24} SOURCE",
+            "UPSTREAM KIND", "VERSION", "UPSTREAMS"
+        );
+    }
+    let builtin = crate::upstreams::builtin_connectors();
+    for (kind, factory) in &connectors {
+        let manifest = factory.manifest();
+        let upstreams: Vec<&str> = config
+            .upstreams
+            .iter()
+            .filter(|(_, u)| &u.kind == kind)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let source = if builtin.contains_key(kind.as_str()) {
+            "compiled-in"
+        } else {
+            "library"
+        };
+        if json {
+            let line = serde_json::json!({
+                "upstream_kind": kind, "manifest_kind": manifest.kind, "version": manifest.version,
+                "upstreams": upstreams, "source": source,
+            });
+            println!("{line}");
+            continue;
+        }
+        let upstreams = if upstreams.is_empty() {
+            "-".to_string()
+        } else {
+            upstreams.join(",")
+        };
+        println!(
+            "{kind:<16} {:<10} {upstreams:<24} {source}",
+            manifest.version
+        );
+    }
     ExitCode::SUCCESS
 }

@@ -216,6 +216,22 @@ async fn plugins_list_and_inspect_say_what_is_loaded_and_how() {
     assert!(telegram.contains("abi 1.0, wire 1..=1"), "{telegram}");
     let sms = out.lines().find(|l| l.starts_with("sms")).expect(&out);
     assert!(sms.contains("compiled-in"), "{sms}");
+    let connector = out
+        .lines()
+        .find(|l| l.starts_with("genesys-3pm"))
+        .expect(&out);
+    assert!(connector.contains("compiled-in"), "{connector}");
+
+    // A connector library says what it is.
+    let connector = std::process::Command::new(env!("CARGO_BIN_EXE_patchbay"))
+        .args(["plugins", "inspect"])
+        .arg(plugin_libs::path("patchbay_upstream_genesys_3pm"))
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&connector.stdout);
+    assert!(connector.status.success(), "{text}");
+    assert!(text.contains("upstream  genesys-3pm"), "{text}");
+    assert!(text.contains("receipts  yes"), "{text}");
 
     let library = plugin_libs::path("patchbay_telegram_example");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchbay"))
