@@ -199,9 +199,14 @@ async fn run(cli: Cli) -> ExitCode {
                     Ok(s) => s,
                     Err(e) => return fail(e),
                 };
+            // Conversations waiting per upstream: what an outage holds back.
+            let waiting = store
+                .waiting_destinations(crate::store::Queue::Deliver)
+                .await
+                .unwrap_or_default();
             match store.counts().await {
                 Ok(counts) if json => {
-                    let map: serde_json::Map<String, serde_json::Value> = counts
+                    let mut map: serde_json::Map<String, serde_json::Value> = counts
                         .into_iter()
                         .map(|(q, c)| {
                             (
@@ -210,6 +215,11 @@ async fn run(cli: Cli) -> ExitCode {
                             )
                         })
                         .collect();
+                    let waiting: serde_json::Map<String, serde_json::Value> = waiting
+                        .into_iter()
+                        .map(|(upstream, n)| (upstream, n.into()))
+                        .collect();
+                    map.insert("waiting_by_upstream".into(), waiting.into());
                     println!("{}", serde_json::Value::Object(map));
                     ExitCode::SUCCESS
                 }
@@ -226,6 +236,18 @@ async fn run(cli: Cli) -> ExitCode {
                             c.done,
                             c.dead
                         );
+                    }
+                    if !waiting.is_empty() {
+                        println!();
+                        println!("{:<24} {:>14}", "UPSTREAM", "CONVERSATIONS");
+                        for (upstream, n) in waiting {
+                            let note = if config.upstreams.contains_key(&upstream) {
+                                ""
+                            } else {
+                                "  (not configured)"
+                            };
+                            println!("{upstream:<24} {n:>14}{note}");
+                        }
                     }
                     ExitCode::SUCCESS
                 }
