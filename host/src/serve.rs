@@ -44,7 +44,7 @@ pub async fn open_store(
 
 /// Runs until SIGTERM or Ctrl-C, then stops accepting, finishes in-flight work
 /// (up to `shutdown_grace_secs`) and returns. A configuration the channels or
-/// the application endpoint refuse is an error holding a [`ConfigError`].
+/// upstreams refuse is an error holding a [`ConfigError`](crate::config::ConfigError).
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = channels::registry(&config).map_err(anyhow::Error::new)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)

@@ -1,8 +1,8 @@
 //! The embedded SQLite store: one file, WAL, `synchronous=FULL`, group commit.
 //!
-//! Writes go through [`writer`]: one thread owning the only write connection,
+//! Writes go through `writer`: one thread owning the only write connection,
 //! which commits each batch of waiting writes in one transaction before it
-//! answers them. Reads use a few read-only connections ([`readers`]) on
+//! answers them. Reads use a few read-only connections (`readers`) on
 //! blocking threads, which WAL lets run beside the writer. One driver,
 //! rusqlite, for both.
 
@@ -115,13 +115,13 @@ pub struct SqliteStore {
     stats: Arc<WriterStats>,
 }
 
-/// How the writer batches; see [`writer`].
+/// How the writer batches; see `writer.rs`.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterSettings {
     /// Most acknowledgements in one transaction.
     pub max_batch: usize,
     /// Rows of workers' writes (claims, completions) each transaction takes
-    /// beside its acknowledgements; see [`writer`].
+    /// beside its acknowledgements; see `writer.rs`.
     pub background_rows: usize,
 }
 

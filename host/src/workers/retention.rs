@@ -17,7 +17,7 @@ const EVERY: Duration = Duration::from_secs(300);
 /// Jobs deleted per write, so no one write keeps the writer long.
 const CHUNK: u32 = 1_000;
 
-/// Prunes at start and every [`EVERY`] until shutdown; returns at once if
+/// Prunes at start and every `EVERY` until shutdown; returns at once if
 /// `keep` is zero (keep everything).
 pub async fn run(rt: Arc<Runtime>, keep: Duration, mut shutdown: watch::Receiver<bool>) {
     if keep.is_zero() {

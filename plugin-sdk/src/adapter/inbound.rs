@@ -59,7 +59,7 @@ pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<
         .map(|(_, v)| v.as_str())
 }
 
-/// The outcome of a successful [`ChannelAdapter::verify`].
+/// The outcome of a successful [`ChannelAdapter::verify`](super::ChannelAdapter::verify).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The exact response the provider expects.

@@ -51,7 +51,7 @@ pub struct HttpRequestSpec {
     #[serde(default, with = "crate::bytes_b64")]
     pub body: Vec<u8>,
     /// When set, the host adds `Authorization: Bearer <token>` from its token cache
-    /// for this auth profile (see [`ChannelAdapter::token_request`]).
+    /// for this auth profile (see [`ChannelAdapter::token_request`](super::ChannelAdapter::token_request)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_profile: Option<String>,
 }

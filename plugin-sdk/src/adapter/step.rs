@@ -14,7 +14,7 @@ use crate::message::Message;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
-    /// Execute `request`, then call [`ChannelAdapter::resume`] with `continuation`
+    /// Execute `request`, then call [`ChannelAdapter::resume`](super::ChannelAdapter::resume) with `continuation`
     /// and the response.
     Request {
         /// What to execute.
@@ -80,7 +80,7 @@ pub enum StepOutput {
         /// The provider's id for it.
         provider_message_id: Option<String>,
     },
-    /// A fetched resource (see [`ChannelAdapter::fetch_resource`]).
+    /// A fetched resource (see [`ChannelAdapter::fetch_resource`](super::ChannelAdapter::fetch_resource)).
     Resource {
         /// The document, in whatever shape the adapter's `verify` reads.
         value: Value,

@@ -13,7 +13,7 @@
 //! Like adapters, connectors are pure: no sockets, no clock, no randomness.
 //! A delivery that needs the platform's API returns [`Step::Request`], is
 //! resumed with the answer through [`UpstreamConnector::resume`], and ends with
-//! [`StepOutput::Delivered`] carrying the platform's id for what was sent.
+//! [`StepOutput::Delivered`](crate::adapter::StepOutput::Delivered) carrying the platform's id for what was sent.
 //! The same [`Driver`](crate::driver::Driver) runs both kinds of chain.
 //!
 //! **Customers.** The platform knows a customer by a key Patchbay chooses:
