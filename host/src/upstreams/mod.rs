@@ -49,6 +49,10 @@ pub fn builtin_connectors() -> BTreeMap<&'static str, Arc<dyn UpstreamFactory>> 
         patchbay_upstream_genesys_cloud::KIND,
         Arc::new(patchbay_upstream_genesys_cloud::OpenMessagingFactory),
     );
+    connectors.insert(
+        patchbay_upstream_pega_dms::KIND,
+        Arc::new(patchbay_upstream_pega_dms::PegaDmsFactory),
+    );
     connectors
 }
 

@@ -1,9 +1,10 @@
 //! # Client channel adapter
 //!
-//! The generic "bring your own channel" adapter, modelled on Pega's Client Channel
-//! API: an **integration layer** you run next to your channel translates the
-//! channel's traffic into Patchbay's canonical JSON and back. It is also the
-//! reference adapter the provider-specific ones follow.
+//! The generic "bring your own channel" adapter: an **integration layer** you
+//! run next to your channel translates the channel's traffic into Patchbay's
+//! canonical JSON and back. It speaks Patchbay's own format, not any
+//! platform's (Pega's Client Channel API is the `pega-dms` upstream). It is
+//! also the reference adapter the provider-specific ones follow.
 //!
 //! ## Inbound (integration layer → Patchbay)
 //!
