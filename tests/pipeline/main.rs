@@ -12,6 +12,7 @@ mod email;
 mod flows;
 mod genesys;
 mod ingress;
+mod pega;
 mod plugins;
 mod slack;
 mod sms;
