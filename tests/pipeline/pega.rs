@@ -78,6 +78,8 @@ openid_metadata_url = "{openid}"
 token_url = "{token}"
 service_url = "{service}"
 service_url_prefixes = ["{service}"]
+[channels.teams.system_messages."en-US"]
+channel_msg_failed = "Teams could not deliver that message."
 "#,
         dms = dms.url("/messages"),
         openid = bf.url("/openid"),
@@ -230,4 +232,29 @@ async fn forged_expired_or_foreign_tokens_are_403_and_nothing_is_stored() {
     assert_eq!(p.host.counts()["inbound"]["pending"], json!(0));
     assert_eq!(p.host.counts()["inbound"]["done"], json!(0));
     assert!(p.bf.received_on(ACTIVITIES).is_empty());
+}
+
+#[tokio::test]
+async fn a_message_teams_cannot_deliver_is_told_to_dms_in_the_channels_words() {
+    let p = setup().await;
+    p.bf.script_path(
+        ACTIVITIES,
+        vec![Answer::new(
+            404,
+            r#"{"error":{"code":"ConversationNotFound"}}"#,
+        )],
+    );
+    let text = json!({"type": "text", "customer_id": CUSTOMER, "message_id": "dms-t-1", "text": ["Are you there?"]});
+    assert_eq!(
+        p.dms_call(&text, CONNECTION, 1, JWT_SECRET).await.status(),
+        200
+    );
+    let to_dms = p.dms.wait_for_path("/messages", 1).await;
+    dms_claims(&to_dms[0]);
+    let body = to_dms[0].json();
+    assert_eq!(body["customer_id"], json!(CUSTOMER));
+    assert_eq!(
+        body["text"],
+        json!(["Teams could not deliver that message."])
+    );
 }

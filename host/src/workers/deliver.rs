@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use patchbay_core::breaker::Verdict;
 use patchbay_plugin_sdk::adapter::StepOutput;
-use patchbay_plugin_sdk::message::{Content, Message, TraceContext};
+use patchbay_plugin_sdk::capabilities::SystemMessageKey;
+use patchbay_plugin_sdk::message::{Content, Message, ReceiptStatus, TraceContext};
 use patchbay_plugin_sdk::upstream::{Delivery, UpstreamConnector, customer_key};
 use serde::Deserialize;
 
@@ -98,6 +99,28 @@ async fn settle(rt: &Runtime, upstream: &Upstream, (job, outcome): (Job, AppOutc
     }
 }
 
+/// For a `Failed` receipt to a platform that takes no receipts: the
+/// channel's `channel_msg_failed` text in its language, which the connector
+/// shows in the conversation instead.
+fn failure_notice(
+    rt: &Runtime,
+    connector: &Contained<dyn UpstreamConnector>,
+    message: &Message,
+) -> Option<String> {
+    let Content::Receipt(receipt) = &message.content else {
+        return None;
+    };
+    if receipt.status != ReceiptStatus::Failed || connector.manifest().receipts {
+        return None;
+    }
+    let channel = rt.channels.get(&message.channel)?;
+    Some(
+        channel
+            .system_messages
+            .render(&channel.language, SystemMessageKey::ChannelMsgFailed, ""),
+    )
+}
+
 /// Runs the connector's delivery of one message or receipt. The platform's
 /// id for a customer's message is linked to Patchbay's; a receipt or a
 /// button response is sent with the platform's id of the message it is
@@ -147,7 +170,10 @@ async fn to_platform(
         // A receipt for a message this platform did not send: nothing to tell it.
         return AppOutcome::Delivered;
     }
-    let delivery = Delivery::new(customer, message).referring_to(platform_id);
+    let notice = failure_notice(rt, connector, &message);
+    let delivery = Delivery::new(customer, message)
+        .referring_to(platform_id)
+        .with_notice(notice);
     let step = connector.deliver(&delivery, rt.clock.timestamp());
     let operations: &dyn UpstreamConnector = connector;
     let outcome = transport.drive(&upstream.name, operations, step).await;

@@ -109,6 +109,11 @@ pub struct Delivery {
     /// postback: the platform's id of the structured message answered, when
     /// known.
     pub platform_message_id: Option<String>,
+    /// For a `Failed` receipt to a platform without receipts: the channel's
+    /// `channel_msg_failed` text, in the channel's language, for the
+    /// connector to show in the conversation instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 impl Delivery {
@@ -118,7 +123,14 @@ impl Delivery {
             customer: customer.into(),
             message,
             platform_message_id: None,
+            notice: None,
         }
+    }
+
+    /// With the text to show in the conversation for a failure.
+    pub fn with_notice(mut self, notice: Option<String>) -> Self {
+        self.notice = notice;
+        self
     }
 
     /// With the platform's id of the message this refers to.

@@ -15,8 +15,10 @@
 //! - end of session: `{type: "customer_end_session", customer_id}`.
 //!
 //! DMS has no receipts: a message a channel could not deliver is reported as
-//! a text in the conversation from the customer's side (`[Patchbay] …` with
-//! the reason), so the agent sees it; a delivered one sends nothing.
+//! a text in the conversation from the customer's side — the channel's
+//! `channel_msg_failed` system message, which the host passes as the
+//! delivery's notice (else `[Patchbay] …` with the reason) — so the agent
+//! sees it; a delivered one sends nothing.
 //!
 //! ## From DMS
 //! Its calls to `POST {public_url}/upstreams/{name}/webhook` carry the same
@@ -407,16 +409,18 @@ impl UpstreamConnector for PegaDms {
             Content::EndSession { .. } => {
                 json!({ "type": "customer_end_session", "customer_id": customer })
             }
-            // No receipts in DMS: a failure is told in the conversation.
+            // No receipts in DMS: a failure is told in the conversation, in
+            // the channel's own words when the host gives them.
             Content::Receipt(receipt) if receipt.status == ReceiptStatus::Failed => {
-                let why = receipt
-                    .reasons
-                    .first()
-                    .and_then(|r| r.message.clone())
-                    .unwrap_or_else(|| "no reason given".into());
-                text_call(vec![format!(
-                    "[Patchbay] A message could not be delivered to the customer: {why}"
-                )])
+                let text = delivery.notice.clone().unwrap_or_else(|| {
+                    let why = receipt
+                        .reasons
+                        .first()
+                        .and_then(|r| r.message.clone())
+                        .unwrap_or_else(|| "no reason given".into());
+                    format!("[Patchbay] A message could not be delivered to the customer: {why}")
+                });
+                text_call(vec![text])
             }
             _ => return Step::delivered(None),
         };

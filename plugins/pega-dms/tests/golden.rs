@@ -332,3 +332,27 @@ fn the_connector_passes_the_conformance_kit() {
         .run()
         .assert_passed();
 }
+
+#[test]
+fn a_failure_notice_from_the_host_is_told_in_the_channels_words() {
+    let failed = DeliveryReceipt::failed("p-1", ReasonCode::INVALID_DESTINATION, "gone");
+    let delivery = Delivery::new(CUSTOMER, customer_message(Content::Receipt(failed))).with_notice(
+        Some("Message could not be delivered. Please try again after some time.".into()),
+    );
+    let run = harness().deliver(
+        &delivery,
+        vec![ProviderResponse {
+            status: 200,
+            headers: vec![],
+            body: vec![],
+        }],
+    );
+    let RequestSpec::Http(request) = &run.requests[0] else {
+        panic!("HTTP")
+    };
+    let body: Value = serde_json::from_slice(&request.body).expect("json");
+    assert_eq!(
+        body["text"],
+        json!(["Message could not be delivered. Please try again after some time."])
+    );
+}
