@@ -1,20 +1,20 @@
 #![no_main]
-//! The Genesys connectors' `verify` and `decode` on any body signed as each
-//! platform signs (the first byte picks Multicloud or Cloud): what `verify`
-//! accepts, `decode` reads, into valid messages.
+//! The upstream connectors' `verify` and `decode` on any body signed as each
+//! platform signs (the first byte picks Multicloud, Genesys Cloud or Pega
+//! DMS): what `verify` accepts, `decode` reads, into valid messages.
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use patchbay_fuzz::{check_platform, config};
+use patchbay_fuzz::{NOW, check_platform, config};
 use patchbay_plugin_sdk::adapter::InboundRequest;
 use patchbay_plugin_sdk::signature::{base64_encode, hmac_sha1_hex, hmac_sha256};
 use patchbay_plugin_sdk::upstream::{UpstreamConnector, UpstreamFactory};
 
 const SECRET: &str = "fuzz-webhook-secret";
 
-fn connectors() -> &'static [Box<dyn UpstreamConnector>; 2] {
-    static CONNECTORS: OnceLock<[Box<dyn UpstreamConnector>; 2]> = OnceLock::new();
+fn connectors() -> &'static [Box<dyn UpstreamConnector>; 3] {
+    static CONNECTORS: OnceLock<[Box<dyn UpstreamConnector>; 3]> = OnceLock::new();
     CONNECTORS.get_or_init(|| {
         let multicloud = patchbay_upstream_genesys_3pm::MulticloudFactory
             .create(&config(
@@ -31,20 +31,49 @@ fn connectors() -> &'static [Box<dyn UpstreamConnector>; 2] {
                 &[("client_secret", "cs"), ("webhook_secret", SECRET)],
             ))
             .expect("config");
-        [multicloud, cloud]
+        let pega = patchbay_upstream_pega_dms::PegaDmsFactory
+            .create(&config(
+                "pega",
+                serde_json::json!({"dms_url": "https://dms.example/messages", "connection_id": "conn"}),
+                &[("jwt_secret", SECRET)],
+            ))
+            .expect("config");
+        [multicloud, cloud, pega]
     })
+}
+
+/// A DMS token for the connection, issued at the targets' fixed clock.
+fn pega_token() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let claims = serde_json::json!({"iss": "conn", "iat": NOW / 1000});
+        let header = base64url(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let payload = base64url(claims.to_string().as_bytes());
+        let signing_input = format!("{header}.{payload}");
+        let signature = base64url(&hmac_sha256(SECRET.as_bytes(), signing_input.as_bytes()));
+        format!("{signing_input}.{signature}")
+    })
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    base64_encode(bytes)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, body)) = data.split_first() else {
         return;
     };
-    let cloud = pick % 2 == 1;
-    let (header, signature) = if cloud {
-        let digest = hmac_sha256(SECRET.as_bytes(), body);
-        ("x-hub-signature-256", format!("sha256={}", base64_encode(&digest)))
-    } else {
-        ("x-hub-signature", format!("sha1={}", hmac_sha1_hex(SECRET.as_bytes(), body)))
+    let which = usize::from(pick % 3);
+    let (header, signature) = match which {
+        0 => ("x-hub-signature", format!("sha1={}", hmac_sha1_hex(SECRET.as_bytes(), body))),
+        1 => {
+            let digest = hmac_sha256(SECRET.as_bytes(), body);
+            ("x-hub-signature-256", format!("sha256={}", base64_encode(&digest)))
+        }
+        _ => ("authorization", format!("Bearer {}", pega_token())),
     };
     let request = InboundRequest {
         method: "POST".into(),
@@ -52,5 +81,5 @@ fuzz_target!(|data: &[u8]| {
         headers: vec![(header.into(), signature)],
         body: body.to_vec(),
     };
-    check_platform(connectors()[usize::from(cloud)].as_ref(), &request);
+    check_platform(connectors()[which].as_ref(), &request);
 });
