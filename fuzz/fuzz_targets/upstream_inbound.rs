@@ -68,10 +68,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let which = usize::from(pick % 3);
     let (header, signature) = match which {
-        0 => ("x-hub-signature", format!("sha1={}", hmac_sha1_hex(SECRET.as_bytes(), body))),
+        0 => (
+            "x-hub-signature",
+            format!("sha1={}", hmac_sha1_hex(SECRET.as_bytes(), body)),
+        ),
         1 => {
             let digest = hmac_sha256(SECRET.as_bytes(), body);
-            ("x-hub-signature-256", format!("sha256={}", base64_encode(&digest)))
+            (
+                "x-hub-signature-256",
+                format!("sha256={}", base64_encode(&digest)),
+            )
         }
         _ => ("authorization", format!("Bearer {}", pega_token())),
     };
