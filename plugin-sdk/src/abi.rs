@@ -33,6 +33,7 @@ use crate::adapter::{
 };
 use crate::driver::Operations;
 use crate::message::Message;
+use crate::upstream::register::Registration;
 use crate::upstream::{Delivery, UpstreamConnector, UpstreamFactory};
 
 /// `PATCHBAY` in ASCII: the first field of every descriptor.
@@ -87,6 +88,8 @@ pub mod op {
     pub const DECODE: u32 = 10;
     /// A connector's `deliver` (delivery in the envelope).
     pub const DELIVER: u32 = 11;
+    /// A connector's `register` (registration in the envelope).
+    pub const REGISTER: u32 = 12;
 }
 
 /// A byte buffer allocated by the library; only its `free_buf` may release it.
@@ -191,6 +194,9 @@ pub struct Envelope {
     /// A connector's `deliver`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// A connector's `register`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
 }
 
 /// Generates the entry point of an adapter library from an [`AdapterFactory`]
@@ -593,6 +599,12 @@ fn dispatch_upstream(
         op::DELIVER => {
             let delivery = env.delivery.ok_or_else(|| bad("deliver needs delivery"))?;
             serde_json::to_vec(&connector.deliver(&delivery, now))
+        }
+        op::REGISTER => {
+            let registration = env
+                .registration
+                .ok_or_else(|| bad("register needs registration"))?;
+            serde_json::to_vec(&connector.register(&registration, now))
         }
         _ => {
             return shared_op(connector, op, env, body).unwrap_or_else(|| unknown(op));

@@ -387,6 +387,17 @@ pub enum SystemMessageKey {
 }
 
 impl SystemMessageKey {
+    /// Every key.
+    pub const ALL: &'static [SystemMessageKey] = &[
+        SystemMessageKey::RetainAndRetry,
+        SystemMessageKey::OffHours,
+        SystemMessageKey::InvalidContentTypeToCustomer,
+        SystemMessageKey::InvalidContentTypeToAgent,
+        SystemMessageKey::ChannelMsgFailed,
+        SystemMessageKey::BlockedFileExtension,
+        SystemMessageKey::AttachmentSizeExceedsLimit,
+    ];
+
     /// The English default text.
     pub fn default_text(self) -> &'static str {
         match self {

@@ -147,6 +147,19 @@ impl<C: UpstreamConnector> PlatformHarness<C> {
         let ops: &dyn UpstreamConnector = &self.connector;
         drive(ops, step, self.now, responses)
     }
+
+    /// Runs `register` to the end, answering requests from `responses` in
+    /// order; a finished run's output reads with
+    /// [`RegistrationReport::from_output`](crate::upstream::register::RegistrationReport::from_output).
+    pub fn register(
+        &self,
+        registration: &crate::upstream::register::Registration,
+        responses: Vec<ProviderResponse>,
+    ) -> Run {
+        let step = self.connector.register(registration, self.now);
+        let ops: &dyn UpstreamConnector = &self.connector;
+        drive(ops, step, self.now, responses)
+    }
 }
 
 /// Runs `step` through the SDK's [`Driver`] — the same loop the host runs —

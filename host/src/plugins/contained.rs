@@ -23,6 +23,7 @@ use patchbay_plugin_sdk::adapter::{
 };
 use patchbay_plugin_sdk::error::{AdapterError, Rejection};
 use patchbay_plugin_sdk::message::Message;
+use patchbay_plugin_sdk::upstream::register::Registration;
 use patchbay_plugin_sdk::upstream::{Delivery, PlatformEvent, UpstreamConnector, UpstreamManifest};
 
 /// Panics within [`WINDOW`] that pause a channel's calls.
@@ -225,6 +226,10 @@ impl UpstreamConnector for Contained<dyn UpstreamConnector> {
 
     fn deliver(&self, delivery: &Delivery, now: Timestamp) -> Step {
         self.step("deliver", |c| c.deliver(delivery, now))
+    }
+
+    fn register(&self, registration: &Registration, now: Timestamp) -> Step {
+        self.step("register", |c| c.register(registration, now))
     }
 
     fn resume(

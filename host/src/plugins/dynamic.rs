@@ -22,6 +22,7 @@ use patchbay_plugin_sdk::error::{AdapterError, Rejection};
 use patchbay_plugin_sdk::message::Message;
 use serde::de::DeserializeOwned;
 
+use patchbay_plugin_sdk::upstream::register::Registration;
 use patchbay_plugin_sdk::upstream::{
     Delivery, PlatformEvent, UpstreamConnector, UpstreamFactory, UpstreamManifest,
 };
@@ -429,6 +430,14 @@ impl UpstreamConnector for DynamicConnector {
             ..Plugged::envelope(now)
         };
         self.plugged.step(op::DELIVER, envelope, &[])
+    }
+
+    fn register(&self, registration: &Registration, now: Timestamp) -> Step {
+        let envelope = Envelope {
+            registration: Some(registration.clone()),
+            ..Plugged::envelope(now)
+        };
+        self.plugged.step(op::REGISTER, envelope, &[])
     }
 
     fn resume(

@@ -53,6 +53,10 @@ pub fn builtin_connectors() -> BTreeMap<&'static str, Arc<dyn UpstreamFactory>> 
         patchbay_upstream_pega_dms::KIND,
         Arc::new(patchbay_upstream_pega_dms::PegaDmsFactory),
     );
+    connectors.insert(
+        patchbay_upstream_egain::KIND,
+        Arc::new(patchbay_upstream_egain::EgainFactory),
+    );
     connectors
 }
 

@@ -25,6 +25,7 @@
 //! credentials) are shared helpers in [`auth`].
 
 pub mod auth;
+pub mod register;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,7 @@ use crate::adapter::{
 use crate::capabilities::RichType;
 use crate::error::{AdapterError, Rejection};
 use crate::message::{DeliveryReceipt, Message};
+use register::Registration;
 
 /// What a connector declares about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +206,16 @@ pub trait UpstreamConnector: Send + Sync {
         ))
     }
 
+    /// Creates or updates the platform's model of each channel (see
+    /// [`register`]), for platforms that keep one. Driven like a delivery;
+    /// ends with [`RegistrationReport::into_step`](register::RegistrationReport::into_step).
+    fn register(&self, registration: &Registration, now: Timestamp) -> Step {
+        let _ = (registration, now);
+        Step::fail(AdapterError::permanent(
+            "this platform keeps no channel registrations",
+        ))
+    }
+
     /// The token request for an auth profile its requests name (see
     /// [`auth::ClientCredentials`]).
     fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError> {
@@ -251,6 +263,9 @@ impl<C: UpstreamConnector + ?Sized> UpstreamConnector for Box<C> {
         now: Timestamp,
     ) -> Step {
         (**self).resume(continuation, response, now)
+    }
+    fn register(&self, registration: &Registration, now: Timestamp) -> Step {
+        (**self).register(registration, now)
     }
     fn token_request(&self, profile: &str, now: Timestamp) -> Result<RequestSpec, AdapterError> {
         (**self).token_request(profile, now)
