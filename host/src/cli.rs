@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// Work with upstreams.
+    Upstreams {
+        #[command(subcommand)]
+        action: UpstreamAction,
+    },
     /// Show queue counts.
     Status {
         /// The config file.
@@ -76,6 +81,34 @@ enum DeadLetterAction {
         id: String,
     },
 }
+
+#[derive(Debug, Subcommand)]
+enum UpstreamAction {
+    /// Create or update the platform's copy of each channel routed to the
+    /// upstream (eGain) from this config, and report what changed. Exits 3
+    /// when a change was held because it would widen what the platform
+    /// allows.
+    Sync {
+        /// The config file.
+        #[arg(long, short, env = "PATCHBAY_CONFIG", default_value = "patchbay.toml")]
+        config: PathBuf,
+        /// The upstream's name.
+        name: String,
+        /// Also apply changes that widen what the platform lets its agents
+        /// send (a longer text limit, a new rich type, an unblocked file type).
+        #[arg(long)]
+        widen: bool,
+        /// Compare only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit code of `upstreams sync` when a widening change was held.
+pub const EXIT_HELD: u8 = 3;
 
 #[derive(Debug, Subcommand)]
 enum PluginAction {
@@ -188,6 +221,7 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::DeadLetters { action } => dead_letters(action).await,
         Command::Plugins { action } => plugins(action),
+        Command::Upstreams { action } => upstreams(action).await,
         Command::Status { config, json } => {
             let config = match load(&config) {
                 Ok(c) => c,
@@ -538,4 +572,83 @@ fn list_connectors(config: &crate::config::Config, path: &std::path::Path, json:
         );
     }
     ExitCode::SUCCESS
+}
+
+async fn upstreams(action: UpstreamAction) -> ExitCode {
+    let UpstreamAction::Sync {
+        config,
+        name,
+        widen,
+        dry_run,
+        json,
+    } = action;
+    let config = match load(&config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let public = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let clock = crate::clock::Clock::system();
+    let built = crate::upstreams::build(&config, &public, &clock)
+        .and_then(|upstreams| crate::channels::build(&config, &public).map(|c| (upstreams, c)));
+    let (upstreams, channels) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: invalid config: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(upstream) = upstreams.get(&name) else {
+        let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: no upstream {name:?} in the config; it has {}",
+            known.join(", ")
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let report =
+        match crate::upstreams::register::register(upstream, &channels, widen, dry_run).await {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+    if json {
+        println!("{}", serde_json::to_value(&report).unwrap_or_default());
+    } else {
+        if report.channels.is_empty() {
+            println!("no channel sends to upstream {name}");
+        }
+        for outcome in &report.channels {
+            let id = outcome
+                .platform_id
+                .as_deref()
+                .map_or(String::new(), |id| format!(" (id {id})"));
+            let action = serde_json::to_value(outcome.action).unwrap_or_default();
+            println!(
+                "{}: {}{id}",
+                outcome.channel,
+                action.as_str().unwrap_or_default().replace('_', " ")
+            );
+            for change in &outcome.changes {
+                let widens = if outcome.widenings.contains(change) {
+                    "  (widens)"
+                } else {
+                    ""
+                };
+                println!("    {change}{widens}");
+            }
+        }
+        if report.held() {
+            println!(
+                "some channels were held: their update would let the platform send more than its copy allows now; run again with --widen to apply it"
+            );
+        }
+    }
+    if report.held() {
+        ExitCode::from(EXIT_HELD)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

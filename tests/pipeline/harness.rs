@@ -419,6 +419,19 @@ secrets = {{ signing_secret_file = "channel.secret" }}
         (out.status, String::from_utf8_lossy(&out.stdout).to_string())
     }
 
+    /// [`cli`](Host::cli) off the test's runtime, for commands that call
+    /// the test's mock servers.
+    pub async fn cli_async(&self, args: &[&str]) -> (std::process::ExitStatus, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_patchbay"));
+        command.args(args).arg("--config").arg(&self.config);
+        let out = tokio::task::spawn_blocking(move || command.output().expect("run patchbay"))
+            .await
+            .expect("join");
+        let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status, text)
+    }
+
     /// Waits until no job is pending in any queue — everything accepted has
     /// been delivered, failed or dead-lettered — so a test can then assert
     /// that nothing more happened. Panics after 15 s with the counts.

@@ -8,6 +8,7 @@ mod plugin_libs;
 mod containment;
 mod delivery;
 mod edges;
+mod egain;
 mod email;
 mod flows;
 mod genesys;

@@ -23,6 +23,9 @@ pub fn router(rt: Arc<Runtime>, max_body_bytes: usize, request_timeout: Duration
     Router::new()
         .route("/webhooks/{channel}", post(ingress::webhook))
         .route("/upstreams/{name}/webhook", post(ingress::platform_webhook))
+        // A platform that fetches tokens from Patchbay (eGain) calls this;
+        // its connector answers and nothing is stored.
+        .route("/upstreams/{name}/token", post(ingress::platform_webhook))
         .route("/v1/channels/{channel}/messages", post(api::send_messages))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(max_body_bytes))

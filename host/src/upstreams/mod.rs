@@ -20,6 +20,7 @@
 //! customer → the platform's last structured message (a button response
 //! names the message it answers).
 
+pub mod register;
 pub mod webhook;
 
 use std::collections::BTreeMap;

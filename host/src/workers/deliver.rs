@@ -6,7 +6,9 @@ use std::sync::Arc;
 use patchbay_core::breaker::Verdict;
 use patchbay_plugin_sdk::adapter::StepOutput;
 use patchbay_plugin_sdk::capabilities::SystemMessageKey;
-use patchbay_plugin_sdk::message::{Content, Message, ReceiptStatus, TraceContext};
+use patchbay_plugin_sdk::message::{
+    AdjustmentAction, Content, Message, ReceiptStatus, TraceContext,
+};
 use patchbay_plugin_sdk::upstream::{Delivery, UpstreamConnector, customer_key};
 use serde::Deserialize;
 
@@ -99,9 +101,10 @@ async fn settle(rt: &Runtime, upstream: &Upstream, (job, outcome): (Job, AppOutc
     }
 }
 
-/// For a `Failed` receipt to a platform that takes no receipts: the
-/// channel's `channel_msg_failed` text in its language, which the connector
-/// shows in the conversation instead.
+/// For a `Failed` receipt to a platform that takes no receipts: what to
+/// tell the conversation instead, in the channel's own words and language —
+/// the refusal's system message when fitting refused the message (a blocked
+/// file type, say), else the channel's `channel_msg_failed` text.
 fn failure_notice(
     rt: &Runtime,
     connector: &Contained<dyn UpstreamConnector>,
@@ -112,6 +115,13 @@ fn failure_notice(
     };
     if receipt.status != ReceiptStatus::Failed || connector.manifest().receipts {
         return None;
+    }
+    if let Some(refused) = receipt
+        .adjustments
+        .iter()
+        .find(|a| a.action == AdjustmentAction::Refused)
+    {
+        return Some(refused.detail.clone());
     }
     let channel = rt.channels.get(&message.channel)?;
     Some(

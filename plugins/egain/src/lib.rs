@@ -141,10 +141,10 @@ impl UpstreamFactory for EgainFactory {
                 return Err(ConfigError::new(key, "must not be empty"));
             }
         }
-        if !(60..=86_400).contains(&settings.token_lifetime_secs) {
+        if !(1..=86_400).contains(&settings.token_lifetime_secs) {
             return Err(ConfigError::new(
                 "settings.token_lifetime_secs",
-                "must be between 60 and 86400",
+                "must be between 1 and 86400",
             ));
         }
         let client_secret = config.secret("client_secret")?;
