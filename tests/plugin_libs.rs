@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 pub const FIRST_PARTY: &[&str] = &["client_channel", "slack", "teams", "sms", "webex", "email"];
 
 /// The first-party upstream connectors, by crate suffix.
-pub const CONNECTORS: &[&str] = &["genesys_3pm", "genesys_cloud", "pega_dms"];
+pub const CONNECTORS: &[&str] = &["genesys_3pm", "genesys_cloud", "pega_dms", "egain"];
 
 /// The deliberately broken libraries under `tests/misbehaving`.
 pub const MISBEHAVING: &[&str] = &[

@@ -1,7 +1,7 @@
 #![no_main]
 //! The upstream connectors' `verify` and `decode` on any body signed as each
-//! platform signs (the first byte picks Multicloud, Genesys Cloud or Pega
-//! DMS): what `verify` accepts, `decode` reads, into valid messages.
+//! platform signs (the first byte picks Multicloud, Genesys Cloud, Pega DMS
+//! or eGain): what `verify` accepts, `decode` reads, into valid messages.
 
 use std::sync::OnceLock;
 
@@ -13,8 +13,8 @@ use patchbay_plugin_sdk::upstream::{UpstreamConnector, UpstreamFactory};
 
 const SECRET: &str = "fuzz-webhook-secret";
 
-fn connectors() -> &'static [Box<dyn UpstreamConnector>; 3] {
-    static CONNECTORS: OnceLock<[Box<dyn UpstreamConnector>; 3]> = OnceLock::new();
+fn connectors() -> &'static [Box<dyn UpstreamConnector>; 4] {
+    static CONNECTORS: OnceLock<[Box<dyn UpstreamConnector>; 4]> = OnceLock::new();
     CONNECTORS.get_or_init(|| {
         let multicloud = patchbay_upstream_genesys_3pm::MulticloudFactory
             .create(&config(
@@ -38,20 +38,38 @@ fn connectors() -> &'static [Box<dyn UpstreamConnector>; 3] {
                 &[("jwt_secret", SECRET)],
             ))
             .expect("config");
-        [multicloud, cloud, pega]
+        let egain = patchbay_upstream_egain::EgainFactory
+            .create(&config(
+                "egain",
+                serde_json::json!({"api_url": "https://hub.example/v3", "token_url": "https://hub.example/token",
+                                   "client_id": "c", "account_address": "a", "callback_client_id": "hub"}),
+                &[("client_secret", "cs"), ("callback_client_secret", SECRET)],
+            ))
+            .expect("config");
+        [multicloud, cloud, pega, egain]
     })
+}
+
+/// An HS256 JWT under the shared secret.
+fn jwt(claims: &serde_json::Value) -> String {
+    let header = base64url(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = base64url(claims.to_string().as_bytes());
+    let signing_input = format!("{header}.{payload}");
+    let signature = base64url(&hmac_sha256(SECRET.as_bytes(), signing_input.as_bytes()));
+    format!("{signing_input}.{signature}")
 }
 
 /// A DMS token for the connection, issued at the targets' fixed clock.
 fn pega_token() -> &'static str {
     static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| jwt(&serde_json::json!({"iss": "conn", "iat": NOW / 1000})))
+}
+
+/// A callback token as Patchbay issues it to the eGain Hub, still live.
+fn egain_token() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
     TOKEN.get_or_init(|| {
-        let claims = serde_json::json!({"iss": "conn", "iat": NOW / 1000});
-        let header = base64url(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let payload = base64url(claims.to_string().as_bytes());
-        let signing_input = format!("{header}.{payload}");
-        let signature = base64url(&hmac_sha256(SECRET.as_bytes(), signing_input.as_bytes()));
-        format!("{signing_input}.{signature}")
+        jwt(&serde_json::json!({"aud": "egain", "iat": NOW / 1000, "exp": NOW / 1000 + 3600}))
     })
 }
 
@@ -66,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, body)) = data.split_first() else {
         return;
     };
-    let which = usize::from(pick % 3);
+    let which = usize::from(pick % 4);
     let (header, signature) = match which {
         0 => (
             "x-hub-signature",
@@ -79,7 +97,8 @@ fuzz_target!(|data: &[u8]| {
                 format!("sha256={}", base64_encode(&digest)),
             )
         }
-        _ => ("authorization", format!("Bearer {}", pega_token())),
+        2 => ("authorization", format!("Bearer {}", pega_token())),
+        _ => ("authorization", format!("Bearer {}", egain_token())),
     };
     let request = InboundRequest {
         method: "POST".into(),

@@ -175,6 +175,74 @@ fn open_messaging_through_its_library_answers_as_compiled_in() {
 }
 
 #[test]
+fn egain_through_its_library_answers_as_compiled_in_and_registers_channels() {
+    use patchbay_plugin_sdk::capabilities::{ChannelCapabilities, DirectionCapabilities};
+    use patchbay_plugin_sdk::upstream::register::{ChannelProfile, Registration};
+
+    let config = config(
+        json!({"api_url": "https://hub.example/v3", "token_url": "https://hub.example/token",
+               "client_id": "app", "account_address": "support@example.com",
+               "callback_client_id": "hub"}),
+        &[("client_secret", "s"), ("callback_client_secret", "cb")],
+    );
+    let (compiled, library) = both("egain", &patchbay_upstream_egain::EgainFactory, &config);
+    let ask = InboundRequest {
+        method: "POST".into(),
+        url: "https://gw.example/upstreams/genesys/token".into(),
+        headers: vec![],
+        body: br#"{"clientId":"hub","clientSecret":"cb"}"#.to_vec(),
+    };
+    let issued = compiled.verify(&ask, NOW).expect("a token");
+    assert_eq!(issued, library.verify(&ask, NOW).expect("a token"));
+    let token: Value = serde_json::from_slice(&issued.ack.body).expect("json");
+    let body = br#"{"messages":{"message":[{"id":"h-1","type":"text","recipient":{"address":"sms-main:+1"},"content":{"text":"hi"}}]}}"#;
+    let callback = signed(
+        "authorization",
+        format!("Bearer {}", token["accessToken"].as_str().expect("token")),
+        body,
+    );
+    let forged = signed("authorization", "Bearer x.y.z".into(), body);
+    let receipt = DeliveryReceipt::failed("p-1", ReasonCode::INVALID_DESTINATION, "gone");
+    assert_parity(
+        compiled.as_ref(),
+        library.as_ref(),
+        &[callback, forged],
+        &[
+            Delivery::new("sms-main:+1", message(Content::text("hello"))),
+            Delivery::new("sms-main:+1", message(Content::Receipt(receipt))),
+        ],
+        r#"{"messages":{"message":[{"id":"h-9"}]}}"#,
+    );
+    let registration = Registration::new(vec![ChannelProfile::new(
+        "sms-main",
+        "sms",
+        ChannelCapabilities {
+            inbound: DirectionCapabilities::plain_text(1600),
+            outbound: DirectionCapabilities::plain_text(1600),
+        },
+        "en-US",
+        Default::default(),
+    )]);
+    let (a, b) = (
+        compiled.register(&registration, NOW),
+        library.register(&registration, NOW),
+    );
+    assert_eq!(a, b);
+    let Step::Request { continuation, .. } = a else {
+        panic!("a registration starts by listing the Hub's channels")
+    };
+    let listed = ProviderResponse {
+        status: 200,
+        headers: vec![],
+        body: br#"{"channel":[]}"#.to_vec(),
+    };
+    assert_eq!(
+        compiled.resume(continuation.clone(), listed.clone(), NOW),
+        library.resume(continuation, listed, NOW)
+    );
+}
+
+#[test]
 fn a_connector_library_is_not_an_adapter_and_configs_load_it_by_kind() {
     let path = plugin_libs::path("patchbay_upstream_genesys_3pm");
     let err = DynamicFactory::new(open(&path).expect("loads")).expect_err("not an adapter");
