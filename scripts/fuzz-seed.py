@@ -55,8 +55,8 @@ for adapter, target in adapters.items():
         step = {"step": "done", "output": {"kind": "messages", "messages": [message]}} if message else None
         if step:
             write("abi_answers", f"{adapter}-{path.stem}", json.dumps(step).encode())
-# Platform webhooks: a leading byte picks the connector (mod 3: Multicloud, Cloud, Pega DMS).
-for pick, crate, folder in [(b"\x00", "genesys-3pm", "multicloud"), (b"\x01", "genesys-cloud", "open_messaging"), (b"\x02", "pega-dms", "")]:
+# Platform webhooks: a leading byte picks the connector (mod 4: Multicloud, Cloud, Pega DMS, eGain).
+for pick, crate, folder in [(b"\x00", "genesys-3pm", "multicloud"), (b"\x01", "genesys-cloud", "open_messaging"), (b"\x02", "pega-dms", ""), (b"\x03", "egain", "")]:
     for path in sorted((root / "plugins" / crate / "tests" / "fixtures" / folder).glob("*.json")):
         write("upstream_inbound", f"{folder or crate}-{path.stem}", pick + path.read_bytes())
 write("config", "example", (root / "examples" / "patchbay.toml").read_bytes())
