@@ -250,6 +250,11 @@ pub struct UpstreamSection {
     /// Retry schedule for 5xx, 429 and timeouts.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Registers the upstream's channels with the platform at start, as
+    /// `patchbay upstreams sync` does without `--widen` (platforms that keep
+    /// a copy of each channel: eGain).
+    #[serde(default)]
+    pub sync_on_start: bool,
     /// Where its keys are written in the file, for errors: `upstreams.<name>`,
     /// or `application` for the 0.1 table.
     #[serde(skip)]
@@ -451,6 +456,7 @@ impl Config {
                 timeout_ms: app.timeout_ms,
                 concurrency: app.concurrency,
                 retry: app.retry,
+                sync_on_start: false,
                 config_key: "application".into(),
             },
         );

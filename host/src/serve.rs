@@ -199,6 +199,9 @@ pub async fn serve_with(
         );
     }
     warn_of_stranded_deliveries(&rt).await;
+    for upstream in rt.upstreams.values().filter(|u| u.sync_on_start) {
+        tokio::spawn(sync_on_start(rt.clone(), upstream.clone()));
+    }
     tracing::info!(listen = %local, public_url = %public_url, channels = rt.channels.len(), "patchbay started");
     // The one line on stdout: tests and scripts read the bound address from it.
     println!("patchbay listening on http://{local}");
@@ -247,6 +250,26 @@ async fn warn_of_stranded_deliveries(rt: &Runtime) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "reading waiting deliveries failed"),
+    }
+}
+
+/// `sync_on_start`: registers the upstream's channels as `patchbay upstreams
+/// sync` does, never widening; logs what changed and what was held. Serving
+/// does not wait for it.
+async fn sync_on_start(rt: Arc<Runtime>, upstream: Arc<upstreams::Upstream>) {
+    match upstreams::register::register(&upstream, &rt.channels, false, false).await {
+        Ok(report) => {
+            for outcome in report.channels {
+                if outcome.widenings.is_empty() {
+                    tracing::info!(upstream = %upstream.name, channel = %outcome.channel, action = ?outcome.action, changes = ?outcome.changes, "channel registered");
+                } else {
+                    tracing::warn!(upstream = %upstream.name, channel = %outcome.channel, action = ?outcome.action, widenings = ?outcome.widenings, "channel registration held: it would widen the platform's copy; run `patchbay upstreams sync --widen` to apply it");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %upstream.name, error = %e, "registering channels at start failed")
+        }
     }
 }
 

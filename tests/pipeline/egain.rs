@@ -22,6 +22,12 @@ struct Egain {
 }
 
 async fn setup() -> Egain {
+    setup_with("", |_| ()).await
+}
+
+/// With `upstream_toml` added to `[upstreams.egain]`, and the Hub prepared
+/// before Patchbay starts.
+async fn setup_with(upstream_toml: &str, prepare: impl FnOnce(&Mock)) -> Egain {
     let app = Mock::start().await;
     let integration = Mock::start().await;
     let hub = Mock::start().await;
@@ -37,12 +43,14 @@ async fn setup() -> Egain {
         MESSAGES,
         Answer::new(202, r#"{"messages":{"message":[{"id":"hub-m-1"}]}}"#),
     );
+    prepare(&hub);
     let mut options = HostOptions::new(&app.url("/patchbay"), &integration.url("/outbound"));
     options.extra_channel_toml = format!(
         r#"
 [upstreams.egain]
 kind = "egain"
 secrets = {{ client_secret = "app-secret", callback_client_secret = "{CALLBACK_SECRET}" }}
+{upstream_toml}
 [upstreams.egain.settings]
 api_url = "{api}"
 token_url = "{token}"
@@ -290,4 +298,22 @@ async fn a_blocked_attachment_is_refused_in_the_channels_words() {
     assert_eq!(message["sender"]["address"], json!(CUSTOMER));
     s.host.idle().await;
     assert!(s.smtp.accepted().is_empty(), "nothing mailed");
+}
+
+#[tokio::test]
+async fn sync_on_start_registers_the_channels_while_serving_goes_on() {
+    let s = setup_with("sync_on_start = true", |hub| {
+        hub.script_path(
+            "/v3/channels",
+            vec![
+                Answer::new(200, r#"{"channel": []}"#),
+                Answer::new(201, r#"{"id": "ch-9"}"#),
+            ],
+        );
+    })
+    .await;
+    let calls = s.hub.wait_for_path("/v3/channels", 2).await;
+    assert_eq!(calls[1].json()["type"], json!("custom.patchbay.email"));
+    // Serving meanwhile: a token is issued.
+    assert!(!s.token().await.is_empty());
 }

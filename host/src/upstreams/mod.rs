@@ -74,6 +74,8 @@ pub struct Upstream {
     pub retry: RetryPolicy,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Whether `serve` registers its channels with the platform at start.
+    pub sync_on_start: bool,
 }
 
 /// How an upstream is spoken to.
@@ -149,6 +151,7 @@ pub fn build(config: &Config, public_url: &str, clock: &Clock) -> Result<Upstrea
                 speaks,
                 retry: section.retry,
                 concurrency: section.concurrency,
+                sync_on_start: section.sync_on_start,
             }),
         );
     }
