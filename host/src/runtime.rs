@@ -9,7 +9,7 @@ use crate::channels::Channels;
 use crate::clock::Clock;
 use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
-use crate::store::{Attempt, Job, NewJob, Store, StoreError};
+use crate::store::{Attempt, Job, NewJob, Outcome, Store, StoreError};
 use crate::transport::Transport;
 use crate::upstreams::Upstreams;
 use crate::workers::completions::Completer;
@@ -91,6 +91,22 @@ impl Runtime {
         .await;
         if let Err(e) = scheduled {
             tracing::error!(job = %job.id, error = %e, "scheduling a retry failed");
+        }
+    }
+
+    /// Carries out what parsing a claimed `inbound` job came to: its
+    /// follow-ups to record, or its retry or dead letter (done here).
+    pub async fn settle(&self, job: &Job, outcome: Outcome) -> Option<Vec<NewJob>> {
+        match outcome {
+            Outcome::Done(follow_ups) => Some(follow_ups),
+            Outcome::Retry { run_at, error } => {
+                self.retry(job, run_at, &error, Attempt::Counted).await;
+                None
+            }
+            Outcome::Dead(error) => {
+                self.bury(job, &error, vec![]).await;
+                None
+            }
         }
     }
 

@@ -148,7 +148,7 @@ async fn accept(
         };
         // A redelivery is stored too and dropped when parsed: checking the
         // sender's id here would cost every acknowledgement a random read.
-        match rt.store.add(vec![job]).await {
+        match rt.store.accept(job).await {
             Ok(()) => rt.wake.inbound.notify_one(),
             Err(e) => {
                 tracing::error!(from = %from, error = %e, "storing webhook failed");

@@ -165,6 +165,21 @@ pub struct NewJob {
     pub run_at: i64,
 }
 
+impl NewJob {
+    /// The job as a worker holds it on its first attempt.
+    pub fn into_claimed(self) -> Job {
+        Job {
+            id: self.id,
+            queue: self.queue,
+            channel: self.channel,
+            destination: self.destination,
+            payload: self.payload,
+            attempts: 1,
+            dedupe_key: self.dedupe_key,
+        }
+    }
+}
+
 /// Up to `limit` jobs bound for `destination`, for [`Store::claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Want {
@@ -203,6 +218,32 @@ pub struct Job {
     pub dedupe_key: Option<String>,
 }
 
+/// A webhook in the acknowledgement log, not parsed yet.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Its position in the log.
+    pub seq: i64,
+    /// The webhook, as an `inbound` job on its first attempt.
+    pub job: Job,
+}
+
+/// What parsing an accepted webhook came to, recorded with
+/// [`Store::record_accepted`].
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Parsed: these jobs follow (none for a duplicate).
+    Done(Vec<NewJob>),
+    /// Failed for now: an `inbound` job to try again at `run_at`.
+    Retry {
+        /// When.
+        run_at: i64,
+        /// Why it failed.
+        error: String,
+    },
+    /// Given up: a dead letter.
+    Dead(String),
+}
+
 /// A dead-lettered job, for operators.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
@@ -239,6 +280,27 @@ pub trait Store: Send + Sync + 'static {
     /// Appends jobs in one transaction (the group commit). Dedupe keys are
     /// checked at completion, not here.
     async fn add(&self, jobs: Vec<NewJob>) -> Result<(), StoreError>;
+
+    /// Appends an accepted webhook (an `inbound` job) to the acknowledgement
+    /// log: `Ok` once it is durable. It shares no transaction with other
+    /// writes; [`accepted`](Store::accepted) hands it to the parser.
+    async fn accept(&self, job: NewJob) -> Result<(), StoreError>;
+
+    /// Up to `limit` accepted webhooks after log position `after` (`None`:
+    /// after the last one recorded), in arrival order.
+    async fn accepted(&self, after: Option<i64>, limit: u32) -> Result<Vec<Accepted>, StoreError>;
+
+    /// Records what parsing accepted webhooks came to, in order, with the log
+    /// position `upto` they reach, atomically: their follow-ups (dropped for
+    /// a dedupe key already completed — see [`complete_many`](Store::complete_many)),
+    /// retries and dead letters as `inbound` jobs. Positions at or below the
+    /// recorded one are ignored, so a record can be retried safely. Returns
+    /// how many were duplicates.
+    async fn record_accepted(
+        &self,
+        upto: i64,
+        parsed: Vec<(Job, Outcome)>,
+    ) -> Result<usize, StoreError>;
 
     /// Leases ready jobs of `queue` and counts the attempt: for each [`Want`],
     /// up to its limit of the heads of conversations bound for its destination,

@@ -6,6 +6,7 @@
 //! blocking threads, which WAL lets run beside the writer. One driver,
 //! rusqlite, for both.
 
+mod acklog;
 mod jobs;
 mod readers;
 mod writer;
@@ -24,14 +25,14 @@ pub use crate::clock::Clock;
 
 use super::dedupe::KeyHash;
 use super::{
-    Attempt, DeadLetter, Job, JobState, Link, NewJob, Pruned, Queue, QueueCounts, Remembered,
-    Store, StoreError, Want,
+    Accepted, Attempt, DeadLetter, Job, JobState, Link, NewJob, Outcome, Pruned, Queue,
+    QueueCounts, Remembered, Store, StoreError, Want,
 };
 use readers::Readers;
 use writer::{Aged, Env, Op, Reply, Scheduler};
 
 /// The schema this version writes; `PRAGMA user_version` holds it.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -95,6 +96,15 @@ CREATE TABLE IF NOT EXISTS links (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX IF NOT EXISTS links_age ON links(updated_at);
+CREATE TABLE IF NOT EXISTS ack_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO ack_cursor (id, seq) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS parsed_counts (
+    minute INTEGER PRIMARY KEY,
+    parsed INTEGER NOT NULL
+);
 "#;
 
 /// Counters of the writer's work.
@@ -109,6 +119,8 @@ pub struct WriterStats {
 pub struct SqliteStore {
     writer: mpsc::Sender<Op>,
     readers: Arc<Readers>,
+    /// Accepted webhooks, in a file and a writer of their own.
+    acks: Arc<acklog::AckLog>,
     /// Whether any conversation may have a menu: until a channel degrades one,
     /// inbound messages skip the lookup (this process is the file's only writer).
     menus: Arc<AtomicBool>,
@@ -179,8 +191,10 @@ impl SqliteStore {
         }
         let menus: bool =
             conn.query_row("SELECT EXISTS (SELECT 1 FROM menus)", [], |r| r.get(0))?;
+        let parsed: i64 = conn.query_row("SELECT seq FROM ack_cursor", [], |r| r.get(0))?;
         let readers = Arc::new(Readers::new(path.to_path_buf(), READERS));
         let max_batch = settings.max_batch.max(1);
+        let acks = Arc::new(acklog::AckLog::open(path, parsed, max_batch)?);
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let scheduler = Scheduler::new(settings.background_rows);
         let stats = Arc::new(WriterStats::default());
@@ -192,9 +206,17 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: tx,
             readers,
+            acks,
             menus: Arc::new(AtomicBool::new(menus)),
             stats,
         })
+    }
+
+    /// The last acknowledgement-log position recorded as parsed.
+    async fn ack_cursor(&self) -> Result<i64, StoreError> {
+        self.readers
+            .read(|conn| conn.query_row("SELECT seq FROM ack_cursor", [], |r| r.get(0)))
+            .await
     }
 
     /// The writer's counters.
@@ -275,6 +297,34 @@ fn upgrade(conn: &rusqlite::Connection, now: i64) -> rusqlite::Result<()> {
 impl Store for SqliteStore {
     async fn add(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
         self.call(|r| Op::Add(jobs, r)).await
+    }
+
+    async fn accept(&self, job: NewJob) -> Result<(), StoreError> {
+        self.acks.append(job).await.map(drop)
+    }
+
+    async fn accepted(&self, after: Option<i64>, limit: u32) -> Result<Vec<Accepted>, StoreError> {
+        let after = match after {
+            Some(seq) => seq,
+            None => self.ack_cursor().await?,
+        };
+        self.acks.after(after, limit).await
+    }
+
+    async fn record_accepted(
+        &self,
+        upto: i64,
+        parsed: Vec<(Job, Outcome)>,
+    ) -> Result<usize, StoreError> {
+        let duplicates = self
+            .call(|reply| Op::RecordAccepted {
+                upto,
+                parsed,
+                reply,
+            })
+            .await?;
+        self.acks.forget_upto(upto);
+        Ok(duplicates)
     }
 
     async fn claim(
@@ -470,6 +520,25 @@ impl Store for SqliteStore {
                     JobState::Dead => counts.dead = n,
                 }
             }
+        }
+        // Webhooks parsed straight from the acknowledgement log leave no job
+        // row: those waiting are pending, those parsed in the retention
+        // window done.
+        let (cursor, parsed): (i64, i64) = self
+            .readers
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT (SELECT seq FROM ack_cursor),
+                            (SELECT COALESCE(SUM(parsed), 0) FROM parsed_counts)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await?;
+        let waiting = self.acks.count_after(cursor).await?;
+        if let Some((_, counts)) = out.iter_mut().find(|(q, _)| *q == Queue::Inbound) {
+            counts.pending += waiting;
+            counts.done += parsed as u64;
         }
         Ok(out)
     }

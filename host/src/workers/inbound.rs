@@ -11,34 +11,54 @@ use patchbay_core::menu::Menu;
 use patchbay_plugin_sdk::adapter::{InboundRequest, StepOutput};
 use patchbay_plugin_sdk::message::{Content, Message};
 
-use super::{Next, conversation_key, deliver_job, idle_sleep, new_id, next_after};
+use super::{conversation_key, deliver_job, idle_sleep, new_id, next_after};
 use crate::runtime::{Runtime, persist};
-use crate::store::{Attempt, Job, NewJob, Queue, StoreError, Want};
+use crate::store::{Job, NewJob, Outcome, Queue, StoreError, Want};
 use crate::upstreams::webhook::new_traceparent;
 
 /// A `(channel, event id)` pair.
 type EventKey = (String, String);
 
 /// Parses stored webhooks in arrival order, `batch` at a time, until
-/// `shutdown`. Each batch's messages are recorded in one store operation
-/// (each webhook marked done together with its messages) while the next batch
-/// is claimed and parsed; a batch is recorded only once the one before it is,
-/// so a store that fails for a while delays webhooks but never reorders them.
+/// `shutdown`: fresh ones from the acknowledgement log first, then retries
+/// and replays from the `inbound` table. Each batch's outcome is recorded in
+/// one store operation while the next batch is read and parsed; a batch is
+/// recorded only once the one before it is, so a store that fails for a
+/// while delays webhooks but never reorders them.
 pub async fn run(
     rt: Arc<Runtime>,
     batch: u32,
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let batch = batch.max(1);
     let want = vec![Want {
         destination: String::new(),
-        limit: batch.max(1),
+        limit: batch,
     }];
+    // How far the log has been read (`None`: from what is recorded).
+    let mut read_to: Option<i64> = None;
     // The batch being recorded, and the event ids it carries.
     let mut recording: Option<(JoinHandle<()>, HashSet<EventKey>)> = None;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        match rt.store.accepted(read_to, batch).await {
+            Ok(accepted) if !accepted.is_empty() => {
+                let upto = accepted.last().map_or(0, |a| a.seq);
+                let jobs = accepted.into_iter().map(|a| a.job).collect();
+                let in_flight = recording.as_ref().map(|(_, keys)| keys);
+                let (parsed, keys) = parse_batch(&rt, jobs, in_flight).await;
+                if let Some((previous, _)) = recording.take() {
+                    let _ = previous.await;
+                }
+                recording = Some((tokio::spawn(record_log(rt.clone(), upto, parsed)), keys));
+                read_to = Some(upto);
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reading accepted webhooks failed"),
         }
         match rt
             .store
@@ -47,7 +67,13 @@ pub async fn run(
         {
             Ok(jobs) if !jobs.is_empty() => {
                 let in_flight = recording.as_ref().map(|(_, keys)| keys);
-                let (done, keys) = parse_batch(&rt, jobs, in_flight).await;
+                let (parsed, keys) = parse_batch(&rt, jobs, in_flight).await;
+                let mut done = Vec::with_capacity(parsed.len());
+                for (job, outcome) in parsed {
+                    if let Some(follow_ups) = rt.settle(&job, outcome).await {
+                        done.push((job.id, follow_ups));
+                    }
+                }
                 if let Some((previous, _)) = recording.take() {
                     let _ = previous.await;
                 }
@@ -75,17 +101,17 @@ pub async fn run(
     tracing::debug!("inbound worker stopped");
 }
 
-/// Parses a batch into what recording it takes, and the event ids parsed.
-/// Redeliveries — of a webhook already recorded, being recorded
+/// Parses a batch: each webhook with what it came to, and the event ids
+/// parsed. Redeliveries — of a webhook already recorded, being recorded
 /// (`in_flight`), or earlier in this batch — are not parsed again.
 async fn parse_batch(
     rt: &Runtime,
     jobs: Vec<Job>,
     in_flight: Option<&HashSet<EventKey>>,
-) -> (Vec<(String, Vec<NewJob>)>, HashSet<EventKey>) {
+) -> (Vec<(Job, Outcome)>, HashSet<EventKey>) {
     let already = already_parsed(rt, &jobs).await;
     let mut parsed_now = HashSet::new();
-    let mut done = Vec::with_capacity(jobs.len());
+    let mut parsed = Vec::with_capacity(jobs.len());
     for (job, already) in jobs.into_iter().zip(already) {
         let key = job.dedupe_key.clone().map(|k| (job.channel.clone(), k));
         let repeated = key
@@ -93,19 +119,57 @@ async fn parse_batch(
             .is_some_and(|k| parsed_now.contains(k) || in_flight.is_some_and(|f| f.contains(k)));
         if already || repeated {
             // Recorded as done with nothing to deliver (no provider calls).
-            done.push((job.id, vec![]));
+            parsed.push((job, Outcome::Done(vec![])));
             continue;
         }
         let span = tracing::info_span!("inbound", job = %job.id, channel = %job.channel);
-        if let Some(follow_ups) = parse(rt, &job).instrument(span).await {
+        let outcome = parse(rt, &job).instrument(span).await;
+        if matches!(outcome, Outcome::Done(_)) {
             parsed_now.extend(key);
-            done.push((job.id, follow_ups));
         }
+        parsed.push((job, outcome));
     }
-    (done, parsed_now)
+    (parsed, parsed_now)
 }
 
-/// Records a parsed batch, trying until it is written (or the store closes).
+/// Records a parsed batch from the log, trying until it is written (or the
+/// store closes).
+async fn record_log(rt: Arc<Runtime>, upto: i64, parsed: Vec<(Job, Outcome)>) {
+    for (job, outcome) in &parsed {
+        match outcome {
+            Outcome::Dead(error) => {
+                tracing::warn!(job = %job.id, queue = "inbound", channel = %job.channel, %error, "dead-lettered");
+            }
+            Outcome::Retry { error, .. } => {
+                tracing::debug!(job = %job.id, channel = %job.channel, %error, "webhook will be parsed again");
+            }
+            Outcome::Done(_) => {}
+        }
+    }
+    let count = parsed.len();
+    loop {
+        match persist("recording parsed webhooks", || {
+            rt.store.record_accepted(upto, parsed.clone())
+        })
+        .await
+        {
+            Ok(duplicates) => {
+                rt.wake.deliver.notify_one();
+                // Platform webhooks become outbound messages.
+                rt.wake.outbound.notify_one();
+                tracing::debug!(webhooks = count, duplicates, "webhooks parsed");
+                return;
+            }
+            Err(StoreError::Closed) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "recording parsed webhooks keeps failing; still trying")
+            }
+        }
+    }
+}
+
+/// Records a parsed batch of `inbound` jobs, trying until it is written (or
+/// the store closes).
 async fn record(rt: Arc<Runtime>, done: Vec<(String, Vec<NewJob>)>) {
     let count = done.len();
     loop {
@@ -116,7 +180,6 @@ async fn record(rt: Arc<Runtime>, done: Vec<(String, Vec<NewJob>)>) {
         {
             Ok(duplicates) => {
                 rt.wake.deliver.notify_one();
-                // Platform webhooks become outbound messages.
                 rt.wake.outbound.notify_one();
                 tracing::debug!(webhooks = count, duplicates, "webhooks parsed");
                 return;
@@ -156,24 +219,18 @@ async fn already_parsed(rt: &Runtime, jobs: &[Job]) -> Vec<bool> {
         .collect()
 }
 
-/// Parses one webhook into `deliver` jobs; on failure schedules a retry or
-/// dead-letters it and returns `None`.
-async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
+/// Parses one webhook into `deliver` jobs, or says why it must wait or be
+/// given up.
+async fn parse(rt: &Runtime, job: &Job) -> Outcome {
     if let Some(upstream) = platform_of(&job.channel) {
         return super::platform::decode(rt, job, upstream).await;
     }
     let Some(channel) = rt.channels.get(&job.channel).cloned() else {
-        rt.bury(job, "channel is no longer configured", vec![])
-            .await;
-        return None;
+        return Outcome::Dead("channel is no longer configured".into());
     };
     let request: InboundRequest = match serde_json::from_slice(&job.payload) {
         Ok(r) => r,
-        Err(e) => {
-            rt.bury(job, &format!("stored request is unreadable: {e}"), vec![])
-                .await;
-            return None;
-        }
+        Err(e) => return Outcome::Dead(format!("stored request is unreadable: {e}")),
     };
     let adapter = channel.adapter.clone();
     // Adapters run behind `plugins::contained`: a panic comes back as a
@@ -186,32 +243,17 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
     let messages = match outcome {
         Ok(StepOutput::Messages { messages }) => messages,
         Ok(other) => {
-            rt.bury(
-                job,
-                &format!("adapter returned {other:?} from parse_inbound"),
-                vec![],
-            )
-            .await;
-            return None;
+            return Outcome::Dead(format!("adapter returned {other:?} from parse_inbound"));
         }
         Err(error) => {
             tracing::warn!(error = %error, attempt = job.attempts, "parsing webhook failed");
-            match next_after(&rt.outbound_retry, job.attempts, &error, rt.clock.now()) {
-                Next::RetryAt(at) => rt.retry(job, at, error.message(), Attempt::Counted).await,
-                Next::GiveUp => rt.bury(job, error.message(), vec![]).await,
-            }
-            return None;
+            return next_after(&rt.outbound_retry, job.attempts, &error, rt.clock.now())
+                .outcome(error.message());
         }
     };
     // An adapter's bug must not reach the application as a malformed message.
     if let Some(e) = messages.iter().find_map(|m| m.validate().err()) {
-        rt.bury(
-            job,
-            &format!("adapter produced an invalid message: {e}"),
-            vec![],
-        )
-        .await;
-        return None;
+        return Outcome::Dead(format!("adapter produced an invalid message: {e}"));
     }
     let mut follow_ups = Vec::with_capacity(messages.len());
     for mut message in messages {
@@ -226,7 +268,7 @@ async fn parse(rt: &Runtime, job: &Job) -> Option<Vec<NewJob>> {
             Err(e) => tracing::error!(error = %e, "cannot encode message"),
         }
     }
-    Some(follow_ups)
+    Outcome::Done(follow_ups)
 }
 
 /// The `channel` of a stored platform webhook: `upstream:<name>` (channel

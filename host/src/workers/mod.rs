@@ -214,6 +214,19 @@ pub enum Next {
     GiveUp,
 }
 
+impl Next {
+    /// The outcome of a webhook whose parsing failed with `error`.
+    pub fn outcome(self, error: &str) -> crate::store::Outcome {
+        match self {
+            Next::RetryAt(run_at) => crate::store::Outcome::Retry {
+                run_at,
+                error: error.to_string(),
+            },
+            Next::GiveUp => crate::store::Outcome::Dead(error.to_string()),
+        }
+    }
+}
+
 /// Applies the retry policy to an adapter error that happened at `now`.
 pub fn next_after(policy: &RetryPolicy, attempts: u32, error: &AdapterError, now: i64) -> Next {
     if !error.is_retryable() {

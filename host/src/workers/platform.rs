@@ -9,42 +9,31 @@ use patchbay_plugin_sdk::message::{Content, Message};
 use patchbay_plugin_sdk::upstream::{PlatformEvent, UpstreamConnector as _};
 
 use super::outbound::OutboundJob;
-use super::{Next, new_id, next_after};
+use super::{new_id, next_after};
 use crate::runtime::{Runtime, persist};
-use crate::store::{Attempt, Job, Link, NewJob};
+use crate::store::{Job, Link, Outcome};
 use crate::upstreams::webhook::new_traceparent;
 use crate::upstreams::{LinkScope, Speaks, Upstream, conversation_of, link_scope};
 
-/// Decodes one stored webhook of `upstream` into outbound jobs; on failure
-/// schedules a retry or dead-letters it and returns `None`.
-pub async fn decode(rt: &Runtime, job: &Job, upstream: &str) -> Option<Vec<NewJob>> {
+/// Decodes one stored webhook of `upstream` into outbound jobs, or says why
+/// it must wait or be given up.
+pub async fn decode(rt: &Runtime, job: &Job, upstream: &str) -> Outcome {
     let Some(upstream) = rt.upstreams.get(upstream).cloned() else {
-        rt.bury(job, "upstream is no longer configured", vec![])
-            .await;
-        return None;
+        return Outcome::Dead("upstream is no longer configured".into());
     };
     let Speaks::Connector { connector, .. } = &upstream.speaks else {
-        rt.bury(job, "upstream no longer has a connector", vec![])
-            .await;
-        return None;
+        return Outcome::Dead("upstream no longer has a connector".into());
     };
     let request: InboundRequest = match serde_json::from_slice(&job.payload) {
         Ok(r) => r,
-        Err(e) => {
-            rt.bury(job, &format!("stored request is unreadable: {e}"), vec![])
-                .await;
-            return None;
-        }
+        Err(e) => return Outcome::Dead(format!("stored request is unreadable: {e}")),
     };
     let events = match connector.decode(&request, rt.clock.timestamp()) {
         Ok(events) => events,
         Err(error) => {
             tracing::warn!(error = %error, attempt = job.attempts, "decoding platform webhook failed");
-            match next_after(&upstream.retry, job.attempts, &error, rt.clock.now()) {
-                Next::RetryAt(at) => rt.retry(job, at, error.message(), Attempt::Counted).await,
-                Next::GiveUp => rt.bury(job, error.message(), vec![]).await,
-            }
-            return None;
+            return next_after(&upstream.retry, job.attempts, &error, rt.clock.now())
+                .outcome(error.message());
         }
     };
     let mut jobs = Vec::new();
@@ -58,10 +47,7 @@ pub async fn decode(rt: &Runtime, job: &Job, upstream: &str) -> Option<Vec<NewJo
             } => {
                 let message = match addressed(rt, &upstream, &customer, *message) {
                     Ok(m) => m,
-                    Err(why) => {
-                        rt.bury(job, &why, vec![]).await;
-                        return None;
-                    }
+                    Err(why) => return Outcome::Dead(why),
                 };
                 // Typing is not a message: the platform expects no receipt for it.
                 let receipted = !matches!(message.content, Content::Typing { .. });
@@ -105,18 +91,13 @@ pub async fn decode(rt: &Runtime, job: &Job, upstream: &str) -> Option<Vec<NewJo
         })
         .await;
         if let Err(e) = linked {
-            let at = rt.clock.now() + 1_000;
-            rt.retry(
-                job,
-                at,
-                &format!("recording links failed: {e}"),
-                Attempt::Counted,
-            )
-            .await;
-            return None;
+            return Outcome::Retry {
+                run_at: rt.clock.now() + 1_000,
+                error: format!("recording links failed: {e}"),
+            };
         }
     }
-    Some(jobs)
+    Outcome::Done(jobs)
 }
 
 /// Gives a platform's message its channel, conversation and id, or says why

@@ -10,7 +10,7 @@
 use rusqlite::{Connection, OptionalExtension, Statement, StatementStatus, params};
 
 use crate::store::dedupe::KeyHash;
-use crate::store::{Attempt, Job, NewJob, Pruned, Queue, Remembered, Want};
+use crate::store::{Attempt, Job, NewJob, Outcome, Pruned, Queue, Remembered, Want};
 
 /// Runs a cached statement; returns how many rows it changed.
 pub(super) fn execute(
@@ -250,6 +250,83 @@ pub(super) fn save_progress(conn: &Connection, id: &str, payload: &[u8]) -> rusq
 /// One step of retention (see [`Store::prune`](crate::store::Store::prune)):
 /// jobs are looked at in creation order, so the oldest come first without an
 /// index that every state change would have to keep up to date.
+/// Records parsed webhooks from the acknowledgement log and the log position
+/// they reach (see [`Store::record_accepted`](crate::store::Store::record_accepted));
+/// nothing if that position is already recorded. Returns how many were
+/// duplicates.
+pub(super) fn record_accepted(
+    conn: &Connection,
+    upto: i64,
+    parsed: &[(Job, Outcome)],
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let moved = execute(
+        conn,
+        "UPDATE ack_cursor SET seq = ?1 WHERE seq < ?1",
+        [upto],
+    )?;
+    if moved == 0 {
+        return Ok(0);
+    }
+    let mut duplicates = 0;
+    let mut done = 0;
+    for (job, outcome) in parsed {
+        match outcome {
+            Outcome::Done(follow_ups) => {
+                done += 1;
+                let duplicate = match &job.dedupe_key {
+                    Some(key) => !remember_key(conn, KeyHash::of(&job.channel, key), now)?,
+                    None => false,
+                };
+                if duplicate {
+                    duplicates += 1;
+                } else if !follow_ups.is_empty() {
+                    insert(conn, follow_ups, now)?;
+                }
+            }
+            // Now a job of the `inbound` table, on the usual retry path.
+            Outcome::Retry { run_at, error } => {
+                insert(conn, &[as_inbound_job(job, *run_at)], now)?;
+                execute(
+                    conn,
+                    "UPDATE jobs SET attempts = 1, last_error = ?1 WHERE id = ?2",
+                    params![error, job.id],
+                )?;
+            }
+            Outcome::Dead(error) => {
+                insert(conn, &[as_inbound_job(job, now)], now)?;
+                execute(
+                    conn,
+                    "UPDATE jobs SET attempts = 1, state = 'dead', last_error = ?1 WHERE id = ?2",
+                    params![error, job.id],
+                )?;
+            }
+        }
+    }
+    if done > 0 {
+        execute(
+            conn,
+            "INSERT INTO parsed_counts (minute, parsed) VALUES (?1, ?2)
+             ON CONFLICT (minute) DO UPDATE SET parsed = parsed + excluded.parsed",
+            params![now / 60_000, done],
+        )?;
+    }
+    Ok(duplicates)
+}
+
+fn as_inbound_job(job: &Job, run_at: i64) -> NewJob {
+    NewJob {
+        id: job.id.clone(),
+        queue: Queue::Inbound,
+        channel: job.channel.clone(),
+        destination: job.destination.clone(),
+        conversation_key: None,
+        dedupe_key: job.dedupe_key.clone(),
+        payload: job.payload.clone(),
+        run_at,
+    }
+}
+
 pub(super) fn prune(
     conn: &Connection,
     from: Option<i64>,
@@ -265,6 +342,12 @@ pub(super) fn prune(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    // Counts of webhooks parsed from the acknowledgement log age out too.
+    execute(
+        conn,
+        "DELETE FROM parsed_counts WHERE minute < ?1",
+        [before / 60_000],
+    )?;
     let mut delete_job = conn.prepare_cached("DELETE FROM jobs WHERE seq = ?1")?;
     let mut delete_payload = conn.prepare_cached("DELETE FROM payloads WHERE seq = ?1")?;
     let mut deleted = 0;

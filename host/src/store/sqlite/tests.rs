@@ -1043,3 +1043,145 @@ async fn waiting_destinations_count_conversations_per_upstream_and_links_round_t
     assert_eq!(store.forget_links(2_500, 10).await.unwrap(), 1);
     assert_eq!(store.linked("message:genesys", "p-1").await.unwrap(), None);
 }
+
+// ---- the acknowledgement log -------------------------------------------------
+
+/// Accepted webhooks `ids` (event id = the id), appended to the log.
+async fn accept_all(store: &SqliteStore, ids: &[&str]) {
+    for id in ids {
+        store
+            .accept(job(id, Queue::Inbound, Some(id)))
+            .await
+            .expect("accept");
+    }
+}
+
+#[tokio::test]
+async fn accepted_webhooks_are_read_in_order_and_recorded_once_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    accept_all(&store, &["a", "b", "c"]).await;
+    assert_eq!(counts(&store, Queue::Inbound).await.pending, 3);
+    let read = store.accepted(None, 2).await.unwrap();
+    assert_eq!(
+        read.iter().map(|a| a.job.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let upto = read[1].seq;
+    let parsed = read
+        .into_iter()
+        .map(|a| {
+            let follow = vec![in_conv(&format!("m-{}", a.job.id), "conv")];
+            (a.job, crate::store::Outcome::Done(follow))
+        })
+        .collect();
+    assert_eq!(store.record_accepted(upto, parsed).await.unwrap(), 0);
+    // Recording the same position again changes nothing.
+    let again = vec![(
+        job("a", Queue::Inbound, Some("a")).into_claimed(),
+        crate::store::Outcome::Done(vec![in_conv("m-a-again", "conv")]),
+    )];
+    assert_eq!(store.record_accepted(upto, again).await.unwrap(), 0);
+    assert_eq!(counts(&store, Queue::Deliver).await.pending, 2);
+    let inbound = counts(&store, Queue::Inbound).await;
+    assert_eq!((inbound.pending, inbound.done), (1, 2));
+    drop(store);
+
+    // After a restart the parser starts after what was recorded.
+    let store = self::store(&dir, DELAY).await;
+    let rest = store.accepted(None, 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|a| a.job.id.as_str()).collect::<Vec<_>>(),
+        ["c"]
+    );
+    assert!(rest[0].seq > upto);
+}
+
+#[tokio::test]
+async fn a_redelivery_in_the_log_is_recorded_as_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    accept_all(&store, &["evt"]).await;
+    store
+        .accept(job("evt-again", Queue::Inbound, Some("evt")))
+        .await
+        .unwrap();
+    let read = store.accepted(None, 10).await.unwrap();
+    let upto = read.last().unwrap().seq;
+    let parsed = read
+        .into_iter()
+        .map(|a| {
+            let follow = vec![in_conv(&format!("m-{}", a.job.id), "conv")];
+            (a.job, crate::store::Outcome::Done(follow))
+        })
+        .collect();
+    assert_eq!(store.record_accepted(upto, parsed).await.unwrap(), 1);
+    assert_eq!(counts(&store, Queue::Deliver).await.pending, 1);
+}
+
+#[tokio::test]
+async fn failures_from_the_log_become_inbound_jobs_to_retry_or_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    accept_all(&store, &["later", "never"]).await;
+    let read = store.accepted(None, 10).await.unwrap();
+    let upto = read.last().unwrap().seq;
+    let mut read = read.into_iter();
+    let (later, never) = (read.next().unwrap().job, read.next().unwrap().job);
+    let parsed = vec![
+        (
+            later,
+            crate::store::Outcome::Retry {
+                run_at: 5_000,
+                error: "provider timed out".into(),
+            },
+        ),
+        (never, crate::store::Outcome::Dead("unreadable".into())),
+    ];
+    store.record_accepted(upto, parsed).await.unwrap();
+    assert!(store.accepted(None, 10).await.unwrap().is_empty());
+    let inbound = counts(&store, Queue::Inbound).await;
+    assert_eq!((inbound.pending, inbound.dead), (1, 1));
+    assert!(
+        store
+            .claim(Queue::Inbound, log(10), 4_999, 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before its time"
+    );
+    let retried = store
+        .claim(Queue::Inbound, log(10), 5_000, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&retried), ["later"]);
+    assert_eq!(retried[0].attempts, 2, "the log's attempt counted");
+    assert_eq!(retried[0].payload, b"{\"id\":\"later\"}");
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead[0].id, "never");
+    assert!(store.replay("never", 6_000).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_lost_log_file_never_renumbers_what_was_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    accept_all(&store, &["a", "b"]).await;
+    let read = store.accepted(None, 10).await.unwrap();
+    let upto = read.last().unwrap().seq;
+    let parsed = read
+        .into_iter()
+        .map(|a| (a.job, crate::store::Outcome::Done(vec![])))
+        .collect();
+    store.record_accepted(upto, parsed).await.unwrap();
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("patchbay.db.acks{suffix}")));
+    }
+    let store = self::store(&dir, DELAY).await;
+    accept_all(&store, &["c"]).await;
+    let read = store.accepted(None, 10).await.unwrap();
+    assert_eq!(read.len(), 1, "a new webhook is not taken for a parsed one");
+    assert!(read[0].seq > upto);
+}

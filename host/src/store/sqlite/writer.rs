@@ -27,7 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::{self, End, execute};
 use super::{Clock, WriterStats};
-use crate::store::{Attempt, Job, Link, NewJob, Pruned, Queue, Remembered, StoreError, Want};
+use crate::store::{
+    Attempt, Job, Link, NewJob, Outcome, Pruned, Queue, Remembered, StoreError, Want,
+};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -44,6 +46,12 @@ pub(super) enum Op {
     /// Jobs done, each with the jobs that follow from it; answers how many
     /// were duplicates.
     Complete(Vec<(String, Vec<NewJob>)>, Reply<usize>),
+    /// Parsed webhooks from the acknowledgement log, up to a log position.
+    RecordAccepted {
+        upto: i64,
+        parsed: Vec<(Job, Outcome)>,
+        reply: Reply<usize>,
+    },
     Progress(String, Vec<u8>, Reply<()>),
     Retry {
         id: String,
@@ -84,6 +92,13 @@ impl Op {
             Op::Add(j, _) => j.len(),
             Op::Claim { wants, .. } => wants.iter().map(|w| w.limit as usize).sum(),
             Op::Complete(done, _) => done.iter().map(|(_, f)| 1 + jobs(f)).sum(),
+            Op::RecordAccepted { parsed, .. } => parsed
+                .iter()
+                .map(|(_, o)| match o {
+                    Outcome::Done(f) => jobs(f),
+                    _ => 1,
+                })
+                .sum(),
             Op::Bury(_, _, f, _) => 1 + jobs(f),
             Op::Remember { jobs: j, .. } => 1 + jobs(j),
             Op::Prune(_, _, limit, _) | Op::Forget(_, _, limit, _) => *limit as usize,
@@ -320,6 +335,7 @@ fn fail(op: Op, why: &str) {
     match op {
         Op::Claim { reply, .. } => f(reply, why),
         Op::Complete(_, r) => f(r, why),
+        Op::RecordAccepted { reply, .. } => f(reply, why),
         Op::Add(_, r)
         | Op::Progress(_, _, r)
         | Op::Bury(_, _, _, r)
@@ -369,6 +385,14 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
                 }
                 Ok(duplicates)
             });
+            finisher(reply, r)
+        }
+        Op::RecordAccepted {
+            upto,
+            parsed,
+            reply,
+        } => {
+            let r = atomically(conn, true, |c| jobs::record_accepted(c, upto, &parsed, now));
             finisher(reply, r)
         }
         Op::Bury(id, error, follow_ups, reply) => {
