@@ -162,7 +162,8 @@ impl SqliteStore {
     ///
     /// One serving Patchbay process per file: with `release_leases` (what `serve`
     /// does) leases left by a previous process are released, so its unfinished
-    /// jobs run again at once. Inspection commands open without it.
+    /// jobs run again at once, and the acknowledgement log is opened for
+    /// writing. Inspection commands open without it: the log is only read.
     pub async fn open(
         path: &Path,
         settings: WriterSettings,
@@ -194,7 +195,12 @@ impl SqliteStore {
         let parsed: i64 = conn.query_row("SELECT seq FROM ack_cursor", [], |r| r.get(0))?;
         let readers = Arc::new(Readers::new(path.to_path_buf(), READERS));
         let max_batch = settings.max_batch.max(1);
-        let acks = Arc::new(acklog::AckLog::open(path, parsed, max_batch)?);
+        // Inspection commands beside a serving process only read the log.
+        let acks = Arc::new(if release_leases {
+            acklog::AckLog::open(path, parsed, max_batch)?
+        } else {
+            acklog::AckLog::inspect(path)
+        });
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let scheduler = Scheduler::new(settings.background_rows);
         let stats = Arc::new(WriterStats::default());

@@ -28,10 +28,10 @@ enum AckOp {
     Forget(i64),
 }
 
-/// The log's writer and readers.
+/// The log's writer (none when opened for inspection) and readers.
 #[derive(Debug)]
 pub(super) struct AckLog {
-    tx: mpsc::Sender<AckOp>,
+    tx: Option<mpsc::Sender<AckOp>>,
     readers: Readers,
 }
 
@@ -96,16 +96,25 @@ impl AckLog {
             .spawn(move || write_loop(conn, rx, max_batch))
             .map_err(StoreError::Writer)?;
         Ok(AckLog {
-            tx,
+            tx: Some(tx),
             readers: Readers::new(path, 2),
         })
+    }
+
+    /// The log of the database at `database`, to read only (`patchbay
+    /// status` beside a serving process): no writer, nothing changed.
+    pub(super) fn inspect(database: &Path) -> AckLog {
+        AckLog {
+            tx: None,
+            readers: Readers::new(path_for(database), 1),
+        }
     }
 
     /// Appends `job`; `Ok` once it is on disk.
     pub(super) async fn append(&self, job: NewJob) -> Result<i64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(AckOp::Append(job, reply))
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(AckOp::Append(job, reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -114,7 +123,9 @@ impl AckLog {
     /// Lets the rows up to `seq` go; done with a later append turn.
     pub(super) fn forget_upto(&self, seq: i64) {
         // A full channel only postpones it: the next record names a later seq.
-        let _ = self.tx.try_send(AckOp::Forget(seq));
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(AckOp::Forget(seq));
+        }
     }
 
     /// Up to `limit` rows after `seq`, in order.
@@ -144,8 +155,11 @@ impl AckLog {
             .await
     }
 
-    /// How many rows wait after `seq`.
+    /// How many rows wait after `seq` (none when there is no log yet).
     pub(super) async fn count_after(&self, seq: i64) -> Result<u64, StoreError> {
+        if self.tx.is_none() && !self.readers.path().exists() {
+            return Ok(0);
+        }
         self.readers
             .read(move |conn| {
                 conn.query_row("SELECT COUNT(*) FROM accepted WHERE seq > ?1", [seq], |r| {

@@ -36,6 +36,11 @@ impl Readers {
         }
     }
 
+    /// The database they read.
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Runs `query` on a read-only connection.
     pub(super) async fn read<T, F>(&self, query: F) -> Result<T, StoreError>
     where

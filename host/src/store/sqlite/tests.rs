@@ -1185,3 +1185,23 @@ async fn a_lost_log_file_never_renumbers_what_was_recorded() {
     assert_eq!(read.len(), 1, "a new webhook is not taken for a parsed one");
     assert!(read[0].seq > upto);
 }
+
+#[tokio::test]
+async fn an_inspecting_open_counts_the_log_without_writing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("patchbay.db");
+    let inspect = || SqliteStore::open(&path, WriterSettings::default(), false);
+    // No log yet: nothing waits, and none is created.
+    let store = inspect().await.expect("open");
+    assert_eq!(counts(&store, Queue::Inbound).await.pending, 0);
+    assert!(!dir.path().join("patchbay.db.acks").exists());
+    assert!(matches!(
+        store.accept(job("x", Queue::Inbound, None)).await,
+        Err(StoreError::Closed)
+    ));
+    drop(store);
+    let serving = self::store(&dir, DELAY).await;
+    accept_all(&serving, &["a", "b"]).await;
+    let store = inspect().await.expect("open");
+    assert_eq!(counts(&store, Queue::Inbound).await.pending, 2);
+}
