@@ -139,6 +139,24 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// The URL providers and platforms call, as `serve` would use it.
+fn public_url(config: &Config) -> String {
+    config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen))
+}
+
+/// The config's upstreams and channels, built as `serve` builds them.
+fn build(
+    config: &Config,
+    public: &str,
+) -> Result<(crate::upstreams::Upstreams, crate::channels::Channels), crate::config::ConfigError> {
+    let upstreams = crate::upstreams::build(config, public, &crate::clock::Clock::system())?;
+    Ok((upstreams, crate::channels::build(config, public)?))
+}
+
 /// Runs the CLI.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -182,16 +200,8 @@ async fn run(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let public = config
-                .server
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", config.server.listen));
-            let built = crate::upstreams::build(&config, &public, &crate::clock::Clock::system())
-                .and_then(|upstreams| {
-                    crate::channels::build(&config, &public).map(|c| (upstreams, c))
-                });
-            match built {
+            let public = public_url(&config);
+            match build(&config, &public) {
                 Ok((upstreams, channels)) => {
                     println!("config OK: {}", path.display());
                     for (name, upstream) in &upstreams {
@@ -586,15 +596,7 @@ async fn upstreams(action: UpstreamAction) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let public = config
-        .server
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.server.listen));
-    let clock = crate::clock::Clock::system();
-    let built = crate::upstreams::build(&config, &public, &clock)
-        .and_then(|upstreams| crate::channels::build(&config, &public).map(|c| (upstreams, c)));
-    let (upstreams, channels) = match built {
+    let (upstreams, channels) = match build(&config, &public_url(&config)) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: invalid config: {e}");

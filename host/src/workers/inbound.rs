@@ -150,41 +150,33 @@ async fn record_log(rt: Arc<Runtime>, upto: i64, parsed: Vec<(Job, Outcome)>) {
         }
     }
     let count = parsed.len();
-    loop {
-        match persist("recording parsed webhooks", || {
-            rt.store.record_accepted(upto, parsed.clone())
-        })
-        .await
-        {
-            Ok(duplicates) => {
-                rt.wake.deliver.notify_one();
-                // Platform webhooks become outbound messages.
-                rt.wake.outbound.notify_one();
-                tracing::debug!(webhooks = count, duplicates, "webhooks parsed");
-                return;
-            }
-            Err(StoreError::Closed) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "recording parsed webhooks keeps failing; still trying")
-            }
-        }
-    }
+    until_written(&rt, count, || {
+        rt.store.record_accepted(upto, parsed.clone())
+    })
+    .await;
 }
 
 /// Records a parsed batch of `inbound` jobs, trying until it is written (or
 /// the store closes).
 async fn record(rt: Arc<Runtime>, done: Vec<(String, Vec<NewJob>)>) {
     let count = done.len();
+    until_written(&rt, count, || rt.store.complete_many(done.clone())).await;
+}
+
+/// Runs a batch's record until it is written (or the store closes), then
+/// wakes the workers its messages are for.
+async fn until_written<F, Fut>(rt: &Runtime, webhooks: usize, mut write: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, StoreError>>,
+{
     loop {
-        match persist("recording parsed webhooks", || {
-            rt.store.complete_many(done.clone())
-        })
-        .await
-        {
+        match persist("recording parsed webhooks", &mut write).await {
             Ok(duplicates) => {
                 rt.wake.deliver.notify_one();
+                // Platform webhooks become outbound messages.
                 rt.wake.outbound.notify_one();
-                tracing::debug!(webhooks = count, duplicates, "webhooks parsed");
+                tracing::debug!(webhooks, duplicates, "webhooks parsed");
                 return;
             }
             Err(StoreError::Closed) => return,

@@ -1056,6 +1056,18 @@ async fn accept_all(store: &SqliteStore, ids: &[&str]) {
     }
 }
 
+/// Each accepted webhook parsed into one message, `m-<id>`, of one conversation.
+fn parsed_into_messages(
+    read: Vec<crate::store::Accepted>,
+) -> Vec<(crate::store::Job, crate::store::Outcome)> {
+    read.into_iter()
+        .map(|a| {
+            let follow = vec![in_conv(&format!("m-{}", a.job.id), "conv")];
+            (a.job, crate::store::Outcome::Done(follow))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn accepted_webhooks_are_read_in_order_and_recorded_once_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -1068,13 +1080,7 @@ async fn accepted_webhooks_are_read_in_order_and_recorded_once_across_restarts()
         ["a", "b"]
     );
     let upto = read[1].seq;
-    let parsed = read
-        .into_iter()
-        .map(|a| {
-            let follow = vec![in_conv(&format!("m-{}", a.job.id), "conv")];
-            (a.job, crate::store::Outcome::Done(follow))
-        })
-        .collect();
+    let parsed = parsed_into_messages(read);
     assert_eq!(store.record_accepted(upto, parsed).await.unwrap(), 0);
     // Recording the same position again changes nothing.
     let again = vec![(
@@ -1108,13 +1114,7 @@ async fn a_redelivery_in_the_log_is_recorded_as_a_duplicate() {
         .unwrap();
     let read = store.accepted(None, 10).await.unwrap();
     let upto = read.last().unwrap().seq;
-    let parsed = read
-        .into_iter()
-        .map(|a| {
-            let follow = vec![in_conv(&format!("m-{}", a.job.id), "conv")];
-            (a.job, crate::store::Outcome::Done(follow))
-        })
-        .collect();
+    let parsed = parsed_into_messages(read);
     assert_eq!(store.record_accepted(upto, parsed).await.unwrap(), 1);
     assert_eq!(counts(&store, Queue::Deliver).await.pending, 1);
 }
