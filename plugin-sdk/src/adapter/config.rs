@@ -138,4 +138,20 @@ impl ConfigError {
             Err(ConfigError::new(key, "must be an http:// or https:// URL"))
         }
     }
+
+    /// Checks that each `(key, value)` setting holds more than whitespace.
+    ///
+    /// ```
+    /// use patchbay_plugin_sdk::adapter::ConfigError;
+    /// assert!(ConfigError::check_not_empty([("settings.id", "a-1")]).is_ok());
+    /// assert_eq!(ConfigError::check_not_empty([("settings.id", "a"), ("settings.key", " ")]).unwrap_err().key, "settings.key");
+    /// ```
+    pub fn check_not_empty<'a>(
+        settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), ConfigError> {
+        match settings.into_iter().find(|(_, v)| v.trim().is_empty()) {
+            Some((key, _)) => Err(ConfigError::new(key, "must not be empty")),
+            None => Ok(()),
+        }
+    }
 }

@@ -132,15 +132,11 @@ impl UpstreamFactory for EgainFactory {
         let settings: Settings = config.settings()?;
         ConfigError::check_http_url("settings.api_url", &settings.api_url)?;
         ConfigError::check_http_url("settings.token_url", &settings.token_url)?;
-        for (key, value) in [
-            ("settings.client_id", &settings.client_id),
+        ConfigError::check_not_empty([
+            ("settings.client_id", settings.client_id.as_str()),
             ("settings.account_address", &settings.account_address),
             ("settings.callback_client_id", &settings.callback_client_id),
-        ] {
-            if value.trim().is_empty() {
-                return Err(ConfigError::new(key, "must not be empty"));
-            }
-        }
+        ])?;
         if !(1..=86_400).contains(&settings.token_lifetime_secs) {
             return Err(ConfigError::new(
                 "settings.token_lifetime_secs",

@@ -101,9 +101,7 @@ impl UpstreamFactory for MulticloudFactory {
     fn create(&self, config: &ChannelConfig) -> Result<Box<dyn UpstreamConnector>, ConfigError> {
         let settings: Settings = config.settings()?;
         ConfigError::check_http_url("settings.api_url", &settings.api_url)?;
-        if settings.ccid.trim().is_empty() {
-            return Err(ConfigError::new("settings.ccid", "must not be empty"));
-        }
+        ConfigError::check_not_empty([("settings.ccid", settings.ccid.as_str())])?;
         if settings.channel_id.is_none() && settings.channel_ids.is_empty() {
             return Err(ConfigError::new(
                 "settings.channel_id",

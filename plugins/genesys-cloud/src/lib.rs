@@ -107,14 +107,10 @@ impl UpstreamFactory for OpenMessagingFactory {
         let settings: Settings = config.settings()?;
         ConfigError::check_http_url("settings.api_url", &settings.api_url)?;
         ConfigError::check_http_url("settings.login_url", &settings.login_url)?;
-        for (key, value) in [
-            ("settings.integration_id", &settings.integration_id),
+        ConfigError::check_not_empty([
+            ("settings.integration_id", settings.integration_id.as_str()),
             ("settings.client_id", &settings.client_id),
-        ] {
-            if value.trim().is_empty() {
-                return Err(ConfigError::new(key, "must not be empty"));
-            }
-        }
+        ])?;
         Ok(Box::new(OpenMessaging {
             base: format!(
                 "{}/api/v2/conversations/messages/{}/inbound/open",

@@ -98,12 +98,10 @@ impl UpstreamFactory for PegaDmsFactory {
     fn create(&self, config: &ChannelConfig) -> Result<Box<dyn UpstreamConnector>, ConfigError> {
         let settings: Settings = config.settings()?;
         ConfigError::check_http_url("settings.dms_url", &settings.dms_url)?;
-        if settings.connection_id.trim().is_empty() {
-            return Err(ConfigError::new(
-                "settings.connection_id",
-                "must not be empty",
-            ));
-        }
+        ConfigError::check_not_empty([(
+            "settings.connection_id",
+            settings.connection_id.as_str(),
+        )])?;
         Ok(Box::new(PegaDms {
             dms_url: settings.dms_url,
             connection_id: settings.connection_id.trim().to_string(),

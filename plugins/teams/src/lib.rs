@@ -210,9 +210,7 @@ impl Teams {
     /// Builds an instance from its channel config.
     pub fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
         let s: Settings = config.settings()?;
-        if s.app_id.trim().is_empty() {
-            return Err(ConfigError::new("settings.app_id", "must not be empty"));
-        }
+        ConfigError::check_not_empty([("settings.app_id", s.app_id.as_str())])?;
         for (key, url) in [
             ("openid_metadata_url", &s.openid_metadata_url),
             ("token_url", &s.token_url),
