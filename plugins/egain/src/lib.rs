@@ -274,25 +274,25 @@ impl Egain {
     }
 
     /// The first write of a registration, or its report when none is left.
-    fn next_write(&self, mut pending: Pending) -> Step {
-        if pending.registration.dry_run || pending.writes.is_empty() {
-            return pending.report.into_step();
-        }
-        let write = pending.writes.remove(0);
-        let url = match &write.id {
-            Some(id) => format!(
-                "{}/channels/{}",
-                self.api_url,
-                patchbay_plugin_sdk::url::encode_component(id)
-            ),
-            None => format!("{}/channels", self.api_url),
+    fn next_write(&self, pending: Pending) -> Step {
+        let write = match pending.writes.first() {
+            Some(write) if !pending.registration.dry_run => write,
+            _ => return pending.report.into_step(),
         };
-        let mut request = HttpRequestSpec::post_json(url, &write.body);
-        if write.id.is_some() {
-            request.method = "PUT".into();
-        }
+        let mut request = match &write.id {
+            Some(id) => {
+                let url = format!(
+                    "{}/channels/{}",
+                    self.api_url,
+                    patchbay_plugin_sdk::url::encode_component(id)
+                );
+                let mut put = HttpRequestSpec::post_json(url, &write.body);
+                put.method = "PUT".into();
+                put
+            }
+            None => HttpRequestSpec::post_json(format!("{}/channels", self.api_url), &write.body),
+        };
         request.auth_profile = Some(MANAGE.into());
-        pending.writes.insert(0, write);
         Step::request(request, &Awaiting::Written(pending))
     }
 
