@@ -19,6 +19,10 @@ use crate::upstreams::webhook::new_traceparent;
 /// A `(channel, event id)` pair.
 type EventKey = (String, String);
 
+/// How many log batches may run before the `inbound` table's due retries
+/// and replays get a turn.
+const TABLE_EVERY: u32 = 8;
+
 /// Parses stored webhooks in arrival order, `batch` at a time, until
 /// `shutdown`: fresh ones from the acknowledgement log first, then retries
 /// and replays from the `inbound` table. Each batch's outcome is recorded in
@@ -40,10 +44,14 @@ pub async fn run(
     let mut read_to: Option<i64> = None;
     // The batch being recorded, and the event ids it carries.
     let mut recording: Option<(JoinHandle<()>, HashSet<EventKey>)> = None;
+    // Log batches since the `inbound` table was last looked at: under a
+    // steady stream the log is never empty, and retries due must still run.
+    let mut log_batches = 0;
     loop {
         if *shutdown.borrow() {
             break;
         }
+        let mut log_had_work = false;
         match rt.store.accepted(read_to, batch).await {
             Ok(accepted) if !accepted.is_empty() => {
                 let upto = accepted.last().map_or(0, |a| a.seq);
@@ -55,11 +63,16 @@ pub async fn run(
                 }
                 recording = Some((tokio::spawn(record_log(rt.clone(), upto, parsed)), keys));
                 read_to = Some(upto);
-                continue;
+                log_batches += 1;
+                if log_batches < TABLE_EVERY {
+                    continue;
+                }
+                log_had_work = true;
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "reading accepted webhooks failed"),
         }
+        log_batches = 0;
         match rt
             .store
             .claim(Queue::Inbound, want.clone(), rt.clock.now(), rt.lease_ms)
@@ -84,6 +97,9 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "claiming webhooks failed"),
+        }
+        if log_had_work {
+            continue;
         }
         if let Some((previous, _)) = recording.take() {
             let _ = previous.await;
