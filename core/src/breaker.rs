@@ -115,6 +115,14 @@ impl Breaker {
         self.state != State::Closed
     }
 
+    /// When the current pause ends, while one runs (not while probing).
+    pub fn paused_until(&self) -> Option<i64> {
+        match self.state {
+            State::Open { until } => Some(until),
+            _ => None,
+        }
+    }
+
     /// What may be claimed at `now`. When a pause is over this returns
     /// [`Admit::Probe`] once; until that probe's outcome, nothing more.
     ///

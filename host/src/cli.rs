@@ -264,10 +264,12 @@ async fn run(cli: Cli) -> ExitCode {
                         .map(|(upstream, n)| (upstream, n.into()))
                         .collect();
                     map.insert("waiting_by_upstream".into(), waiting.into());
+                    map.insert("store".into(), store.backend().into());
                     println!("{}", serde_json::Value::Object(map));
                     ExitCode::SUCCESS
                 }
                 Ok(counts) => {
+                    println!("store: {}\n", crate::serve::describe_store(&config));
                     println!(
                         "{:<10} {:>10} {:>10} {:>10}",
                         "QUEUE", "PENDING", "DONE", "DEAD"
@@ -329,6 +331,7 @@ async fn dead_letters(action: DeadLetterAction) -> ExitCode {
                         println!("{}", serde_json::to_string(l).unwrap_or_default());
                     }
                 } else {
+                    println!("store: {}\n", crate::serve::describe_store(&config));
                     println!(
                         "{:<36}  {:<8}  {:<16}  {:>8}  LAST ERROR",
                         "ID", "QUEUE", "CHANNEL", "ATTEMPTS"

@@ -166,9 +166,19 @@ impl Default for ServerConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The SQLite database file (created if missing). One Patchbay process per file.
+    /// The SQLite database file (created if missing). One Patchbay process
+    /// per file. Not used when `url` is set.
     #[serde(default = "default_db")]
     pub path: PathBuf,
+    /// A PostgreSQL database shared by several replicas:
+    /// `postgres://user:password@host:5432/patchbay` (give the password with
+    /// `${ENV}` or the whole URL with `url_file`). Unset: SQLite at `path`.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// Most PostgreSQL connections one replica keeps open for its requests
+    /// and workers (two more: the parser's and the listener's).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
     /// Most webhooks committed in one transaction.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
@@ -194,6 +204,9 @@ pub struct StoreConfig {
 fn default_db() -> PathBuf {
     PathBuf::from("patchbay.db")
 }
+fn default_pool_size() -> usize {
+    16
+}
 fn default_batch() -> usize {
     512
 }
@@ -211,6 +224,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: default_db(),
+            url: None,
+            pool_size: default_pool_size(),
             max_batch: default_batch(),
             background_rows_per_turn: default_background_rows(),
             background_write_delay_ms: None,
@@ -520,6 +535,7 @@ impl Config {
                 self.store.background_rows_per_turn as u64,
             ),
             ("store.lease_secs", self.store.lease_secs),
+            ("store.pool_size", self.store.pool_size as u64),
             ("providers.concurrency", self.providers.concurrency as u64),
             ("server.max_connections", self.server.max_connections as u64),
             ("server.header_timeout_ms", self.server.header_timeout_ms),
@@ -531,6 +547,17 @@ impl Config {
         }
         if let Some(level) = &self.log.level {
             check_log_filter(level)?;
+        }
+        if let Some(url) = &self.store.url {
+            // The URL holds a password: the error never repeats it.
+            let url = url.expose();
+            let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+            if !postgres || url.parse::<tokio_postgres::Config>().is_err() {
+                return Err(ConfigError::new(
+                    "store.url",
+                    "must be a postgres://user:password@host:port/database URL",
+                ));
+            }
         }
         if let Some(public) = &self.server.public_url
             && !(public.starts_with("http://") || public.starts_with("https://"))

@@ -1,17 +1,40 @@
 //! Every destination's breaker (see [`patchbay_core::breaker`]), shared by the
 //! worker tasks that send to it: the application for the `deliver` queue,
 //! each channel's provider for the `outbound` queue.
+//!
+//! Replicas sharing a store share pauses too: a breaker that opens publishes
+//! its pause ([`Store::pause`]), every replica reads the others' pauses at
+//! most every [`REFRESH_MS`] and claims nothing for a destination paused
+//! elsewhere, and the replica whose probe gets an answer ends the pause for all.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use patchbay_core::breaker::{Admit, Breaker, BreakerSettings, Verdict};
 
+use crate::store::Store;
+
+/// How often a replica reads the pauses other replicas published.
+pub const REFRESH_MS: i64 = 1_000;
+
 /// Breakers by destination name.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Destinations {
     settings: BreakerSettings,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Pauses published to the store, by destination: until when.
+    elsewhere: Mutex<HashMap<String, i64>>,
+    refreshed_at: AtomicI64,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl std::fmt::Debug for Destinations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destinations")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Destinations {
@@ -19,8 +42,60 @@ impl Destinations {
     pub fn new(settings: BreakerSettings) -> Destinations {
         Destinations {
             settings,
-            breakers: Mutex::default(),
+            ..Destinations::default()
         }
+    }
+
+    /// Publishes pauses to `store` and honours those other replicas publish.
+    pub fn shared_through(mut self, store: Arc<dyn Store>) -> Destinations {
+        self.store = Some(store);
+        self
+    }
+
+    /// Reads the pauses published in the store, unless read within the last
+    /// [`REFRESH_MS`].
+    pub async fn refresh(&self, now: i64) {
+        let Some(store) = &self.store else { return };
+        let last = self.refreshed_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < REFRESH_MS {
+            return;
+        }
+        self.refreshed_at.store(now, Ordering::Relaxed);
+        match store.paused(now).await {
+            Ok(paused) => {
+                *self
+                    .elsewhere
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    paused.into_iter().collect();
+            }
+            Err(e) => tracing::debug!(error = %e, "reading shared pauses failed"),
+        }
+    }
+
+    fn paused_elsewhere(&self, destination: &str, now: i64) -> Option<i64> {
+        self.elsewhere
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(destination)
+            .copied()
+            .filter(|until| *until > now)
+    }
+
+    fn publish(&self, destination: &str, pause: Option<i64>) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let destination = destination.to_string();
+        tokio::spawn(async move {
+            let written = match pause {
+                Some(until) => store.pause(&destination, until, "failing").await,
+                None => store.resume(&destination).await,
+            };
+            if let Err(e) = written {
+                tracing::warn!(destination, error = %e, "sharing a pause with other replicas failed");
+            }
+        });
     }
 
     fn with<T>(&self, destination: &str, f: impl FnOnce(&mut Breaker) -> T) -> T {
@@ -36,7 +111,11 @@ impl Destinations {
 
     /// What may be claimed for `destination` at `now`.
     pub fn admit(&self, destination: &str, now: i64) -> Admit {
-        self.with(destination, |b| b.admit(now))
+        let admit = self.with(destination, |b| b.admit(now));
+        match (admit, self.paused_elsewhere(destination, now)) {
+            (Admit::All, Some(until)) => Admit::Paused { until: Some(until) },
+            (admit, _) => admit,
+        }
     }
 
     /// The probe admitted for `destination` found nothing to send.
@@ -51,8 +130,17 @@ impl Destinations {
             b.succeeded();
             was_open
         });
+        let shared = self
+            .elsewhere
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(destination)
+            .is_some();
         if was_open {
             tracing::info!(destination, "destination answers again; resuming");
+        }
+        if was_open || shared {
+            self.publish(destination, None);
         }
     }
 
@@ -64,11 +152,15 @@ impl Destinations {
         retry_after_ms: Option<u64>,
         now: i64,
     ) -> Verdict {
-        let (opened, verdict) = self.with(destination, |b| {
-            let was_open = b.is_open();
+        let (opened, verdict, pause) = self.with(destination, |b| {
+            let (was_open, paused) = (b.is_open(), b.paused_until());
             let verdict = b.failed(job, retry_after_ms, now);
-            (!was_open && b.is_open(), verdict)
+            let pause = b.paused_until().filter(|until| paused != Some(*until));
+            (!was_open && b.is_open(), verdict, pause)
         });
+        if pause.is_some() {
+            self.publish(destination, pause);
+        }
         if opened {
             tracing::warn!(
                 destination,

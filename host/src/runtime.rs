@@ -15,7 +15,7 @@ use crate::upstreams::Upstreams;
 use crate::workers::completions::Completer;
 
 /// Wakes a queue's worker when new work is stored.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Wakers {
     /// The inbound (parse) worker.
     pub inbound: Arc<Notify>,

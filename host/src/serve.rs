@@ -15,7 +15,7 @@ use crate::resources::ResourceCache;
 use crate::runtime::{Completers, Runtime, Wakers};
 use crate::server::connections;
 use crate::smtp::SmtpSender;
-use crate::store::{Queue, SqliteStore, Store, WriterSettings};
+use crate::store::{PostgresSettings, PostgresStore, Queue, SqliteStore, Store, WriterSettings};
 use crate::transport::{Transport, http_client};
 use crate::upstreams;
 use crate::workers;
@@ -25,13 +25,25 @@ use crate::workers::supervise;
 /// Descriptors kept for the store, provider and application connections.
 const RESERVED_DESCRIPTORS: u64 = 256;
 
-/// Opens the configured store, stamping rows with `clock`; `serving` releases
-/// a previous process's leases.
+/// Opens the configured store, stamping rows with `clock`. With SQLite,
+/// `serving` releases a previous process's leases (one process per file);
+/// PostgreSQL is shared by replicas, whose leases run out by themselves.
 pub async fn open_store(
     config: &Config,
     serving: bool,
     clock: Clock,
 ) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.store.url {
+        let settings = PostgresSettings {
+            pool_size: config.store.pool_size,
+            max_batch: config.store.max_batch,
+            ..PostgresSettings::default()
+        };
+        let store = PostgresStore::open(url.expose(), settings, clock)
+            .await
+            .context("opening the PostgreSQL store")?;
+        return Ok(Arc::new(store));
+    }
     let settings = WriterSettings {
         max_batch: config.store.max_batch,
         background_rows: config.store.background_rows_per_turn,
@@ -40,6 +52,27 @@ pub async fn open_store(
         .await
         .with_context(|| format!("opening store {}", config.store.path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Which store `config` names, for operators: the backend and where it is,
+/// never a password.
+pub fn describe_store(config: &Config) -> String {
+    let Some(url) = &config.store.url else {
+        return format!("sqlite {}", config.store.path.display());
+    };
+    let Ok(pg) = url.expose().parse::<tokio_postgres::Config>() else {
+        return "postgresql".into();
+    };
+    let host = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgresql {host}:{port}/{}",
+        pg.get_dbname().or(pg.get_user()).unwrap_or("")
+    )
 }
 
 /// Runs until SIGTERM or Ctrl-C, then stops accepting, finishes in-flight work
@@ -78,6 +111,7 @@ pub async fn serve_with(
     let resources = ResourceCache::new(&channels);
     let (deliver_done, deliver_pending) = Completer::new();
     let (outbound_done, outbound_pending) = Completer::new();
+    let destinations = Destinations::default().shared_through(store.clone());
     let rt = Arc::new(Runtime {
         store,
         channels,
@@ -92,13 +126,22 @@ pub async fn serve_with(
         lease_ms: (config.store.lease_secs.saturating_mul(1000)) as i64,
         public_url: public_url.clone(),
         wake: Wakers::default(),
-        destinations: Destinations::default(),
+        destinations,
         completers: Completers {
             deliver: deliver_done,
             outbound: outbound_done,
         },
         clock,
     });
+
+    // Work another replica adds wakes this one's workers too.
+    let wake = rt.wake.clone();
+    rt.store.on_work(Box::new(move |queue| match queue {
+        Queue::Inbound => wake.inbound.notify_one(),
+        Queue::Deliver => wake.deliver.notify_one(),
+        Queue::Outbound => wake.outbound.notify_one(),
+    }));
+    tracing::info!(backend = rt.store.backend(), "store open");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // Completions are written until the workers that hand them in are done.

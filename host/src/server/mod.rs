@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod connections;
+mod health;
 mod ingress;
 
 use std::sync::Arc;
@@ -27,7 +28,9 @@ pub fn router(rt: Arc<Runtime>, max_body_bytes: usize, request_timeout: Duration
         // its connector answers and nothing is stored.
         .route("/upstreams/{name}/token", post(ingress::platform_webhook))
         .route("/v1/channels/{channel}/messages", post(api::send_messages))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/healthz", get(health::ready))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

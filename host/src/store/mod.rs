@@ -42,11 +42,15 @@
 //! way (heads claimed with `FOR UPDATE SKIP LOCKED`).
 
 pub mod dedupe;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use postgres::{PostgresSettings, PostgresStore};
 pub use sqlite::{SqliteStore, WriterSettings};
 
 /// Store failures. Messages never contain payloads.
@@ -126,7 +130,8 @@ impl Queue {
     /// Every queue.
     pub const ALL: [Queue; 3] = [Queue::Inbound, Queue::Deliver, Queue::Outbound];
 
-    fn parse(s: &str) -> Option<Queue> {
+    /// The queue named `s`.
+    pub fn parse(s: &str) -> Option<Queue> {
         Some(match s {
             "inbound" => Queue::Inbound,
             "deliver" => Queue::Deliver,
@@ -218,6 +223,23 @@ pub struct Job {
     pub dedupe_key: Option<String>,
 }
 
+impl Job {
+    /// This webhook as a job of the `inbound` table, to run at `run_at`: what
+    /// a webhook from the acknowledgement log becomes when parsing it failed.
+    pub fn to_inbound(&self, run_at: i64) -> NewJob {
+        NewJob {
+            id: self.id.clone(),
+            queue: Queue::Inbound,
+            channel: self.channel.clone(),
+            destination: self.destination.clone(),
+            conversation_key: None,
+            dedupe_key: self.dedupe_key.clone(),
+            payload: self.payload.clone(),
+            run_at,
+        }
+    }
+}
+
 /// A webhook in the acknowledgement log, not parsed yet.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -290,17 +312,14 @@ pub trait Store: Send + Sync + 'static {
     /// after the last one recorded), in arrival order.
     async fn accepted(&self, after: Option<i64>, limit: u32) -> Result<Vec<Accepted>, StoreError>;
 
-    /// Records what parsing accepted webhooks came to, in order, with the log
-    /// position `upto` they reach, atomically: their follow-ups (dropped for
-    /// a dedupe key already completed — see [`complete_many`](Store::complete_many)),
-    /// retries and dead letters as `inbound` jobs. Positions at or below the
-    /// recorded one are ignored, so a record can be retried safely. Returns
-    /// how many were duplicates.
-    async fn record_accepted(
-        &self,
-        upto: i64,
-        parsed: Vec<(Job, Outcome)>,
-    ) -> Result<usize, StoreError>;
+    /// Records what parsing accepted webhooks came to, in log order, and the
+    /// log position they reach, atomically: their follow-ups (dropped for a
+    /// dedupe key already completed — see [`complete_many`](Store::complete_many)),
+    /// retries and dead letters as `inbound` jobs. Webhooks at or below the
+    /// recorded position are ignored, so a record can be retried safely (or
+    /// made by a replica that has since lost the parser's turn). Returns how
+    /// many were duplicates.
+    async fn record_accepted(&self, parsed: Vec<(Accepted, Outcome)>) -> Result<usize, StoreError>;
 
     /// Leases ready jobs of `queue` and counts the attempt: for each [`Want`],
     /// up to its limit of the heads of conversations bound for its destination,
@@ -422,6 +441,40 @@ pub trait Store: Send + Sync + 'static {
         menu: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError>;
+
+    /// The backend's name, for operators: `sqlite` or `postgresql`.
+    fn backend(&self) -> &'static str;
+
+    /// Whether the store can commit now (what `/readyz` reports): a real
+    /// write for SQLite, a writable primary for PostgreSQL.
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Calls `wake` when work for a queue is added by *another* process
+    /// sharing the database. A store only one process writes has nothing
+    /// to report.
+    fn on_work(&self, wake: Box<dyn Fn(Queue) + Send + Sync>) {
+        let _ = wake;
+    }
+
+    /// Pauses `destination` for every process sharing the store until
+    /// `until` (ms since the epoch), or longer if it is paused longer.
+    /// A store only one process writes keeps pauses in memory instead.
+    async fn pause(&self, destination: &str, until: i64, reason: &str) -> Result<(), StoreError> {
+        let _ = (destination, until, reason);
+        Ok(())
+    }
+
+    /// Ends a shared pause of `destination` (it answers again).
+    async fn resume(&self, destination: &str) -> Result<(), StoreError> {
+        let _ = destination;
+        Ok(())
+    }
+
+    /// Destinations paused past `now`, with until when.
+    async fn paused(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let _ = now;
+        Ok(vec![])
+    }
 }
 
 /// One mapping kept for an upstream (see `crate::upstreams`).

@@ -317,19 +317,14 @@ impl Store for SqliteStore {
         self.acks.after(after, limit).await
     }
 
-    async fn record_accepted(
-        &self,
-        upto: i64,
-        parsed: Vec<(Job, Outcome)>,
-    ) -> Result<usize, StoreError> {
+    async fn record_accepted(&self, parsed: Vec<(Accepted, Outcome)>) -> Result<usize, StoreError> {
+        let upto = parsed.iter().map(|(a, _)| a.seq).max();
         let duplicates = self
-            .call(|reply| Op::RecordAccepted {
-                upto,
-                parsed,
-                reply,
-            })
+            .call(|reply| Op::RecordAccepted { parsed, reply })
             .await?;
-        self.acks.forget_upto(upto);
+        if let Some(upto) = upto {
+            self.acks.forget_upto(upto);
+        }
         Ok(duplicates)
     }
 
@@ -640,6 +635,14 @@ impl Store for SqliteStore {
             self.menus.store(true, Ordering::Release);
         }
         self.call(|r| Op::SetMenu(key, menu, now, r)).await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.call(Op::Ping).await
     }
 }
 

@@ -13,7 +13,7 @@ use patchbay_plugin_sdk::message::{Content, Message};
 
 use super::{conversation_key, deliver_job, idle_sleep, new_id, next_after};
 use crate::runtime::{Runtime, persist};
-use crate::store::{Job, NewJob, Outcome, Queue, StoreError, Want};
+use crate::store::{Accepted, Job, NewJob, Outcome, Queue, StoreError, Want};
 use crate::upstreams::webhook::new_traceparent;
 
 /// A `(channel, event id)` pair.
@@ -55,13 +55,19 @@ pub async fn run(
         match rt.store.accepted(read_to, batch).await {
             Ok(accepted) if !accepted.is_empty() => {
                 let upto = accepted.last().map_or(0, |a| a.seq);
-                let jobs = accepted.into_iter().map(|a| a.job).collect();
+                let (seqs, jobs): (Vec<i64>, Vec<Job>) =
+                    accepted.into_iter().map(|a| (a.seq, a.job)).unzip();
                 let in_flight = recording.as_ref().map(|(_, keys)| keys);
                 let (parsed, keys) = parse_batch(&rt, jobs, in_flight).await;
+                let parsed = seqs
+                    .into_iter()
+                    .zip(parsed)
+                    .map(|(seq, (job, outcome))| (Accepted { seq, job }, outcome))
+                    .collect();
                 if let Some((previous, _)) = recording.take() {
                     let _ = previous.await;
                 }
-                recording = Some((tokio::spawn(record_log(rt.clone(), upto, parsed)), keys));
+                recording = Some((tokio::spawn(record_log(rt.clone(), parsed)), keys));
                 read_to = Some(upto);
                 log_batches += 1;
                 if log_batches < TABLE_EVERY {
@@ -153,8 +159,8 @@ async fn parse_batch(
 
 /// Records a parsed batch from the log, trying until it is written (or the
 /// store closes).
-async fn record_log(rt: Arc<Runtime>, upto: i64, parsed: Vec<(Job, Outcome)>) {
-    for (job, outcome) in &parsed {
+async fn record_log(rt: Arc<Runtime>, parsed: Vec<(Accepted, Outcome)>) {
+    for (Accepted { job, .. }, outcome) in &parsed {
         match outcome {
             Outcome::Dead(error) => {
                 tracing::warn!(job = %job.id, queue = "inbound", channel = %job.channel, %error, "dead-lettered");
@@ -166,10 +172,7 @@ async fn record_log(rt: Arc<Runtime>, upto: i64, parsed: Vec<(Job, Outcome)>) {
         }
     }
     let count = parsed.len();
-    until_written(&rt, count, || {
-        rt.store.record_accepted(upto, parsed.clone())
-    })
-    .await;
+    until_written(&rt, count, || rt.store.record_accepted(parsed.clone())).await;
 }
 
 /// Records a parsed batch of `inbound` jobs, trying until it is written (or

@@ -65,6 +65,7 @@ pub async fn run_queue<F, Fut>(
         let mut open = Vec::new();
         if free > 0 {
             let now = rt.clock.now();
+            rt.destinations.refresh(now).await;
             let (wants, probes) = wants(&rt, &destinations, free, now, &mut paused_until);
             open = wants.iter().map(|w| w.destination.clone()).collect();
             if !wants.is_empty() {

@@ -10,7 +10,7 @@
 use rusqlite::{Connection, OptionalExtension, Statement, StatementStatus, params};
 
 use crate::store::dedupe::KeyHash;
-use crate::store::{Attempt, Job, NewJob, Outcome, Pruned, Queue, Remembered, Want};
+use crate::store::{Accepted, Attempt, Job, NewJob, Outcome, Pruned, Queue, Remembered, Want};
 
 /// Runs a cached statement; returns how many rows it changed.
 pub(super) fn execute(
@@ -247,30 +247,27 @@ pub(super) fn save_progress(conn: &Connection, id: &str, payload: &[u8]) -> rusq
     .map(drop)
 }
 
-/// One step of retention (see [`Store::prune`](crate::store::Store::prune)):
-/// jobs are looked at in creation order, so the oldest come first without an
-/// index that every state change would have to keep up to date.
-/// Records parsed webhooks from the acknowledgement log and the log position
-/// they reach (see [`Store::record_accepted`](crate::store::Store::record_accepted));
-/// nothing if that position is already recorded. Returns how many were
-/// duplicates.
+/// Records parsed webhooks from the acknowledgement log (see
+/// [`Store::record_accepted`](crate::store::Store::record_accepted)): those
+/// past the recorded position, which moves to the last of them. Returns how
+/// many were duplicates.
 pub(super) fn record_accepted(
     conn: &Connection,
-    upto: i64,
-    parsed: &[(Job, Outcome)],
+    parsed: &[(Accepted, Outcome)],
     now: i64,
 ) -> rusqlite::Result<usize> {
-    let moved = execute(
-        conn,
-        "UPDATE ack_cursor SET seq = ?1 WHERE seq < ?1",
-        [upto],
-    )?;
-    if moved == 0 {
+    let cursor: i64 = conn
+        .prepare_cached("SELECT seq FROM ack_cursor")?
+        .query_row([], |r| r.get(0))?;
+    let fresh: Vec<&(Accepted, Outcome)> = parsed.iter().filter(|(a, _)| a.seq > cursor).collect();
+    let Some(upto) = fresh.iter().map(|(a, _)| a.seq).max() else {
         return Ok(0);
-    }
+    };
+    execute(conn, "UPDATE ack_cursor SET seq = ?1", [upto])?;
     let mut duplicates = 0;
     let mut done = 0;
-    for (job, outcome) in parsed {
+    for (accepted, outcome) in fresh {
+        let job = &accepted.job;
         match outcome {
             Outcome::Done(follow_ups) => {
                 done += 1;
@@ -286,7 +283,7 @@ pub(super) fn record_accepted(
             }
             // Now a job of the `inbound` table, on the usual retry path.
             Outcome::Retry { run_at, error } => {
-                insert(conn, &[as_inbound_job(job, *run_at)], now)?;
+                insert(conn, &[job.to_inbound(*run_at)], now)?;
                 execute(
                     conn,
                     "UPDATE jobs SET attempts = 1, last_error = ?1 WHERE id = ?2",
@@ -294,7 +291,7 @@ pub(super) fn record_accepted(
                 )?;
             }
             Outcome::Dead(error) => {
-                insert(conn, &[as_inbound_job(job, now)], now)?;
+                insert(conn, &[job.to_inbound(now)], now)?;
                 execute(
                     conn,
                     "UPDATE jobs SET attempts = 1, state = 'dead', last_error = ?1 WHERE id = ?2",
@@ -314,19 +311,9 @@ pub(super) fn record_accepted(
     Ok(duplicates)
 }
 
-fn as_inbound_job(job: &Job, run_at: i64) -> NewJob {
-    NewJob {
-        id: job.id.clone(),
-        queue: Queue::Inbound,
-        channel: job.channel.clone(),
-        destination: job.destination.clone(),
-        conversation_key: None,
-        dedupe_key: job.dedupe_key.clone(),
-        payload: job.payload.clone(),
-        run_at,
-    }
-}
-
+/// One step of retention (see [`Store::prune`](crate::store::Store::prune)):
+/// jobs are looked at in creation order, so the oldest come first without an
+/// index that every state change would have to keep up to date.
 pub(super) fn prune(
     conn: &Connection,
     from: Option<i64>,

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::jobs::{self, End, execute};
 use super::{Clock, WriterStats};
 use crate::store::{
-    Attempt, Job, Link, NewJob, Outcome, Pruned, Queue, Remembered, StoreError, Want,
+    Accepted, Attempt, Job, Link, NewJob, Outcome, Pruned, Queue, Remembered, StoreError, Want,
 };
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -46,12 +46,13 @@ pub(super) enum Op {
     /// Jobs done, each with the jobs that follow from it; answers how many
     /// were duplicates.
     Complete(Vec<(String, Vec<NewJob>)>, Reply<usize>),
-    /// Parsed webhooks from the acknowledgement log, up to a log position.
+    /// Parsed webhooks from the acknowledgement log.
     RecordAccepted {
-        upto: i64,
-        parsed: Vec<(Job, Outcome)>,
+        parsed: Vec<(Accepted, Outcome)>,
         reply: Reply<usize>,
     },
+    /// A write that changes nothing: whether the database commits.
+    Ping(Reply<()>),
     Progress(String, Vec<u8>, Reply<()>),
     Retry {
         id: String,
@@ -340,7 +341,8 @@ fn fail(op: Op, why: &str) {
         | Op::Progress(_, _, r)
         | Op::Bury(_, _, _, r)
         | Op::SetMenu(_, _, _, r)
-        | Op::Link(_, _, r) => f(r, why),
+        | Op::Link(_, _, r)
+        | Op::Ping(r) => f(r, why),
         Op::Retry { reply, .. } => f(reply, why),
         Op::Replay(_, _, r) => f(r, why),
         Op::Remember { reply, .. } => f(reply, why),
@@ -387,14 +389,14 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
             });
             finisher(reply, r)
         }
-        Op::RecordAccepted {
-            upto,
-            parsed,
-            reply,
-        } => {
-            let r = atomically(conn, true, |c| jobs::record_accepted(c, upto, &parsed, now));
+        Op::RecordAccepted { parsed, reply } => {
+            let r = atomically(conn, true, |c| jobs::record_accepted(c, &parsed, now));
             finisher(reply, r)
         }
+        Op::Ping(reply) => finisher(
+            reply,
+            execute(conn, "UPDATE ack_cursor SET seq = seq", []).map(drop),
+        ),
         Op::Bury(id, error, follow_ups, reply) => {
             let r = atomically(conn, true, |c| {
                 jobs::finish(c, &id, End::Dead(&error), &follow_ups, now).map(drop)
