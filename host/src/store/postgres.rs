@@ -834,6 +834,9 @@ impl Store for PostgresStore {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 impl PostgresStore {
     async fn forget(&self, sql: &str, before: i64, limit: u32) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;

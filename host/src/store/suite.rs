@@ -55,6 +55,16 @@ impl Env {
         self.postgres.as_ref().expect("a PostgreSQL test").url()
     }
 
+    /// Stops the PostgreSQL server (a fast shutdown).
+    pub(crate) fn stop_database(&mut self) {
+        self.postgres.as_mut().expect("a PostgreSQL test").stop();
+    }
+
+    /// Starts the stopped server again.
+    pub(crate) fn restart_database(&mut self) {
+        self.postgres.as_mut().expect("a PostgreSQL test").restart();
+    }
+
     /// Opens the store (again: what a restart does).
     pub(crate) async fn open(&self) -> Arc<dyn Store> {
         let now = self.now.clone();
