@@ -250,6 +250,9 @@ pub struct HostOptions {
     pub max_body_bytes: usize,
     /// More keys for the `[server]` table.
     pub server_toml: String,
+    /// The `[store]` table's keys instead of a SQLite file in the host's
+    /// directory (replicas on one PostgreSQL).
+    pub store_toml: Option<String>,
 }
 
 impl HostOptions {
@@ -260,6 +263,7 @@ impl HostOptions {
             extra_channel_toml: String::new(),
             max_body_bytes: 64 * 1024,
             server_toml: String::new(),
+            store_toml: None,
         }
     }
 }
@@ -321,7 +325,7 @@ shutdown_grace_secs = 5
 {server}
 
 [store]
-path = "{db}"
+{store}
 
 [application]
 webhook_url = "{app}"
@@ -346,7 +350,10 @@ secrets = {{ signing_secret_file = "channel.secret" }}
 "#,
             max_body = options.max_body_bytes,
             server = options.server_toml,
-            db = dir.path().join("patchbay.db").display(),
+            store = options.store_toml.clone().unwrap_or_else(|| format!(
+                "path = \"{}\"",
+                dir.path().join("patchbay.db").display()
+            )),
             app = options.app_url,
             app_secret = APP_SECRET,
             api_key = API_KEY,

@@ -4,6 +4,8 @@
 mod harness;
 #[path = "../plugin_libs.rs"]
 mod plugin_libs;
+#[path = "../support/postgres.rs"]
+mod postgres;
 
 mod containment;
 mod delivery;
@@ -15,6 +17,7 @@ mod genesys;
 mod ingress;
 mod pega;
 mod plugins;
+mod replicas;
 mod slack;
 mod sms;
 mod smtp_server;

@@ -164,7 +164,8 @@ macro_rules! transaction {
                 }
                 Err(e) if retryable(&e) && tries < 8 => {
                     tries += 1;
-                    tracing::debug!(error = %e, "store transaction aborted; running it again");
+                    let why = e.as_db_error().map(|d| d.message().to_string());
+                    tracing::debug!(error = why, "store transaction aborted; running it again");
                 }
                 Err(e) => break Err(StoreError::from(e)),
             }
@@ -390,7 +391,11 @@ async fn append(pool: &Pool, jobs: &[NewJob], now: i64) -> Result<(), StoreError
 impl Store for PostgresStore {
     async fn add(&self, jobs: Vec<NewJob>) -> Result<(), StoreError> {
         let now = self.clock.now();
-        transaction!(self, tx => queue::insert(&tx, &jobs, now).await)
+        let new: Vec<&NewJob> = jobs.iter().collect();
+        transaction!(self, tx => async {
+            queue::lock_conversations(&tx, &new, &[]).await?;
+            queue::insert(&tx, &jobs, now).await
+        }.await)
     }
 
     async fn accept(&self, job: NewJob) -> Result<(), StoreError> {
@@ -439,7 +444,17 @@ impl Store for PostgresStore {
 
     async fn record_accepted(&self, parsed: Vec<(Accepted, Outcome)>) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        transaction!(self, tx => queue::record_accepted(&tx, &parsed, now).await)
+        let new: Vec<&NewJob> = parsed
+            .iter()
+            .flat_map(|(_, outcome)| match outcome {
+                Outcome::Done(follow_ups) => follow_ups.iter().collect(),
+                _ => vec![],
+            })
+            .collect();
+        transaction!(self, tx => async {
+            queue::lock_conversations(&tx, &new, &[]).await?;
+            queue::record_accepted(&tx, &parsed, now).await
+        }.await)
     }
 
     async fn claim(
@@ -454,23 +469,17 @@ impl Store for PostgresStore {
 
     async fn complete_many(&self, done: Vec<(String, Vec<NewJob>)>) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        transaction!(self, tx => {
+        let new: Vec<&NewJob> = done.iter().flat_map(|(_, f)| f).collect();
+        let ids: Vec<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
+        transaction!(self, tx => async {
+            queue::lock_conversations(&tx, &new, &ids).await?;
             let mut duplicates = 0;
-            let mut failed = None;
             for (id, follow_ups) in &done {
-                match queue::finish(&tx, id, End::Done, follow_ups, now).await {
-                    Ok(duplicate) => duplicates += usize::from(duplicate),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
+                let duplicate = queue::finish(&tx, id, End::Done, follow_ups, now).await?;
+                duplicates += usize::from(duplicate);
             }
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(duplicates),
-            }
-        })
+            Ok(duplicates)
+        }.await)
     }
 
     async fn seen(&self, keys: Vec<(String, String)>) -> Result<Vec<bool>, StoreError> {
@@ -507,14 +516,19 @@ impl Store for PostgresStore {
         attempt: Attempt,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        transaction!(self, tx => queue::retry(&tx, id, run_at, error, attempt, now).await)
+        transaction!(self, tx => async {
+            queue::lock_conversations(&tx, &[], &[id]).await?;
+            queue::retry(&tx, id, run_at, error, attempt, now).await
+        }.await)
     }
 
     async fn bury(&self, id: &str, error: &str, follow_ups: Vec<NewJob>) -> Result<(), StoreError> {
         let now = self.clock.now();
-        transaction!(self, tx => {
+        let new: Vec<&NewJob> = follow_ups.iter().collect();
+        transaction!(self, tx => async {
+            queue::lock_conversations(&tx, &new, &[id]).await?;
             queue::finish(&tx, id, End::Dead(error), &follow_ups, now).await.map(drop)
-        })
+        }.await)
     }
 
     async fn next_due(
@@ -570,7 +584,10 @@ impl Store for PostgresStore {
     }
 
     async fn replay(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        transaction!(self, tx => queue::replay(&tx, id, now).await)
+        transaction!(self, tx => async {
+            queue::lock_conversations(&tx, &[], &[id]).await?;
+            queue::replay(&tx, id, now).await
+        }.await)
     }
 
     async fn counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
@@ -636,7 +653,11 @@ impl Store for PostgresStore {
         jobs: Vec<NewJob>,
     ) -> Result<Remembered, StoreError> {
         let now = self.clock.now();
-        transaction!(self, tx => queue::remember(&tx, scope, key, value, &jobs, now).await)
+        let new: Vec<&NewJob> = jobs.iter().collect();
+        transaction!(self, tx => async {
+            queue::lock_conversations(&tx, &new, &[]).await?;
+            queue::remember(&tx, scope, key, value, &jobs, now).await
+        }.await)
     }
 
     async fn menu(&self, conversation_key: &str) -> Result<Option<String>, StoreError> {
@@ -695,24 +716,19 @@ impl Store for PostgresStore {
         if links.is_empty() {
             return Ok(());
         }
-        transaction!(self, tx => {
-            let mut result = Ok(());
+        transaction!(self, tx => async {
             for link in &links {
-                result = queue::exec(
+                queue::exec(
                     &tx,
                     "INSERT INTO links (scope, key, value, updated_at) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (scope, key) DO UPDATE
                      SET value = excluded.value, updated_at = excluded.updated_at",
                     &[&link.scope, &link.key, &link.value, &now],
                 )
-                .await
-                .map(drop);
-                if result.is_err() {
-                    break;
-                }
+                .await?;
             }
-            result
-        })
+            Ok(())
+        }.await)
     }
 
     async fn linked(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {

@@ -42,6 +42,66 @@ fn in_conversations(queue: Queue) -> bool {
     queue != Queue::Inbound
 }
 
+/// The conversation a new job joins, if its queue has conversations (one
+/// without a key is a conversation of its own).
+fn conversation_of(job: &NewJob) -> Option<(Queue, &str)> {
+    in_conversations(job.queue).then(|| {
+        (
+            job.queue,
+            job.conversation_key.as_deref().unwrap_or(job.id.as_str()),
+        )
+    })
+}
+
+/// Takes, in one order for every transaction, a transaction-scoped lock on
+/// each conversation it will change: the conversations of `jobs` (new) and
+/// of the existing jobs `ids`. Transactions that change several
+/// conversations (a parsed batch, grouped completions) then never wait on
+/// each other in a cycle; row locks are only taken under these.
+pub(super) async fn lock_conversations(
+    tx: &Transaction<'_>,
+    jobs: &[&NewJob],
+    ids: &[&str],
+) -> Result<()> {
+    let mut keys: Vec<i64> = jobs
+        .iter()
+        .filter_map(|job| conversation_of(job))
+        .map(|(queue, key)| conversation_lock(queue, key))
+        .collect();
+    if !ids.is_empty() {
+        for r in rows(
+            tx,
+            "SELECT queue, conversation_key FROM jobs
+             WHERE id = ANY($1) AND conversation_key IS NOT NULL AND queue <> 'inbound'",
+            &[&ids],
+        )
+        .await?
+        {
+            if let Some(queue) = Queue::parse(r.get(0)) {
+                keys.push(conversation_lock(queue, r.get(1)));
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    exec(
+        tx,
+        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
+        &[&keys],
+    )
+    .await
+    .map(drop)
+}
+
+/// A conversation's advisory lock key (the single-bigint form, apart from
+/// the `locks` module's pairs).
+fn conversation_lock(queue: Queue, key: &str) -> i64 {
+    KeyHash::of(queue.as_str(), key).slot
+}
+
 /// Appends jobs; a `deliver` or `outbound` job joins the end of its
 /// conversation. Replicas waiting on these queues are woken at commit.
 pub(super) async fn insert(tx: &Transaction<'_>, jobs: &[NewJob], now: i64) -> Result<()> {
@@ -52,6 +112,7 @@ pub(super) async fn insert(tx: &Transaction<'_>, jobs: &[NewJob], now: i64) -> R
             (None, true) => Some(job.id.as_str()),
             (None, false) => None,
         };
+        debug_assert_eq!(key.is_some(), conversation_of(job).is_some());
         let seq: i64 = row(
             tx,
             "INSERT INTO jobs (id, queue, channel, destination, conversation_key, dedupe_key,
