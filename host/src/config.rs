@@ -961,6 +961,37 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configs_load() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let env = |name: &str| match name {
+            "PGPASSWORD" => Some("pw".to_string()),
+            "APP_WEBHOOK_URL" => Some("http://127.0.0.1:9000/patchbay".to_string()),
+            _ => None,
+        };
+        for file in ["patchbay.toml", "replicas/patchbay.toml"] {
+            let path = examples.join(file);
+            let text = std::fs::read_to_string(&path).expect("example");
+            let config = Config::parse(&text, path.parent().unwrap(), &env)
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(config.store.url.is_some(), file.starts_with("replicas"));
+        }
+    }
+
+    #[test]
+    fn a_bad_store_url_is_refused_without_repeating_it() {
+        let config = MINIMAL.replace("${APP_SECRET}", "app-secret").replace(
+            "signing_secret_file = \"secret.txt\"",
+            "signing_secret = \"x\"",
+        );
+        for url in ["mysql://u:s3cr3t@h/db", "postgres://u:s3cr3t@h:notaport/db"] {
+            let text = format!("[store]\nurl = \"{url}\"\n{config}");
+            let e = Config::parse(&text, Path::new("."), &|_| None).expect_err(url);
+            assert_eq!(e.key, "store.url");
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        }
+    }
+
+    #[test]
     fn no_config_error_contains_a_secret_however_it_was_supplied() {
         const SECRET: &str = "s3cr3t-Value-0123456789";
         let dir = tempfile::tempdir().expect("dir");
