@@ -51,6 +51,9 @@ use patchbay_plugin_sdk::signature::hmac_sha256_hex;
 mod support;
 use support::{Server, bare_server, bench_main, block_on, env_usize, serve_announced, spawn};
 
+#[path = "sustained/replicas.rs"]
+mod replicas;
+
 const SECRET: &str = "bench-channel-secret";
 const APP_SECRET: &str = "bench-app-secret";
 const CONVERSATIONS: usize = 500;
@@ -241,6 +244,20 @@ async fn run() {
     .await;
     drop(bare);
     line("bare handler", &bare_result, "");
+
+    if std::env::var("PATCHBAY_BENCH_SCENARIO").as_deref() == Ok("replicas") {
+        replicas::run(
+            &client,
+            &app,
+            &hook,
+            secs,
+            prefill,
+            connections,
+            bare_result.per_sec,
+        )
+        .await;
+        return;
+    }
 
     // Patchbay on a database that already holds a retention window.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -615,6 +632,26 @@ async fn closed_loop(
     closed(client, url, connections, Some(duration), usize::MAX, bodies).await
 }
 
+/// [`closed_loop`] with the connections spread over `urls` (one replica each,
+/// in turn), as a load balancer spreads them.
+async fn closed_multi(
+    client: &reqwest::Client,
+    urls: &[String],
+    connections: usize,
+    duration: Duration,
+    bodies: &Bodies,
+) -> LoadResult {
+    closed_over(
+        client,
+        urls,
+        connections,
+        Some(duration),
+        usize::MAX,
+        bodies,
+    )
+    .await
+}
+
 /// The same until `count` requests were accepted.
 async fn closed_loop_count(
     client: &reqwest::Client,
@@ -634,15 +671,34 @@ async fn closed(
     count: usize,
     bodies: &Bodies,
 ) -> LoadResult {
+    closed_over(
+        client,
+        &[url.to_string()],
+        connections,
+        duration,
+        count,
+        bodies,
+    )
+    .await
+}
+
+async fn closed_over(
+    client: &reqwest::Client,
+    urls: &[String],
+    connections: usize,
+    duration: Option<Duration>,
+    count: usize,
+    bodies: &Bodies,
+) -> LoadResult {
     let bodies = Arc::new(bodies.clone());
     let next = Arc::new(AtomicUsize::new(0));
     let accepted = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..connections {
+    for connection in 0..connections {
         let (client, url, bodies, next, accepted) = (
             client.clone(),
-            url.to_string(),
+            urls[connection % urls.len()].clone(),
             bodies.clone(),
             next.clone(),
             accepted.clone(),

@@ -26,11 +26,22 @@ struct Cluster {
     port: u16,
     owner: Option<(u32, u32)>,
     server: Option<Child>,
+    durable: bool,
 }
 
 impl TestPostgres {
     /// A fresh, empty database.
     pub async fn start() -> TestPostgres {
+        Self::start_with(false).await
+    }
+
+    /// A fresh database on a cluster that flushes every commit to disk
+    /// (`fsync=on`), as production runs: for benchmarks.
+    pub async fn start_durable() -> TestPostgres {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(durable: bool) -> TestPostgres {
         if let Ok(server) = std::env::var(URL_VARIABLE) {
             let name = format!("patchbay_test_{}", uuid::Uuid::now_v7().simple());
             let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
@@ -41,10 +52,8 @@ impl TestPostgres {
                 .batch_execute(&format!("CREATE DATABASE {name}"))
                 .await
                 .expect("create the test database");
-            let mut config: tokio_postgres::Config = server.parse().expect("a postgres:// URL");
-            config.dbname(&name);
             return TestPostgres {
-                url: url_of(&config, &server, &name),
+                url: with_database(&server, &name),
                 cluster: None,
             };
         }
@@ -55,7 +64,7 @@ impl TestPostgres {
                  {URL_VARIABLE}=postgres://user:password@host:port/postgres"
             )
         });
-        let mut cluster = Cluster::create(bin);
+        let mut cluster = Cluster::create(bin, durable);
         cluster.start();
         TestPostgres {
             url: format!(
@@ -89,9 +98,8 @@ impl TestPostgres {
     }
 }
 
-fn url_of(config: &tokio_postgres::Config, server: &str, name: &str) -> String {
-    // Swap the database name in the URL the variable gave.
-    let _ = config;
+/// The URL `server` with the database `name` in place of its own.
+fn with_database(server: &str, name: &str) -> String {
     match server.rsplit_once('/') {
         Some((base, rest)) => match rest.split_once('?') {
             Some((_, query)) => format!("{base}/{name}?{query}"),
@@ -121,9 +129,13 @@ fn binaries() -> Option<PathBuf> {
 /// PostgreSQL refuses to run as root: then the cluster belongs to the
 /// `postgres` user (or `nobody`).
 fn owner() -> Option<(u32, u32)> {
-    // SAFETY-free check: root's home is /root and `id -u` says 0.
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let root = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        == Some("0");
+    if !root {
         return None;
     }
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -152,7 +164,7 @@ fn chown(path: &Path, owner: Option<(u32, u32)>) {
 }
 
 impl Cluster {
-    fn create(bin: PathBuf) -> Cluster {
+    fn create(bin: PathBuf, durable: bool) -> Cluster {
         let owner = owner();
         let dir = tempfile::Builder::new()
             .prefix("patchbay-pg-")
@@ -174,6 +186,7 @@ impl Cluster {
             port,
             owner,
             server: None,
+            durable,
         }
     }
 
@@ -192,11 +205,19 @@ impl Cluster {
                 // The tests kill Patchbay, not the machine: the OS keeps
                 // what was written.
                 "-c",
-                "fsync=off",
+                if self.durable {
+                    "fsync=on"
+                } else {
+                    "fsync=off"
+                },
                 "-c",
                 "max_connections=300",
                 "-c",
-                "shared_buffers=32MB",
+                if self.durable {
+                    "shared_buffers=256MB"
+                } else {
+                    "shared_buffers=32MB"
+                },
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
