@@ -47,8 +47,15 @@ pub async fn run(
     let db = dir.path().join("bench.db");
     super::prefill_database(&db, dir.path(), hook, prefill);
     let host = super::start_patchbay(dir.path(), &db, hook);
-    let (result, drained) =
-        measure(client, app, &[host.1.clone()], connections, load, "sqlite").await;
+    let (result, drained) = measure(
+        client,
+        app,
+        std::slice::from_ref(&host.1),
+        connections,
+        load,
+        "sqlite",
+    )
+    .await;
     report("1 replica, SQLite", &result, drained);
     stop(host);
 
