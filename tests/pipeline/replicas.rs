@@ -368,4 +368,15 @@ async fn a_database_restart_under_load_answers_503_and_loses_nothing_acknowledge
         .await
         .expect("readyz");
     assert_eq!(ready.status(), 200, "ready again");
+
+    // The inspection commands read the shared database and say so.
+    hosts[0].idle().await;
+    let counts = hosts[1].counts();
+    assert_eq!(counts["store"], "postgresql");
+    assert_eq!(counts["inbound"]["done"], (conversations * per) as u64);
+    assert_eq!(counts["deliver"]["done"], (conversations * per) as u64);
+    let (status, out) = hosts[0].cli(&["dead-letters", "list"]);
+    assert!(status.success());
+    assert!(out.starts_with("store: postgresql 127.0.0.1:"), "{out}");
+    assert!(!out.contains("password"), "{out}");
 }
