@@ -33,13 +33,17 @@
 //!   the workers have paused (see `patchbay_core::breaker`) costs nothing while
 //!   its backlog grows, and resumes from the same index.
 //!
-//! The SQLite implementation is the embedded default. It **group-commits**: one
-//! writer, on its own thread, drains every pending write (accepted webhooks,
-//! claims, completions) into one transaction, so many requests share one fsync
-//! and nothing is acknowledged before its commit; every transaction takes all
-//! waiting acknowledgements and a bounded share of workers' writes (see
-//! [`sqlite`]). The model maps onto PostgreSQL the same
-//! way (heads claimed with `FOR UPDATE SKIP LOCKED`).
+//! Two implementations, one behaviour (`suite.rs` runs the same tests on
+//! both):
+//!
+//! - [`sqlite`], the embedded default. It **group-commits**: one writer, on
+//!   its own thread, drains every pending write into one transaction, so many
+//!   requests share one fsync and nothing is acknowledged before its commit;
+//!   accepted webhooks go to a log file with a writer of its own.
+//! - [`postgres`], one database shared by several replicas: the same tables,
+//!   acknowledgements group-committed per replica, one parser at a time
+//!   (an advisory lock), heads claimed with `FOR UPDATE SKIP LOCKED`,
+//!   wake-ups by `LISTEN/NOTIFY`, and pauses shared through the store.
 
 pub mod dedupe;
 pub mod postgres;

@@ -116,11 +116,13 @@ type Connection = Box<
     >,
 >;
 
-/// The parser's advisory lock, held by a connection of its own.
+/// The parser's advisory lock, held by a connection of its own (kept open
+/// while another replica parses, to ask again on it).
 #[derive(Default)]
 struct ParserLock {
     client: Option<Client>,
-    /// When taking it last failed: others hold it, try again later.
+    held: bool,
+    /// When taking it last failed: others hold it, ask again later.
     refused_at: Option<Instant>,
 }
 
@@ -235,14 +237,16 @@ impl PostgresStore {
     /// (asking at most every [`PARSER_RETRY`]).
     async fn parses(&self) -> Result<bool, StoreError> {
         let mut parser = self.parser.lock().await;
-        if let Some(client) = &parser.client {
-            if !client.is_closed() {
-                return Ok(true);
+        if parser.client.as_ref().is_some_and(Client::is_closed) {
+            if parser.held {
+                tracing::warn!(
+                    "lost the parser's database connection; another replica parses, or this one again later"
+                );
             }
-            tracing::warn!(
-                "lost the parser's database connection; the log is parsed elsewhere or later"
-            );
-            parser.client = None;
+            *parser = ParserLock::default();
+        }
+        if parser.held {
+            return Ok(true);
         }
         if parser
             .refused_at
@@ -250,10 +254,16 @@ impl PostgresStore {
         {
             return Ok(false);
         }
-        let (client, connection) = self.connect.connect().await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        if parser.client.is_none() {
+            let (client, connection) = self.connect.connect().await?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            parser.client = Some(client);
+        }
+        let Some(client) = &parser.client else {
+            return Ok(false);
+        };
         let taken: bool = client
             .query_one(
                 "SELECT pg_try_advisory_lock($1, $2)",
@@ -263,11 +273,9 @@ impl PostgresStore {
             .get(0);
         if taken {
             tracing::info!("this replica parses the acknowledgement log");
-            parser.client = Some(client);
-            parser.refused_at = None;
-        } else {
-            parser.refused_at = Some(Instant::now());
         }
+        parser.held = taken;
+        parser.refused_at = (!taken).then(Instant::now);
         Ok(taken)
     }
 

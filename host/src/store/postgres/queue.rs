@@ -107,12 +107,7 @@ fn conversation_lock(queue: Queue, key: &str) -> i64 {
 pub(super) async fn insert(tx: &Transaction<'_>, jobs: &[NewJob], now: i64) -> Result<()> {
     let mut woken: Vec<Queue> = Vec::new();
     for job in jobs {
-        let key = match (&job.conversation_key, in_conversations(job.queue)) {
-            (Some(key), _) => Some(key.as_str()),
-            (None, true) => Some(job.id.as_str()),
-            (None, false) => None,
-        };
-        debug_assert_eq!(key.is_some(), conversation_of(job).is_some());
+        let key = conversation_of(job).map(|(_, key)| key);
         let seq: i64 = row(
             tx,
             "INSERT INTO jobs (id, queue, channel, destination, conversation_key, dedupe_key,
@@ -133,9 +128,7 @@ pub(super) async fn insert(tx: &Transaction<'_>, jobs: &[NewJob], now: i64) -> R
         .await?
         .map(|r| r.get(0))
         .unwrap_or_default();
-        if in_conversations(job.queue)
-            && let Some(key) = key
-        {
+        if let Some(key) = key {
             link(tx, job.queue, key, &job.destination, seq, job.run_at).await?;
         }
         if !woken.contains(&job.queue) {
