@@ -170,3 +170,57 @@ impl Destinations {
         verdict
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::suite::{Backend, Env};
+
+    /// Until `check` holds, reading published pauses afresh each time.
+    async fn eventually(
+        d: &Destinations,
+        now: &mut i64,
+        check: impl Fn(&Destinations, i64) -> bool,
+    ) {
+        for _ in 0..100 {
+            *now += REFRESH_MS;
+            d.refresh(*now).await;
+            if check(d, *now) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the shared pause never showed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pause_one_replica_sees_holds_every_replica_until_a_probe_answers() {
+        let env = Env::new(Backend::Postgres).await;
+        let (a, b) = (
+            Destinations::default().shared_through(env.open().await),
+            Destinations::default().shared_through(env.open().await),
+        );
+        let mut now = 1_000;
+        assert_eq!(b.admit("sms", now), Admit::All);
+        // The provider says "come back in a minute" to replica A.
+        a.failed("sms", "job-1", Some(60_000), now);
+        eventually(&b, &mut now, |b, now| {
+            matches!(b.admit("sms", now), Admit::Paused { until: Some(_) })
+        })
+        .await;
+        assert_eq!(b.admit("slack", now), Admit::All, "only that destination");
+        // After the pause A probes; its answer ends the pause for B too.
+        let after = 1_000 + 60_000;
+        assert_eq!(a.admit("sms", after), Admit::Probe);
+        a.succeeded("sms");
+        let mut now = after;
+        eventually(&b, &mut now, |b, now| b.admit("sms", now) == Admit::All).await;
+    }
+
+    #[test]
+    fn without_a_shared_store_breakers_stay_in_the_process() {
+        let d = Destinations::default();
+        d.failed("app", "job-1", Some(5_000), 0);
+        assert!(matches!(d.admit("app", 1), Admit::Paused { .. }));
+    }
+}

@@ -49,7 +49,7 @@ pub mod dedupe;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
 use async_trait::async_trait;
 use serde::Serialize;
