@@ -138,6 +138,8 @@ impl Destinations {
             .is_some();
         if was_open {
             tracing::info!(destination, "destination answers again; resuming");
+            metrics::gauge!("patchbay_destination_paused", "destination" => destination.to_string())
+                .set(0.0);
         }
         if was_open || shared {
             self.publish(destination, None);
@@ -162,6 +164,8 @@ impl Destinations {
             self.publish(destination, pause);
         }
         if opened {
+            metrics::gauge!("patchbay_destination_paused", "destination" => destination.to_string())
+                .set(1.0);
             tracing::warn!(
                 destination,
                 "destination failing; pausing it and probing until it answers"

@@ -36,6 +36,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod destinations;
+pub mod metrics;
 pub mod plugins;
 pub mod resources;
 pub mod runtime;

@@ -85,6 +85,7 @@ impl Runtime {
     /// Schedules a job to run again; a failing store is retried a while (the
     /// lease expiring brings the job back anyway).
     pub async fn retry(&self, job: &Job, run_at: i64, error: &str, attempt: Attempt) {
+        metrics::counter!("patchbay_retries_total", "queue" => job.queue.as_str()).increment(1);
         let scheduled = persist("scheduling a retry", || {
             self.store.retry(&job.id, run_at, error, attempt)
         })
@@ -113,6 +114,8 @@ impl Runtime {
     /// Dead-letters a job with follow-ups such as a `Failed` receipt.
     pub async fn bury(&self, job: &Job, error: &str, follow_ups: Vec<NewJob>) {
         tracing::warn!(job = %job.id, queue = job.queue.as_str(), channel = %job.channel, %error, "dead-lettered");
+        metrics::counter!("patchbay_dead_letters_total", "queue" => job.queue.as_str())
+            .increment(1);
         let notify = !follow_ups.is_empty();
         let buried = persist("dead-lettering", || {
             self.store.bury(&job.id, error, follow_ups.clone())

@@ -95,6 +95,7 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    crate::metrics::install();
     let local = listener.local_addr()?;
     let public_url = config
         .server

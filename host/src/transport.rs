@@ -76,7 +76,11 @@ impl Transport {
                         tracing::info!(%channel, "provider refused the cached token; refreshing it once");
                         self.forget_tokens(channel);
                     }
-                    let response = self.execute(channel, adapter, request).await?;
+                    let started = std::time::Instant::now();
+                    let response = self.execute(channel, adapter, request).await;
+                    metrics::histogram!("patchbay_provider_request_seconds", "channel" => channel.to_string())
+                        .record(started.elapsed().as_secs_f64());
+                    let response = response?;
                     let now = self.clock.timestamp();
                     driver.resume_with(|c| adapter.resume(c, response, now));
                 }

@@ -15,6 +15,7 @@ mod email;
 mod flows;
 mod genesys;
 mod ingress;
+mod operations;
 mod pega;
 mod plugins;
 mod replicas;

@@ -118,6 +118,8 @@ impl<A: ?Sized + Contract> Contained<A> {
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_string());
             self.total.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("patchbay_plugin_panics_total", "name" => self.name.clone())
+                .increment(1);
             self.panics
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -1,4 +1,5 @@
-//! Liveness and readiness, for load balancers and orchestrators.
+//! Liveness, readiness and metrics, for load balancers, orchestrators and
+//! Prometheus.
 //!
 //! - `/livez`: the process answers HTTP.
 //! - `/readyz` (and `/healthz`): the store commits a write now. A replica
@@ -30,6 +31,19 @@ pub(super) async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
         Ok(Err(e)) => not_ready(backend, &e.to_string()),
         Err(_) => not_ready(backend, "the store did not answer within 2 s"),
     }
+}
+
+/// Prometheus exposition text (see [`crate::metrics`]).
+pub(super) async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
+    let text = crate::metrics::render(rt.store.as_ref(), rt.clock.now()).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 fn not_ready(backend: &str, reason: &str) -> Response {

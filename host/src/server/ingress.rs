@@ -2,6 +2,7 @@
 //! (platforms): verify, store durably, then acknowledge.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -29,6 +30,7 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = Instant::now();
     let Some(channel) = rt.channels.get(&channel_id) else {
         return error(StatusCode::NOT_FOUND, "no such channel");
     };
@@ -37,6 +39,7 @@ pub async fn webhook(
         Ok(r) => r,
         Err(_) => {
             // Logged by the cache; 503 makes the provider retry later.
+            count(&channel_id, "unavailable");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot verify requests for this channel right now",
@@ -54,11 +57,20 @@ pub async fn webhook(
         Ok(v) => v,
         Err(rejection) => {
             tracing::warn!(channel = %channel_id, status = rejection.status, reason = %rejection.message, "webhook rejected");
+            count(&channel_id, "rejected");
             let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::UNAUTHORIZED);
             return error(status, rejection.message);
         }
     };
-    accept(&rt, &channel_id, channel_id.clone(), request, verdict).await
+    accept(
+        &rt,
+        &channel_id,
+        channel_id.clone(),
+        request,
+        verdict,
+        started,
+    )
+    .await
 }
 
 /// Verifies a platform's webhook with its upstream's connector, stores it
@@ -72,6 +84,7 @@ pub async fn platform_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = Instant::now();
     let Some(upstream) = rt.upstreams.get(&name) else {
         return error(StatusCode::NOT_FOUND, "no such upstream");
     };
@@ -86,12 +99,19 @@ pub async fn platform_webhook(
         Ok(v) => v,
         Err(rejection) => {
             tracing::warn!(upstream = %name, status = rejection.status, reason = %rejection.message, "platform webhook rejected");
+            count(&name, "rejected");
             let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::UNAUTHORIZED);
             return error(status, rejection.message);
         }
     };
     let job_channel = platform_job_channel(&name);
-    accept(&rt, &name, job_channel, request, verdict).await
+    accept(&rt, &name, job_channel, request, verdict, started).await
+}
+
+/// Counts a webhook from `source` (a channel or an upstream) by outcome.
+fn count(source: &str, outcome: &'static str) {
+    metrics::counter!("patchbay_webhooks_total", "source" => source.to_string(), "outcome" => outcome)
+        .increment(1);
 }
 
 fn inbound_request(
@@ -125,6 +145,7 @@ async fn accept(
     job_channel: String,
     request: InboundRequest,
     verdict: Verdict,
+    started: Instant,
 ) -> Response {
     if verdict.store {
         let payload = match serde_json::to_vec(&request) {
@@ -152,6 +173,7 @@ async fn accept(
             Ok(()) => rt.wake.inbound.notify_one(),
             Err(e) => {
                 tracing::error!(from = %from, error = %e, "storing webhook failed");
+                count(from, "unavailable");
                 // 503 makes the sender retry; nothing was acknowledged.
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -160,6 +182,9 @@ async fn accept(
             }
         }
     }
+    count(from, "accepted");
+    metrics::histogram!("patchbay_webhook_ack_seconds", "source" => from.to_string())
+        .record(started.elapsed().as_secs_f64());
     let ack = verdict.ack;
     let status = StatusCode::from_u16(ack.status).unwrap_or(StatusCode::OK);
     let mut response = (status, ack.body).into_response();

@@ -31,6 +31,7 @@ pub fn router(rt: Arc<Runtime>, max_body_bytes: usize, request_timeout: Duration
         .route("/livez", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/healthz", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -446,6 +446,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<(), StoreError>;
 
+    /// When the job of `queue` that has waited longest while due became due
+    /// (ms since the epoch); `None` when nothing due waits. Leased and
+    /// backing-off jobs are not due.
+    async fn oldest_due(&self, queue: Queue, now: i64) -> Result<Option<i64>, StoreError>;
+
     /// The backend's name, for operators: `sqlite` or `postgresql`.
     fn backend(&self) -> &'static str;
 

@@ -790,6 +790,30 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn oldest_due(&self, queue: Queue, now: i64) -> Result<Option<i64>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = if queue == Queue::Inbound {
+            client
+                .query_one(
+                    "SELECT LEAST(
+                         (SELECT min(accepted_at) FROM accepted
+                          WHERE seq > (SELECT seq FROM ack_cursor)),
+                         (SELECT min(run_at) FROM jobs WHERE queue = 'inbound' AND state = 'pending'
+                          AND run_at <= $1 AND lease_until <= $1))",
+                    &[&now],
+                )
+                .await?
+        } else {
+            client
+                .query_one(
+                    "SELECT min(ready_at) FROM heads WHERE queue = $1 AND ready_at <= $2",
+                    &[&queue.as_str(), &now],
+                )
+                .await?
+        };
+        Ok(row.get(0))
+    }
+
     fn backend(&self) -> &'static str {
         "postgresql"
     }

@@ -637,6 +637,36 @@ impl Store for SqliteStore {
         self.call(|r| Op::SetMenu(key, menu, now, r)).await
     }
 
+    async fn oldest_due(&self, queue: Queue, now: i64) -> Result<Option<i64>, StoreError> {
+        let (name, log) = (queue.as_str(), queue == Queue::Inbound);
+        let (cursor, table): (i64, Option<i64>) = self
+            .readers
+            .read(move |conn| {
+                let cursor = conn.query_row("SELECT seq FROM ack_cursor", [], |r| r.get(0))?;
+                let oldest = if log {
+                    conn.query_row(
+                        "SELECT min(run_at) FROM jobs WHERE queue = 'inbound' AND state = 'pending'
+                         AND run_at <= ?1 AND lease_until <= ?1",
+                        [now],
+                        |r| r.get(0),
+                    )?
+                } else {
+                    conn.query_row(
+                        "SELECT min(ready_at) FROM heads WHERE queue = ?1 AND ready_at <= ?2",
+                        rusqlite::params![name, now],
+                        |r| r.get(0),
+                    )?
+                };
+                Ok((cursor, oldest))
+            })
+            .await?;
+        if !log {
+            return Ok(table);
+        }
+        let waiting = self.acks.oldest_after(cursor).await?;
+        Ok([table, waiting].into_iter().flatten().min())
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }

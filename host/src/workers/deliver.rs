@@ -59,6 +59,14 @@ pub async fn handle(rt: Arc<Runtime>, job: Job) {
 
 /// Records what became of a delivery.
 async fn settle(rt: &Runtime, upstream: &Upstream, (job, outcome): (Job, AppOutcome)) {
+    let (label, reason) = match &outcome {
+        AppOutcome::Delivered => ("delivered", "ok".to_string()),
+        AppOutcome::Retry { reason, .. } => ("retry", crate::metrics::reason_code(reason)),
+        AppOutcome::Refused { reason } => ("refused", crate::metrics::reason_code(reason)),
+    };
+    metrics::counter!("patchbay_deliveries_total",
+        "upstream" => upstream.name.clone(), "outcome" => label, "reason" => reason)
+    .increment(1);
     match outcome {
         AppOutcome::Delivered => {
             rt.destinations.succeeded(&job.destination);

@@ -164,9 +164,11 @@ async fn record_log(rt: Arc<Runtime>, parsed: Vec<(Accepted, Outcome)>) {
         match outcome {
             Outcome::Dead(error) => {
                 tracing::warn!(job = %job.id, queue = "inbound", channel = %job.channel, %error, "dead-lettered");
+                metrics::counter!("patchbay_dead_letters_total", "queue" => "inbound").increment(1);
             }
             Outcome::Retry { error, .. } => {
                 tracing::debug!(job = %job.id, channel = %job.channel, %error, "webhook will be parsed again");
+                metrics::counter!("patchbay_retries_total", "queue" => "inbound").increment(1);
             }
             Outcome::Done(_) => {}
         }

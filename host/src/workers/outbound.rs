@@ -163,6 +163,15 @@ async fn run(rt: Arc<Runtime>, job: Job) {
             }
             Err(error) => {
                 tracing::warn!(error = %error, attempt = job.attempts, "sending to the provider failed");
+                let outcome = if error.is_retryable() {
+                    "retry"
+                } else {
+                    "failed"
+                };
+                metrics::counter!("patchbay_provider_sends_total",
+                    "channel" => job.channel.clone(), "outcome" => outcome,
+                    "reason" => crate::metrics::error_class(&error))
+                .increment(1);
                 if !error.is_retryable() || error.is_auth_expired() {
                     // The provider answered (or only our token is stale).
                     rt.destinations.succeeded(&job.destination);
@@ -203,6 +212,9 @@ async fn run(rt: Arc<Runtime>, job: Job) {
         adjustments: fitted.adjustments,
     };
     let follow = receipt_job(&rt, &message, delivered);
+    metrics::counter!("patchbay_provider_sends_total",
+        "channel" => job.channel.clone(), "outcome" => "sent", "reason" => "ok")
+    .increment(1);
     rt.destinations.succeeded(&job.destination);
     finish(&rt, &job, follow).await;
 }

@@ -169,6 +169,23 @@ impl AckLog {
             .await
             .map(|n| n as u64)
     }
+
+    /// When the oldest webhook after `seq` arrived, ms since the epoch.
+    pub(super) async fn oldest_after(&self, seq: i64) -> Result<Option<i64>, StoreError> {
+        if self.tx.is_none() && !self.readers.path().exists() {
+            return Ok(None);
+        }
+        self.readers
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT received_at FROM accepted WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                    [seq],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await
+    }
 }
 
 /// Takes every op waiting (up to `max_batch`), writes them in one
