@@ -235,6 +235,8 @@ pub fn assert_app_signature(r: &Received) {
 pub struct Host {
     /// Holds the config, secret file and database for the host's lifetime.
     _dir: tempfile::TempDir,
+    /// Where the process logs, when not to stderr.
+    log_file: Option<PathBuf>,
     pub config: PathBuf,
     pub url: String,
     child: Option<Child>,
@@ -253,6 +255,8 @@ pub struct HostOptions {
     /// The `[store]` table's keys instead of a SQLite file in the host's
     /// directory (replicas on one PostgreSQL).
     pub store_toml: Option<String>,
+    /// JSON logs to a file (see [`Host::log_lines`]) instead of stderr.
+    pub json_log_file: bool,
 }
 
 impl HostOptions {
@@ -264,6 +268,7 @@ impl HostOptions {
             max_body_bytes: 64 * 1024,
             server_toml: String::new(),
             store_toml: None,
+            json_log_file: false,
         }
     }
 }
@@ -340,6 +345,7 @@ retry = {{ max_attempts = 3, base_delay_ms = 50, max_delay_ms = 200 }}
 
 [log]
 level = "patchbay_host=debug,info"
+format = "{log_format}"
 
 [channels.web]
 adapter = "client-channel"
@@ -358,10 +364,19 @@ secrets = {{ signing_secret_file = "channel.secret" }}
             app_secret = APP_SECRET,
             api_key = API_KEY,
             integration = options.integration_url,
+            log_format = if options.json_log_file {
+                "json"
+            } else {
+                "text"
+            },
             extra = options.extra_channel_toml,
         );
         std::fs::write(&config, text).expect("config");
+        let log_file = options
+            .json_log_file
+            .then(|| dir.path().join("patchbay.log"));
         Host {
+            log_file,
             _dir: dir,
             config,
             url: String::new(),
@@ -372,11 +387,21 @@ secrets = {{ signing_secret_file = "channel.secret" }}
 
     /// Starts the process on the same config and database.
     pub fn spawn(&mut self) {
+        let stderr = match &self.log_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("log file"),
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_patchbay"))
             .args(["serve", "--config"])
             .arg(&self.config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn patchbay");
         let stdout = child.stdout.take().expect("stdout");
@@ -390,6 +415,16 @@ secrets = {{ signing_secret_file = "channel.secret" }}
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         self.url = url.to_string();
         self.child = Some(child);
+    }
+
+    /// The JSON log lines written so far (with `json_log_file`).
+    pub fn log_lines(&self) -> Vec<Value> {
+        let path = self.log_file.as_ref().expect("started with json_log_file");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+            .collect()
     }
 
     /// SIGKILL: no shutdown, no flushing.

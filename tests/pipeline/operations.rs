@@ -149,3 +149,81 @@ async fn metrics_count_webhooks_deliveries_and_dead_letters_with_bounded_labels(
     // No label carries a conversation or message id.
     assert!(!text.contains("m-1") && !text.contains("\"c\""), "{text}");
 }
+
+/// The log lines (JSON) that carry `trace_id`, in the event or in a span.
+fn traced<'a>(lines: &'a [serde_json::Value], trace_id: &str) -> Vec<&'a str> {
+    lines
+        .iter()
+        .filter(|l| {
+            l["trace_id"] == trace_id
+                || l["span"]["trace_id"] == trace_id
+                || l["spans"]
+                    .as_array()
+                    .is_some_and(|spans| spans.iter().any(|s| s["trace_id"] == trace_id))
+        })
+        .filter_map(|l| l["message"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn one_message_can_be_followed_through_the_logs_by_its_trace_id() {
+    let app = Mock::start().await;
+    let provider = Mock::start().await;
+    let mut options = HostOptions::new(&app.url("/hook"), &provider.url("/outbound"));
+    options.json_log_file = true;
+    let host = Host::start(options);
+
+    // In: a customer's webhook, traced from its parsing to its delivery.
+    let body = json!({"message_id": "m-in", "conversation": {"id": "c"}, "content": {"type": "text", "text": "hi"}});
+    assert_eq!(host.webhook(&body).await.status(), 200);
+    let delivered = app.wait_for(1).await;
+    let traceparent = delivered[0]
+        .header("traceparent")
+        .expect("traceparent")
+        .to_string();
+    let inbound_trace = traceparent.split('-').nth(1).unwrap().to_string();
+
+    // Out: the application's reply with its own trace.
+    let reply_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = client()
+        .post(format!("{}/v1/channels/web/messages", host.url))
+        .header("authorization", format!("Bearer {API_KEY}"))
+        .header("content-type", "application/json")
+        .header(
+            "traceparent",
+            format!("00-{reply_trace}-00f067aa0ba902b7-01"),
+        )
+        .body(
+            json!({"conversation": {"id": "c"}, "content": {"type": "text", "text": "hello"}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    provider.wait_for(1).await;
+    host.idle().await;
+
+    let lines = host.log_lines();
+    let inbound = traced(&lines, &inbound_trace);
+    assert!(inbound.contains(&"message parsed"), "{inbound:?}");
+    assert!(
+        inbound.contains(&"delivered to the upstream"),
+        "{inbound:?}"
+    );
+    let outbound = traced(&lines, reply_trace);
+    assert!(
+        outbound.contains(&"message from the application"),
+        "{outbound:?}"
+    );
+    assert!(outbound.contains(&"sent to the provider"), "{outbound:?}");
+    // The delivery receipt for the reply travels under the reply's trace too.
+    assert!(
+        outbound
+            .iter()
+            .filter(|m| **m == "delivered to the upstream")
+            .count()
+            >= 1,
+        "{outbound:?}"
+    );
+}

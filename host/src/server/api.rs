@@ -110,6 +110,16 @@ pub async fn send_messages(
             message.trace.tracestate = trace_header("tracestate");
             message.trace.b3 = trace_header("b3");
         }
+        // Every message has a trace, so its log lines can be followed.
+        if message.trace.traceparent.is_none() && message.trace.b3.is_none() {
+            message.trace.traceparent = Some(crate::upstreams::webhook::new_traceparent());
+        }
+        tracing::info!(
+            message_id = %message.id,
+            channel = %channel_id,
+            trace_id = crate::telemetry::trace_id(&message.trace),
+            "message from the application"
+        );
         ids.push(message.id.clone());
         match OutboundJob::queue(message, rt.clock.now()) {
             Ok(job) => jobs.push(job),

@@ -11,6 +11,7 @@ use patchbay_plugin_sdk::message::{
 };
 use patchbay_plugin_sdk::upstream::{Delivery, UpstreamConnector, customer_key};
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 use super::{Next, retry_at};
 use crate::plugins::contained::Contained;
@@ -31,6 +32,19 @@ struct TraceOnly {
 /// refusals and exhausted retries. Failures feed the upstream's breaker:
 /// while it is open they are the upstream's, not the message's.
 pub async fn handle(rt: Arc<Runtime>, job: Job) {
+    let trace = serde_json::from_slice::<TraceOnly>(&job.payload)
+        .map(|t| t.trace)
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "deliver",
+        job = %job.id,
+        upstream = %job.destination,
+        trace_id = crate::telemetry::trace_id(&trace)
+    );
+    deliver(rt, job, trace).instrument(span).await
+}
+
+async fn deliver(rt: Arc<Runtime>, job: Job, trace: TraceContext) {
     let Some(upstream) = rt.upstreams.get(&job.destination).cloned() else {
         rt.bury(&job, "upstream is no longer configured", vec![])
             .await;
@@ -39,9 +53,6 @@ pub async fn handle(rt: Arc<Runtime>, job: Job) {
     let outcome = match &upstream.speaks {
         Speaks::Webhook { client, .. } => {
             let mut job = job;
-            let trace = serde_json::from_slice::<TraceOnly>(&job.payload)
-                .map(|t| t.trace)
-                .unwrap_or_default();
             let payload = std::mem::take(&mut job.payload);
             let outcome = client.deliver(&job.id, payload, &trace, job.attempts).await;
             (job, outcome)
@@ -69,6 +80,7 @@ async fn settle(rt: &Runtime, upstream: &Upstream, (job, outcome): (Job, AppOutc
     .increment(1);
     match outcome {
         AppOutcome::Delivered => {
+            tracing::info!(attempt = job.attempts, "delivered to the upstream");
             rt.destinations.succeeded(&job.destination);
             rt.completers.deliver.complete(job.id, vec![]);
         }

@@ -144,7 +144,12 @@ async fn parse_batch(
             parsed.push((job, Outcome::Done(vec![])));
             continue;
         }
-        let span = tracing::info_span!("inbound", job = %job.id, channel = %job.channel);
+        let span = tracing::info_span!(
+            "inbound",
+            job = %job.id,
+            channel = %job.channel,
+            trace_id = tracing::field::Empty
+        );
         let outcome = parse(rt, &job).instrument(span).await;
         // Parsing rarely waits on anything: give the requests queued on this
         // runtime thread (acknowledgements) their turn between webhooks.
@@ -278,6 +283,9 @@ async fn parse(rt: &Runtime, job: &Job) -> Outcome {
         if message.trace.traceparent.is_none() && message.trace.b3.is_none() {
             message.trace.traceparent = Some(new_traceparent());
         }
+        let trace_id = crate::telemetry::trace_id(&message.trace);
+        tracing::Span::current().record("trace_id", trace_id);
+        tracing::info!(message_id = %message.id, trace_id, "message parsed");
         map_menu_reply(rt, &mut message).await;
         match deliver_job(&message, &channel.upstream, rt.clock.now()) {
             Ok(j) => follow_ups.push(j),

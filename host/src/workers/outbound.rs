@@ -59,7 +59,12 @@ impl OutboundJob {
 
 /// Fits, renders and sends one message, then queues its receipt.
 pub async fn handle(rt: Arc<Runtime>, job: Job) {
-    let span = tracing::info_span!("outbound", job = %job.id, channel = %job.channel);
+    let span = tracing::info_span!(
+        "outbound",
+        job = %job.id,
+        channel = %job.channel,
+        trace_id = tracing::field::Empty
+    );
     run(rt, job).instrument(span).await
 }
 
@@ -73,6 +78,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
         }
     };
     let message = state.message.clone();
+    tracing::Span::current().record("trace_id", crate::telemetry::trace_id(&message.trace));
     let Some(channel) = rt.channels.get(&job.channel).cloned() else {
         let receipt = receipt(
             &message,
@@ -212,6 +218,7 @@ async fn run(rt: Arc<Runtime>, job: Job) {
         adjustments: fitted.adjustments,
     };
     let follow = receipt_job(&rt, &message, delivered);
+    tracing::info!(attempt = job.attempts, "sent to the provider");
     metrics::counter!("patchbay_provider_sends_total",
         "channel" => job.channel.clone(), "outcome" => "sent", "reason" => "ok")
     .increment(1);
