@@ -1,7 +1,7 @@
 //! The PostgreSQL schema and its migrations.
 //!
 //! Migrations are numbered; `patchbay_schema` holds the number applied. Every
-//! replica runs [`migrate`] at start: one at a time (a transaction-scoped
+//! replica runs `migrate` at start: one at a time (a transaction-scoped
 //! advisory lock), each migration in the transaction that records it, so a
 //! replica that dies half-way leaves the previous version intact.
 
