@@ -72,6 +72,25 @@ pub struct Config {
     /// Adapter libraries to load (`[[plugin]]`), in order.
     #[serde(default, rename = "plugin")]
     pub plugin_libraries: Vec<PluginEntry>,
+    /// The admin console; off without it.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: the console at `/admin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// What an operator types to log in (at least 16 characters; use
+    /// `${ENV}` or `key_file`).
+    pub key: Secret,
+    /// How long a login lasts, in hours.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+}
+
+fn default_session_hours() -> u64 {
+    12
 }
 
 /// `[plugins]`.
@@ -548,6 +567,20 @@ impl Config {
         if let Some(level) = &self.log.level {
             check_log_filter(level)?;
         }
+        if let Some(admin) = &self.admin {
+            if admin.key.expose().len() < 16 {
+                return Err(ConfigError::new(
+                    "admin.key",
+                    "must be at least 16 characters",
+                ));
+            }
+            if admin.session_hours == 0 {
+                return Err(ConfigError::new(
+                    "admin.session_hours",
+                    "must be at least 1",
+                ));
+            }
+        }
         if let Some(url) = &self.store.url {
             // The URL holds a password: the error never repeats it.
             let url = url.expose();
@@ -975,6 +1008,21 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(config.store.url.is_some(), file.starts_with("replicas"));
         }
+    }
+
+    #[test]
+    fn a_short_admin_key_is_refused_without_repeating_it() {
+        let config = MINIMAL.replace("${APP_SECRET}", "app-secret").replace(
+            "signing_secret_file = \"secret.txt\"",
+            "signing_secret = \"x\"",
+        );
+        let text = format!("[admin]\nkey = \"s3cr3t\"\n{config}");
+        let e = Config::parse(&text, Path::new("."), &|_| None).expect_err("short");
+        assert_eq!(e.key, "admin.key");
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let text = format!("[admin]\nkey = \"0123456789abcdef\"\n{config}");
+        let config = Config::parse(&text, Path::new("."), &|_| None).expect("a long key");
+        assert_eq!(config.admin.map(|a| a.session_hours), Some(12));
     }
 
     #[test]

@@ -223,6 +223,7 @@ pub async fn serve_with(
         rt.clone(),
         config.server.max_body_bytes,
         Duration::from_millis(config.server.request_timeout_ms),
+        config.admin.as_ref(),
     );
     match connections::raise_descriptor_limit() {
         Some(limit) if limit < config.server.max_connections as u64 + RESERVED_DESCRIPTORS => {

@@ -227,3 +227,166 @@ async fn one_message_can_be_followed_through_the_logs_by_its_trace_id() {
         "{outbound:?}"
     );
 }
+
+const ADMIN_KEY: &str = "admin-key-for-tests-0123";
+
+/// A client that shows redirects instead of following them.
+fn browser() -> reqwest::Client {
+    patchbay_host::transport::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A form body.
+fn form(fields: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
+    page[at..at + 64].to_string()
+}
+
+#[tokio::test]
+async fn the_admin_console_logs_in_shows_a_dead_letter_and_replays_it() {
+    let app = Mock::start().await;
+    app.script(&[(400, r#"{"error":"bad"}"#)]);
+    let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+    options.extra_channel_toml = format!("[admin]\nkey = \"{ADMIN_KEY}\"\n");
+    let host = Host::start(options);
+    let body = json!({"message_id": "m-dead", "conversation": {"id": "c"}, "content": {"type": "text", "text": "<b>hi</b>"}});
+    assert_eq!(host.webhook(&body).await.status(), 200);
+    app.wait_for(1).await;
+    host.idle().await;
+
+    let web = browser();
+    let url = |path: &str| format!("{}{path}", host.url);
+    let away = web.get(url("/admin")).send().await.unwrap();
+    assert_eq!(away.status(), 303);
+    assert_eq!(away.headers()["location"], "/admin/login");
+
+    let wrong = web
+        .post(url("/admin/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("key", "not-the-key")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let login = web
+        .post(url("/admin/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("key", ADMIN_KEY)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let overview = web
+        .get(url("/admin"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overview.status(), 200);
+    let csp = overview.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let page = overview.text().await.unwrap();
+    assert!(
+        page.contains("client-channel") && page.contains("sqlite"),
+        "{page}"
+    );
+
+    let listing = web
+        .get(url("/admin/dead-letters"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let letters: Vec<serde_json::Value> = host
+        .cli(&["dead-letters", "list", "--json"])
+        .1
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let id = letters[0]["id"].as_str().unwrap();
+    assert!(listing.contains(id), "{listing}");
+    assert!(listing.contains("HTTP 400"), "{listing}");
+    let token = csrf_of(&listing);
+    let replay = url(&format!("/admin/dead-letters/{id}/replay"));
+
+    // A state change without the token, or without the session, is refused.
+    let forged = web
+        .post(&replay)
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", "0".repeat(64).as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let stranger = web
+        .post(&replay)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 303, "to the login page");
+    assert_eq!(app.received().len(), 1, "nothing replayed yet");
+
+    let replayed = web
+        .post(&replay)
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 303);
+    let got = app.wait_for(2).await;
+    assert_eq!(got[1].json()["content"]["text"], "<b>hi</b>");
+    host.idle().await;
+    let after = web
+        .get(url("/admin/dead-letters"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!after.contains(id), "delivered, so no longer a dead letter");
+}
+
+#[tokio::test]
+async fn without_an_admin_key_there_is_no_console() {
+    let app = Mock::start().await;
+    let host = Host::start(HostOptions::new(
+        &app.url("/hook"),
+        "http://127.0.0.1:9/unused",
+    ));
+    let answer = browser()
+        .get(format!("{}/admin", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+}

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod connections;
+mod console;
 mod health;
 mod ingress;
 
@@ -16,12 +17,19 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::config::AdminConfig;
 use crate::runtime::Runtime;
 
 /// The router for a running host. A request whose body has not arrived and
 /// been answered within `request_timeout` gets 408 (nothing was acknowledged).
-pub fn router(rt: Arc<Runtime>, max_body_bytes: usize, request_timeout: Duration) -> Router {
-    Router::new()
+/// With `admin`, the admin console is served at `/admin`.
+pub fn router(
+    rt: Arc<Runtime>,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+    admin: Option<&AdminConfig>,
+) -> Router {
+    let mut app = Router::new()
         .route("/webhooks/{channel}", post(ingress::webhook))
         .route("/upstreams/{name}/webhook", post(ingress::platform_webhook))
         // A platform that fetches tokens from Patchbay (eGain) calls this;
@@ -32,14 +40,17 @@ pub fn router(rt: Arc<Runtime>, max_body_bytes: usize, request_timeout: Duration
         .route("/readyz", get(health::ready))
         .route("/healthz", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(rt.clone());
+    if let Some(admin) = admin {
+        app = app.merge(console::routes(rt, admin.key.clone(), admin.session_hours));
+    }
+    app.layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
-        .with_state(rt)
 }
 
 /// A JSON error body: `{"error": "..."}`.
