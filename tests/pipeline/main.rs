@@ -7,6 +7,7 @@ mod plugin_libs;
 #[path = "../support/postgres.rs"]
 mod postgres;
 
+mod browser;
 mod containment;
 mod delivery;
 mod edges;
