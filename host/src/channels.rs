@@ -142,6 +142,8 @@ pub struct Channel {
     pub language: String,
     /// The upstream its customers' messages and receipts go to.
     pub upstream: String,
+    /// How its adapter came into this process (compiled in, or which library).
+    pub origin: Origin,
 }
 
 impl std::fmt::Debug for Channel {
@@ -183,20 +185,18 @@ fn build_one(
     registry: &Registry,
     public_url: &str,
 ) -> Result<Channel, ConfigError> {
-    let factory = &registry
-        .get(section.adapter.as_str())
-        .ok_or_else(|| {
-            let known: Vec<&str> = registry.keys().map(String::as_str).collect();
-            ConfigError::new(
-                format!("channels.{id}.adapter"),
-                format!(
-                    "unknown adapter {:?}; known: {}",
-                    section.adapter,
-                    known.join(", ")
-                ),
-            )
-        })?
-        .factory;
+    let registered = registry.get(section.adapter.as_str()).ok_or_else(|| {
+        let known: Vec<&str> = registry.keys().map(String::as_str).collect();
+        ConfigError::new(
+            format!("channels.{id}.adapter"),
+            format!(
+                "unknown adapter {:?}; known: {}",
+                section.adapter,
+                known.join(", ")
+            ),
+        )
+    })?;
+    let factory = &registered.factory;
     let settings = serde_json::to_value(&section.settings)
         .map_err(|e| ConfigError::new(format!("channels.{id}.settings"), e.to_string()))?;
     let channel_config = ChannelConfig {
@@ -217,5 +217,6 @@ fn build_one(
         system_messages: SystemMessages(section.system_messages.clone()),
         language: section.language.clone(),
         upstream: String::new(),
+        origin: registered.origin.clone(),
     })
 }

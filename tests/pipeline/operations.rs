@@ -374,6 +374,29 @@ async fn the_admin_console_logs_in_shows_a_dead_letter_and_replays_it() {
         .await
         .unwrap();
     assert!(!after.contains(id), "delivered, so no longer a dead letter");
+
+    let get = |path: &'static str| {
+        let (web, session, url) = (web.clone(), session.clone(), url(path));
+        async move {
+            let page = web.get(url).header("cookie", session).send().await.unwrap();
+            assert_eq!(page.status(), 200);
+            page.text().await.unwrap()
+        }
+    };
+    let adapters = get("/admin/plugins").await;
+    assert!(
+        adapters.contains("compiled in") && adapters.contains("signing_secret"),
+        "{adapters}"
+    );
+    assert!(
+        !adapters.contains("channel-secret-for-tests"),
+        "no secret values"
+    );
+    let conversations = get("/admin/conversations").await;
+    assert!(
+        conversations.contains("<td class=\"id\">c</td>"),
+        "{conversations}"
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use maud::{DOCTYPE, Markup, html};
 use patchbay_plugin_sdk::adapter::Secret;
 use serde::Deserialize;
 
+use crate::channels::Origin;
 use crate::runtime::Runtime;
 use crate::store::Queue;
 
@@ -47,6 +48,8 @@ pub fn routes(rt: Arc<Runtime>, key: Secret, session_hours: u64) -> Router {
         .route("/admin/logout", post(logout))
         .route("/admin/dead-letters", get(dead_letters))
         .route("/admin/dead-letters/{id}/replay", post(replay))
+        .route("/admin/plugins", get(plugins))
+        .route("/admin/conversations", get(conversations))
         .route("/admin/style.css", get(style))
         .with_state(console)
 }
@@ -108,6 +111,8 @@ fn page(title: &str, csrf: Option<&str>, body: Markup) -> Response {
                         nav {
                             a href="/admin" { "Overview" }
                             a href="/admin/dead-letters" { "Dead letters" }
+                            a href="/admin/plugins" { "Adapters" }
+                            a href="/admin/conversations" { "Conversations" }
                             form method="post" action="/admin/logout" {
                                 input type="hidden" name="csrf" value=(csrf);
                                 button { "Log out" }
@@ -389,4 +394,89 @@ async fn replay(
         Ok(false) => (StatusCode::NOT_FOUND, "no dead letter with that id").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+/// Each channel's adapter: where it came from and its manifest.
+async fn plugins(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let Some(session) = c.current(&headers) else {
+        return Redirect::to("/admin/login").into_response();
+    };
+    let mut channels: Vec<_> = c.rt.channels.values().collect();
+    channels.sort_by(|a, b| a.id.cmp(&b.id));
+    page(
+        "Adapters",
+        Some(&c.csrf(&session)),
+        html! {
+            @for channel in &channels {
+                @let manifest = channel.adapter.manifest();
+                section {
+                    h2 { (channel.id) }
+                    table {
+                        tr { th { "adapter" } td { (manifest.name) " (" (manifest.id) ") " (manifest.version) } }
+                        tr {
+                            th { "from" }
+                            td {
+                                @match &channel.origin {
+                                    Origin::CompiledIn => "compiled in",
+                                    Origin::Library { path, sha256, abi, .. } => {
+                                        (path.display().to_string()) br;
+                                        "sha256 " span.id { (sha256) } br;
+                                        "ABI " (abi.0) "." (abi.1)
+                                    }
+                                }
+                            }
+                        }
+                        tr { th { "wire versions" } td { (manifest.wire.min) "–" (manifest.wire.max) } }
+                        tr {
+                            th { "settings" }
+                            td { (manifest.settings.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")) }
+                        }
+                        tr {
+                            th { "secrets" }
+                            td { (manifest.secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")) }
+                        }
+                        tr {
+                            th { "capabilities (as configured)" }
+                            td { pre { (serde_json::to_string_pretty(&channel.capabilities).unwrap_or_default()) } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Conversations with the newest traffic.
+async fn conversations(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let Some(session) = c.current(&headers) else {
+        return Redirect::to("/admin/login").into_response();
+    };
+    let recent =
+        c.rt.store
+            .recent_conversations(50)
+            .await
+            .unwrap_or_default();
+    let now = c.rt.clock.now();
+    page(
+        "Recent conversations",
+        Some(&c.csrf(&session)),
+        html! {
+            @if recent.is_empty() { p { "No conversation yet." } }
+            @else {
+                table {
+                    thead { tr { th { "channel" } th { "conversation" } th { "messages and receipts" } th { "last" } } }
+                    tbody {
+                        @for conversation in &recent {
+                            tr {
+                                td { (conversation.channel) }
+                                td.id { (conversation.conversation) }
+                                td.num { (conversation.jobs) }
+                                td.num { (format!("{:.0} s ago", (now - conversation.last_at).max(0) as f64 / 1e3)) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }

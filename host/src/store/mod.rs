@@ -289,6 +289,35 @@ pub struct DeadLetter {
     pub updated_at: i64,
 }
 
+/// A conversation with recent traffic, for the admin console.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecentConversation {
+    /// The channel it is on.
+    pub channel: String,
+    /// The conversation's id on that channel.
+    pub conversation: String,
+    /// Messages and receipts of it among the most recent jobs.
+    pub jobs: u64,
+    /// When its latest job was created, ms since the epoch.
+    pub last_at: i64,
+}
+
+impl RecentConversation {
+    /// From a stored conversation key (`channel` US `conversation`).
+    fn from_key(key: &str, jobs: u64, last_at: i64) -> RecentConversation {
+        let (channel, conversation) = key.split_once('\u{1f}').unwrap_or(("", key));
+        RecentConversation {
+            channel: channel.to_string(),
+            conversation: conversation.to_string(),
+            jobs,
+            last_at,
+        }
+    }
+}
+
+/// How many of the newest jobs [`Store::recent_conversations`] looks at.
+pub const RECENT_JOBS: i64 = 2_000;
+
 /// Queue counts by state, for `status`.
 #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
 pub struct QueueCounts {
@@ -450,6 +479,12 @@ pub trait Store: Send + Sync + 'static {
     /// (ms since the epoch); `None` when nothing due waits. Leased and
     /// backing-off jobs are not due.
     async fn oldest_due(&self, queue: Queue, now: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Up to `limit` conversations with the newest jobs (messages and
+    /// receipts, either way), newest first; only the newest
+    /// [`RECENT_JOBS`] jobs are looked at.
+    async fn recent_conversations(&self, limit: u32)
+    -> Result<Vec<RecentConversation>, StoreError>;
 
     /// The backend's name, for operators: `sqlite` or `postgresql`.
     fn backend(&self) -> &'static str;

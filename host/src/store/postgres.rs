@@ -46,7 +46,7 @@ pub use crate::clock::Clock;
 use super::dedupe::KeyHash;
 use super::{
     Accepted, Attempt, DeadLetter, Job, JobState, Link, NewJob, Outcome, Pruned, Queue,
-    QueueCounts, Remembered, Store, StoreError, Want,
+    QueueCounts, RecentConversation, Remembered, Store, StoreError, Want,
 };
 use queue::End;
 
@@ -812,6 +812,25 @@ impl Store for PostgresStore {
                 .await?
         };
         Ok(row.get(0))
+    }
+
+    async fn recent_conversations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<RecentConversation>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query(
+                "SELECT conversation_key, count(*), max(created_at) FROM (
+                     SELECT conversation_key, created_at FROM jobs
+                     WHERE queue <> 'inbound' ORDER BY seq DESC LIMIT $1) recent
+                 GROUP BY conversation_key ORDER BY max(created_at) DESC LIMIT $2",
+                &[&super::RECENT_JOBS, &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(|r| RecentConversation::from_key(r.get(0), r.get::<_, i64>(1) as u64, r.get(2)))
+            .collect())
     }
 
     fn backend(&self) -> &'static str {

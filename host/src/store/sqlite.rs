@@ -26,7 +26,7 @@ pub use crate::clock::Clock;
 use super::dedupe::KeyHash;
 use super::{
     Accepted, Attempt, DeadLetter, Job, JobState, Link, NewJob, Outcome, Pruned, Queue,
-    QueueCounts, Remembered, Store, StoreError, Want,
+    QueueCounts, RecentConversation, Remembered, Store, StoreError, Want,
 };
 use readers::Readers;
 use writer::{Aged, Env, Op, Reply, Scheduler};
@@ -665,6 +665,31 @@ impl Store for SqliteStore {
         }
         let waiting = self.acks.oldest_after(cursor).await?;
         Ok([table, waiting].into_iter().flatten().min())
+    }
+
+    async fn recent_conversations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<RecentConversation>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = self
+            .readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT conversation_key, COUNT(*), MAX(created_at) FROM (
+                         SELECT conversation_key, created_at FROM jobs
+                         WHERE queue != 'inbound' ORDER BY seq DESC LIMIT ?1)
+                     GROUP BY conversation_key ORDER BY MAX(created_at) DESC LIMIT ?2",
+                )?
+                .query_map(rusqlite::params![super::RECENT_JOBS, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, n, at)| RecentConversation::from_key(&key, n as u64, at))
+            .collect())
     }
 
     fn backend(&self) -> &'static str {

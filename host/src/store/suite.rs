@@ -213,6 +213,7 @@ on_both_backends!(
     accepted_webhooks_are_read_in_order_and_recorded_once_across_restarts,
     a_redelivery_in_the_log_is_recorded_as_a_duplicate,
     failures_from_the_log_become_inbound_jobs_to_retry_or_replay,
+    recent_conversations_are_newest_first,
 );
 
 pub(super) async fn a_failing_add_does_not_fail_the_adds_committed_with_it(env: Env) {
@@ -808,4 +809,30 @@ pub(super) async fn failures_from_the_log_become_inbound_jobs_to_retry_or_replay
     let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(dead[0].id, "never");
     assert!(store.replay("never", 6_000).await.unwrap());
+}
+
+pub(super) async fn recent_conversations_are_newest_first(env: Env) {
+    let store = env.open().await;
+    for (t, id, conv) in [
+        (1_000, "a1", "web\u{1f}a"),
+        (2_000, "b1", "web\u{1f}b"),
+        (3_000, "a2", "web\u{1f}a"),
+    ] {
+        env.at(t);
+        store.add(vec![in_conv(id, conv)]).await.unwrap();
+    }
+    let recent = store.recent_conversations(10).await.unwrap();
+    let seen: Vec<(&str, &str, u64, i64)> = recent
+        .iter()
+        .map(|c| {
+            (
+                c.channel.as_str(),
+                c.conversation.as_str(),
+                c.jobs,
+                c.last_at,
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("web", "a", 2, 3_000), ("web", "b", 1, 2_000)]);
+    assert_eq!(store.recent_conversations(1).await.unwrap().len(), 1);
 }
