@@ -413,8 +413,10 @@ async fn wait_delivered(app: &App, target: u64) -> bool {
 
 // ---- the database ---------------------------------------------------------
 
-fn config(dir: &Path, db: &Path, app_hook: &str) -> PathBuf {
-    let config = dir.join("bench.toml");
+/// Writes the config `name` in `dir`: the bench channel, the application,
+/// and `store` as the `[store]` table's keys.
+fn config(dir: &Path, name: &str, store: &str, app_hook: &str) -> PathBuf {
+    let config = dir.join(name);
     std::fs::write(
         &config,
         format!(
@@ -422,8 +424,7 @@ fn config(dir: &Path, db: &Path, app_hook: &str) -> PathBuf {
 [server]
 listen = "127.0.0.1:0"
 [store]
-path = "{}"
-{rows}
+{store}
 [application]
 webhook_url = "{app_hook}"
 secret = "{APP_SECRET}"
@@ -433,23 +434,27 @@ level = "error"
 adapter = "client-channel"
 settings = {{ webhook_url = "http://127.0.0.1:9/unused" }}
 secrets = {{ signing_secret = "{SECRET}" }}
-"#,
-            db.display(),
-            // The product's default unless the run asks for another.
-            rows = support::store_tuning(),
+"#
         ),
     )
     .expect("config");
     config
 }
 
-fn start_patchbay(dir: &Path, db: &Path, app_hook: &str) -> Server {
+/// `patchbay serve` on `config` (`PATCHBAY_BENCH_BIN` names another build).
+fn serve(config: &Path) -> Server {
     let bin = std::env::var_os("PATCHBAY_BENCH_BIN")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_patchbay").into());
     let mut cmd = Command::new(bin);
-    cmd.args(["serve", "--config"])
-        .arg(config(dir, db, app_hook));
+    cmd.args(["serve", "--config"]).arg(config);
     spawn(cmd)
+}
+
+/// Patchbay on the SQLite file `db`, with the product's writer tuning
+/// unless the run asks for another.
+fn start_patchbay(dir: &Path, db: &Path, app_hook: &str) -> Server {
+    let store = format!("path = \"{}\"\n{}", db.display(), support::store_tuning());
+    serve(&config(dir, "bench.toml", &store, app_hook))
 }
 
 /// Lets the binary under test create its schema, then fills it with `n`

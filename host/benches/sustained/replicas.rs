@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 #[path = "../../../tests/support/postgres.rs"]
 mod test_postgres;
 
-use super::support::{Server, spawn};
-use super::{APP_SECRET, App, Bodies, LoadResult, SECRET, closed_multi, line, wait_delivered};
+use super::support::Server;
+use super::{App, Bodies, LoadResult, closed_multi, line, wait_delivered};
 
 /// Runs the scenario; `bare` is the bare handler's rate in this run.
 pub async fn run(
@@ -116,33 +116,13 @@ async fn measure(
 }
 
 fn start_replica(dir: &Path, url: &str, hook: &str, i: usize) -> Server {
-    let config = dir.join(format!("replica-{i}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[store]
-url = "{url}"
-[application]
-webhook_url = "{hook}"
-secret = "{APP_SECRET}"
-[log]
-level = "error"
-[channels.bench]
-adapter = "client-channel"
-settings = {{ webhook_url = "http://127.0.0.1:9/unused" }}
-secrets = {{ signing_secret = "{SECRET}" }}
-"#
-        ),
-    )
-    .expect("config");
-    let bin = std::env::var_os("PATCHBAY_BENCH_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_patchbay").into());
-    let mut cmd = Command::new(bin);
-    cmd.args(["serve", "--config"]).arg(config);
-    spawn(cmd)
+    let store = format!("url = \"{url}\"");
+    super::serve(&super::config(
+        dir,
+        &format!("replica-{i}.toml"),
+        &store,
+        hook,
+    ))
 }
 
 /// The same retention window as the SQLite pre-fill: `n` finished webhooks

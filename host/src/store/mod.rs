@@ -329,6 +329,38 @@ pub struct QueueCounts {
     pub dead: u64,
 }
 
+/// Every queue's counts from `(queue, state, jobs)` rows of the jobs table,
+/// with the acknowledgement log's webhooks added to `inbound`: those
+/// `waiting` in it are pending, those `parsed` straight from it (no job row)
+/// done.
+fn tally(
+    rows: impl IntoIterator<Item = (String, String, u64)>,
+    waiting: u64,
+    parsed: u64,
+) -> Vec<(Queue, QueueCounts)> {
+    let mut out: Vec<(Queue, QueueCounts)> = Queue::ALL
+        .into_iter()
+        .map(|q| (q, QueueCounts::default()))
+        .collect();
+    for (queue, state, n) in rows {
+        let (Some(queue), Some(state)) = (Queue::parse(&queue), JobState::parse(&state)) else {
+            continue;
+        };
+        if let Some((_, counts)) = out.iter_mut().find(|(q, _)| *q == queue) {
+            match state {
+                JobState::Pending => counts.pending = n,
+                JobState::Done => counts.done = n,
+                JobState::Dead => counts.dead = n,
+            }
+        }
+    }
+    if let Some((_, counts)) = out.iter_mut().find(|(q, _)| *q == Queue::Inbound) {
+        counts.pending += waiting;
+        counts.done += parsed;
+    }
+    out
+}
+
 /// Durable queues.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -45,8 +45,8 @@ pub use crate::clock::Clock;
 
 use super::dedupe::KeyHash;
 use super::{
-    Accepted, Attempt, DeadLetter, Job, JobState, Link, NewJob, Outcome, Pruned, Queue,
-    QueueCounts, RecentConversation, Remembered, Store, StoreError, Want,
+    Accepted, Attempt, DeadLetter, Job, Link, NewJob, Outcome, Pruned, Queue, QueueCounts,
+    RecentConversation, Remembered, Store, StoreError, Want,
 };
 use queue::End;
 
@@ -600,32 +600,12 @@ impl Store for PostgresStore {
 
     async fn counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
         let client = self.pool.get().await?;
-        let mut out: Vec<(Queue, QueueCounts)> = Queue::ALL
-            .into_iter()
-            .map(|q| (q, QueueCounts::default()))
-            .collect();
         let rows = client
             .query(
                 "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state",
                 &[],
             )
             .await?;
-        for r in &rows {
-            let (Some(queue), Some(state)) = (Queue::parse(r.get(0)), JobState::parse(r.get(1)))
-            else {
-                continue;
-            };
-            if let Some((_, counts)) = out.iter_mut().find(|(q, _)| *q == queue) {
-                let n = r.get::<_, i64>(2) as u64;
-                match state {
-                    JobState::Pending => counts.pending = n,
-                    JobState::Done => counts.done = n,
-                    JobState::Dead => counts.dead = n,
-                }
-            }
-        }
-        // Webhooks in the acknowledgement log are pending; those parsed
-        // straight from it (no job row) count as done.
         let log = client
             .query_one(
                 "SELECT (SELECT count(*) FROM accepted WHERE seq > (SELECT seq FROM ack_cursor)),
@@ -633,11 +613,12 @@ impl Store for PostgresStore {
                 &[],
             )
             .await?;
-        if let Some((_, counts)) = out.iter_mut().find(|(q, _)| *q == Queue::Inbound) {
-            counts.pending += log.get::<_, i64>(0) as u64;
-            counts.done += log.get::<_, i64>(1) as u64;
-        }
-        Ok(out)
+        Ok(super::tally(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64)),
+            log.get::<_, i64>(0) as u64,
+            log.get::<_, i64>(1) as u64,
+        ))
     }
 
     async fn waiting_destinations(&self, queue: Queue) -> Result<Vec<(String, u64)>, StoreError> {

@@ -25,8 +25,8 @@ pub use crate::clock::Clock;
 
 use super::dedupe::KeyHash;
 use super::{
-    Accepted, Attempt, DeadLetter, Job, JobState, Link, NewJob, Outcome, Pruned, Queue,
-    QueueCounts, RecentConversation, Remembered, Store, StoreError, Want,
+    Accepted, Attempt, DeadLetter, Job, Link, NewJob, Outcome, Pruned, Queue, QueueCounts,
+    RecentConversation, Remembered, Store, StoreError, Want,
 };
 use readers::Readers;
 use writer::{Aged, Env, Op, Reply, Scheduler};
@@ -505,23 +505,6 @@ impl Store for SqliteStore {
                 .collect()
             })
             .await?;
-        let mut out: Vec<(Queue, QueueCounts)> = Queue::ALL
-            .into_iter()
-            .map(|q| (q, QueueCounts::default()))
-            .collect();
-        for (queue, state, n) in rows {
-            let (Some(queue), Some(state)) = (Queue::parse(&queue), JobState::parse(&state)) else {
-                continue;
-            };
-            if let Some((_, counts)) = out.iter_mut().find(|(q, _)| *q == queue) {
-                let n = n as u64;
-                match state {
-                    JobState::Pending => counts.pending = n,
-                    JobState::Done => counts.done = n,
-                    JobState::Dead => counts.dead = n,
-                }
-            }
-        }
         // Webhooks parsed straight from the acknowledgement log leave no job
         // row: those waiting are pending, those parsed in the retention
         // window done.
@@ -537,11 +520,11 @@ impl Store for SqliteStore {
             })
             .await?;
         let waiting = self.acks.count_after(cursor).await?;
-        if let Some((_, counts)) = out.iter_mut().find(|(q, _)| *q == Queue::Inbound) {
-            counts.pending += waiting;
-            counts.done += parsed as u64;
-        }
-        Ok(out)
+        Ok(super::tally(
+            rows.into_iter().map(|(q, s, n)| (q, s, n as u64)),
+            waiting,
+            parsed as u64,
+        ))
     }
 
     async fn remember(
