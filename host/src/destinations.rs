@@ -109,6 +109,18 @@ impl Destinations {
         f(breaker)
     }
 
+    /// Whether `destination` is paused (or being probed) here or elsewhere:
+    /// for showing, without taking a probe as [`admit`](Self::admit) does.
+    pub fn is_paused(&self, destination: &str, now: i64) -> bool {
+        let here = self
+            .breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(destination)
+            .is_some_and(Breaker::is_open);
+        here || self.paused_elsewhere(destination, now).is_some()
+    }
+
     /// What may be claimed for `destination` at `now`.
     pub fn admit(&self, destination: &str, now: i64) -> Admit {
         let admit = self.with(destination, |b| b.admit(now));
@@ -226,5 +238,17 @@ mod tests {
         let d = Destinations::default();
         d.failed("app", "job-1", Some(5_000), 0);
         assert!(matches!(d.admit("app", 1), Admit::Paused { .. }));
+    }
+
+    #[test]
+    fn looking_at_a_pause_does_not_take_its_probe() {
+        let d = Destinations::default();
+        assert!(!d.is_paused("app", 0));
+        d.failed("app", "job-1", Some(5_000), 0);
+        // The pause is over: still shown as paused until the probe answers,
+        // and looking leaves the probe to the workers.
+        assert!(d.is_paused("app", 6_000));
+        assert!(d.is_paused("app", 6_000));
+        assert_eq!(d.admit("app", 6_000), Admit::Probe);
     }
 }

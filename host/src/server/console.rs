@@ -262,12 +262,7 @@ async fn overview(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response
     let ready = rt.store.ready().await;
     let mut channels: Vec<_> = rt.channels.values().collect();
     channels.sort_by(|a, b| a.id.cmp(&b.id));
-    let paused = |destination: &str| {
-        matches!(
-            rt.destinations.admit(destination, now),
-            patchbay_core::breaker::Admit::Paused { .. }
-        )
-    };
+    let paused = |destination: &str| rt.destinations.is_paused(destination, now);
     page(
         "Overview",
         Some(&c.csrf(&session)),

@@ -401,7 +401,7 @@ impl Store for PostgresStore {
         let now = self.clock.now();
         let new: Vec<&NewJob> = jobs.iter().collect();
         transaction!(self, tx => async {
-            queue::lock_conversations(&tx, &new, &[]).await?;
+            queue::prepare(&tx, &new, &[]).await?;
             queue::insert(&tx, &jobs, now).await
         }.await)
     }
@@ -460,7 +460,7 @@ impl Store for PostgresStore {
             })
             .collect();
         transaction!(self, tx => async {
-            queue::lock_conversations(&tx, &new, &[]).await?;
+            queue::prepare(&tx, &new, &[]).await?;
             queue::record_accepted(&tx, &parsed, now).await
         }.await)
     }
@@ -480,7 +480,7 @@ impl Store for PostgresStore {
         let new: Vec<&NewJob> = done.iter().flat_map(|(_, f)| f).collect();
         let ids: Vec<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
         transaction!(self, tx => async {
-            queue::lock_conversations(&tx, &new, &ids).await?;
+            queue::prepare(&tx, &new, &ids).await?;
             let mut duplicates = 0;
             for (id, follow_ups) in &done {
                 let duplicate = queue::finish(&tx, id, End::Done, follow_ups, now).await?;
@@ -525,7 +525,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         transaction!(self, tx => async {
-            queue::lock_conversations(&tx, &[], &[id]).await?;
+            queue::prepare(&tx, &[], &[id]).await?;
             queue::retry(&tx, id, run_at, error, attempt, now).await
         }.await)
     }
@@ -534,7 +534,7 @@ impl Store for PostgresStore {
         let now = self.clock.now();
         let new: Vec<&NewJob> = follow_ups.iter().collect();
         transaction!(self, tx => async {
-            queue::lock_conversations(&tx, &new, &[id]).await?;
+            queue::prepare(&tx, &new, &[id]).await?;
             queue::finish(&tx, id, End::Dead(error), &follow_ups, now).await.map(drop)
         }.await)
     }
@@ -593,7 +593,7 @@ impl Store for PostgresStore {
 
     async fn replay(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         transaction!(self, tx => async {
-            queue::lock_conversations(&tx, &[], &[id]).await?;
+            queue::prepare(&tx, &[], &[id]).await?;
             queue::replay(&tx, id, now).await
         }.await)
     }
@@ -644,7 +644,7 @@ impl Store for PostgresStore {
         let now = self.clock.now();
         let new: Vec<&NewJob> = jobs.iter().collect();
         transaction!(self, tx => async {
-            queue::lock_conversations(&tx, &new, &[]).await?;
+            queue::prepare(&tx, &new, &[]).await?;
             queue::remember(&tx, scope, key, value, &jobs, now).await
         }.await)
     }

@@ -53,16 +53,16 @@ fn conversation_of(job: &NewJob) -> Option<(Queue, &str)> {
     })
 }
 
-/// Takes, in one order for every transaction, a transaction-scoped lock on
-/// each conversation it will change: the conversations of `jobs` (new) and
-/// of the existing jobs `ids`. Transactions that change several
-/// conversations (a parsed batch, grouped completions) then never wait on
-/// each other in a cycle; row locks are only taken under these.
-pub(super) async fn lock_conversations(
-    tx: &Transaction<'_>,
-    jobs: &[&NewJob],
-    ids: &[&str],
-) -> Result<()> {
+/// What every transaction that adds or finishes jobs does first:
+///
+/// - takes, in one order for every transaction, a transaction-scoped lock on
+///   each conversation it will change — the conversations of `jobs` (new) and
+///   of the existing jobs `ids` — so transactions that change several
+///   conversations (a parsed batch, grouped completions) never wait on each
+///   other in a cycle; row locks are only taken under these;
+/// - notifies the queues `jobs` join, once each (PostgreSQL delivers it at
+///   commit, and not at all if the transaction rolls back).
+pub(super) async fn prepare(tx: &Transaction<'_>, jobs: &[&NewJob], ids: &[&str]) -> Result<()> {
     let mut keys: Vec<i64> = jobs
         .iter()
         .filter_map(|job| conversation_of(job))
@@ -81,6 +81,17 @@ pub(super) async fn lock_conversations(
                 keys.push(conversation_lock(queue, r.get(1)));
             }
         }
+    }
+    let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    if !queues.is_empty() {
+        exec(
+            tx,
+            "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q",
+            &[&WAKE_CHANNEL, &queues],
+        )
+        .await?;
     }
     if keys.is_empty() {
         return Ok(());
@@ -103,9 +114,8 @@ fn conversation_lock(queue: Queue, key: &str) -> i64 {
 }
 
 /// Appends jobs; a `deliver` or `outbound` job joins the end of its
-/// conversation. Replicas waiting on these queues are woken at commit.
+/// conversation. (Waking the replicas is [`prepare`]'s.)
 pub(super) async fn insert(tx: &Transaction<'_>, jobs: &[NewJob], now: i64) -> Result<()> {
-    let mut woken: Vec<Queue> = Vec::new();
     for job in jobs {
         let key = conversation_of(job).map(|(_, key)| key);
         let seq: i64 = row(
@@ -131,17 +141,6 @@ pub(super) async fn insert(tx: &Transaction<'_>, jobs: &[NewJob], now: i64) -> R
         if let Some(key) = key {
             link(tx, job.queue, key, &job.destination, seq, job.run_at).await?;
         }
-        if !woken.contains(&job.queue) {
-            woken.push(job.queue);
-        }
-    }
-    for queue in woken {
-        exec(
-            tx,
-            "SELECT pg_notify($1, $2)",
-            &[&WAKE_CHANNEL, &queue.as_str()],
-        )
-        .await?;
     }
     Ok(())
 }
