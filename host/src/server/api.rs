@@ -110,10 +110,7 @@ pub async fn send_messages(
             message.trace.tracestate = trace_header("tracestate");
             message.trace.b3 = trace_header("b3");
         }
-        // Every message has a trace, so its log lines can be followed.
-        if message.trace.traceparent.is_none() && message.trace.b3.is_none() {
-            message.trace.traceparent = Some(crate::upstreams::webhook::new_traceparent());
-        }
+        crate::upstreams::webhook::ensure_trace(&mut message.trace);
         tracing::info!(
             message_id = %message.id,
             channel = %channel_id,

@@ -119,8 +119,16 @@ impl AppClient {
     }
 }
 
+/// Gives a message that carries no trace (no `traceparent`, no `b3`) a new
+/// one, so every message's log lines and deliveries can be followed.
+pub fn ensure_trace(trace: &mut patchbay_plugin_sdk::message::TraceContext) {
+    if trace.traceparent.is_none() && trace.b3.is_none() {
+        trace.traceparent = Some(new_traceparent());
+    }
+}
+
 /// A new W3C `traceparent` for messages that arrive without one.
-pub fn new_traceparent() -> String {
+fn new_traceparent() -> String {
     let trace: u128 = rand::random::<u128>().max(1);
     let span: u64 = rand::random::<u64>().max(1);
     format!("00-{trace:032x}-{span:016x}-01")

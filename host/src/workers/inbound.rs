@@ -14,7 +14,7 @@ use patchbay_plugin_sdk::message::{Content, Message};
 use super::{conversation_key, deliver_job, idle_sleep, new_id, next_after};
 use crate::runtime::{Runtime, persist};
 use crate::store::{Accepted, Job, NewJob, Outcome, Queue, StoreError, Want};
-use crate::upstreams::webhook::new_traceparent;
+use crate::upstreams::webhook::ensure_trace;
 
 /// A `(channel, event id)` pair.
 type EventKey = (String, String);
@@ -280,9 +280,7 @@ async fn parse(rt: &Runtime, job: &Job) -> Outcome {
     for mut message in messages {
         message.id = new_id();
         message.channel = channel.id.clone();
-        if message.trace.traceparent.is_none() && message.trace.b3.is_none() {
-            message.trace.traceparent = Some(new_traceparent());
-        }
+        ensure_trace(&mut message.trace);
         let trace_id = crate::telemetry::trace_id(&message.trace);
         tracing::Span::current().record("trace_id", trace_id);
         tracing::info!(message_id = %message.id, trace_id, "message parsed");

@@ -12,7 +12,7 @@ use super::outbound::OutboundJob;
 use super::{new_id, next_after};
 use crate::runtime::{Runtime, persist};
 use crate::store::{Job, Link, Outcome};
-use crate::upstreams::webhook::new_traceparent;
+use crate::upstreams::webhook::ensure_trace;
 use crate::upstreams::{LinkScope, Speaks, Upstream, conversation_of, link_scope};
 
 /// Decodes one stored webhook of `upstream` into outbound jobs, or says why
@@ -123,9 +123,7 @@ fn addressed(
     message.id = new_id();
     message.channel = channel;
     message.conversation = conversation;
-    if message.trace.is_empty() {
-        message.trace.traceparent = Some(new_traceparent());
-    }
+    ensure_trace(&mut message.trace);
     message
         .validate()
         .map_err(|e| format!("connector produced an invalid message: {e}"))?;
