@@ -149,9 +149,9 @@ mod bytes_b64;
 pub mod prelude {
     pub use crate::adapter::{
         AccessToken, AckResponse, AdapterFactory, ChannelAdapter, ChannelConfig, ConfigError,
-        Continuation, HttpRequestSpec, InboundRequest, Manifest, ProviderResponse, RequestSpec,
-        ResourceSpec, Resources, Secret, SettingSpec, SmtpRelay, SmtpRequestSpec, SmtpSecurity,
-        Step, StepOutput, Timestamp, Verdict, WireRange,
+        Continuation, HttpRequestSpec, InboundRequest, Manifest, OutboxPush, ProviderResponse,
+        RequestSpec, ResourceSpec, Resources, Secret, SettingSpec, SmtpRelay, SmtpRequestSpec,
+        SmtpSecurity, Step, StepOutput, Timestamp, Verdict, WireRange,
     };
     pub use crate::capabilities::{
         AttachmentPolicy, ChannelCapabilities, DirectionCapabilities, Feature, ListMode,

@@ -19,8 +19,8 @@ pub use config::{ChannelConfig, ConfigError, Secret};
 pub use inbound::{AckResponse, InboundRequest, Verdict};
 pub use manifest::{Manifest, SettingSpec, WireRange};
 pub use request::{
-    AccessToken, HttpRequestSpec, ProviderResponse, RequestSpec, SmtpRelay, SmtpRequestSpec,
-    SmtpSecurity, retry_after_ms,
+    AccessToken, HttpRequestSpec, OutboxPush, ProviderResponse, RequestSpec, SmtpRelay,
+    SmtpRequestSpec, SmtpSecurity, retry_after_ms,
 };
 pub use step::{Continuation, ResourceSpec, Resources, Step, StepOutput};
 

@@ -16,6 +16,27 @@ pub enum RequestSpec {
     Http(HttpRequestSpec),
     /// An SMTP submission.
     Smtp(SmtpRequestSpec),
+    /// A message for a customer connected to Patchbay itself (web chat): the
+    /// host appends it to the conversation's durable outbox, which the
+    /// customer's browser reads and resumes from. The host answers 200 with
+    /// `{"seq": n}`, the entry's position in the outbox.
+    Outbox(OutboxPush),
+}
+
+/// An entry for a conversation's outbox (see [`RequestSpec::Outbox`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OutboxPush {
+    /// The conversation whose customer reads it.
+    pub conversation: String,
+    /// What the customer's client receives, as the adapter rendered it.
+    #[serde(with = "crate::bytes_b64")]
+    pub body: Vec<u8>,
+}
+
+impl From<OutboxPush> for RequestSpec {
+    fn from(request: OutboxPush) -> Self {
+        RequestSpec::Outbox(request)
+    }
 }
 
 impl From<HttpRequestSpec> for RequestSpec {

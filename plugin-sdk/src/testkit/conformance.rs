@@ -579,6 +579,13 @@ fn well_formed(request: &RequestSpec) -> Outcome {
                 Outcome::Passed
             }
         }
+        RequestSpec::Outbox(push) => {
+            if push.conversation.is_empty() || push.body.is_empty() {
+                fail("an outbox entry without conversation or body")
+            } else {
+                Outcome::Passed
+            }
+        }
     }
 }
 

@@ -271,6 +271,11 @@ pub fn requests_json(run: &Run) -> Value {
                                  .collect::<Vec<_>>()}
                 })
             }
+            RequestSpec::Outbox(push) => json!({
+                "outbox": {"conversation": push.conversation,
+                           "body": serde_json::from_slice::<Value>(&push.body)
+                               .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&push.body).into_owned()))}
+            }),
         })
         .collect()
 }
