@@ -39,6 +39,10 @@ pub fn builtin_adapters() -> BTreeMap<&'static str, Arc<dyn AdapterFactory>> {
         patchbay_adapter_email::ADAPTER_ID,
         Arc::new(patchbay_adapter_email::EmailFactory),
     );
+    adapters.insert(
+        patchbay_adapter_webchat::ADAPTER_ID,
+        Arc::new(patchbay_adapter_webchat::WebchatFactory),
+    );
     adapters
 }
 
@@ -144,6 +148,9 @@ pub struct Channel {
     pub upstream: String,
     /// How its adapter came into this process (compiled in, or which library).
     pub origin: Origin,
+    /// For the compiled-in web chat: its sessions and allowed pages, which
+    /// the host's widget routes use (see `crate::webchat`).
+    pub web: Option<Arc<patchbay_adapter_webchat::Webchat>>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -209,6 +216,14 @@ fn build_one(
         .create(&channel_config)
         .map_err(|e| ConfigError::new(format!("channels.{id}.{}", e.key), e.message))?;
     let capabilities = narrow(&adapter.manifest().capabilities, &section.capabilities);
+    let web = match registered.origin {
+        Origin::CompiledIn if section.adapter == patchbay_adapter_webchat::ADAPTER_ID => {
+            let web = patchbay_adapter_webchat::Webchat::new(&channel_config)
+                .map_err(|e| ConfigError::new(format!("channels.{id}.{}", e.key), e.message))?;
+            Some(Arc::new(web))
+        }
+        _ => None,
+    };
     Ok(Channel {
         id: id.to_string(),
         adapter_id: section.adapter.clone(),
@@ -218,5 +233,6 @@ fn build_one(
         language: section.language.clone(),
         upstream: String::new(),
         origin: registered.origin.clone(),
+        web,
     })
 }

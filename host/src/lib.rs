@@ -47,4 +47,5 @@ pub mod store;
 pub mod telemetry;
 pub mod transport;
 pub mod upstreams;
+pub mod webchat;
 pub mod workers;

@@ -12,6 +12,7 @@ use crate::resources::ResourceCache;
 use crate::store::{Attempt, Job, NewJob, Outcome, Store, StoreError};
 use crate::transport::Transport;
 use crate::upstreams::Upstreams;
+use crate::webchat::Outboxes;
 use crate::workers::completions::Completer;
 
 /// Wakes a queue's worker when new work is stored.
@@ -51,6 +52,10 @@ pub struct Runtime {
     pub completers: Completers,
     /// The time every worker and handler reads.
     pub clock: Clock,
+    /// Web chat conversations' outboxes (also in `transport`).
+    pub outboxes: Outboxes,
+    /// Whether the admin console is served (the trial page links to it).
+    pub admin_console: bool,
 }
 
 /// The [`Completer`] of each queue whose workers run jobs concurrently.

@@ -18,6 +18,7 @@ use crate::smtp::SmtpSender;
 use crate::store::{PostgresSettings, PostgresStore, Queue, SqliteStore, Store, WriterSettings};
 use crate::transport::{Transport, http_client};
 use crate::upstreams;
+use crate::webchat::Outboxes;
 use crate::workers;
 use crate::workers::completions::{self, Completer};
 use crate::workers::supervise;
@@ -113,6 +114,7 @@ pub async fn serve_with(
     let (deliver_done, deliver_pending) = Completer::new();
     let (outbound_done, outbound_pending) = Completer::new();
     let destinations = Destinations::default().shared_through(store.clone());
+    let outboxes = Outboxes::new(store.clone(), clock.clone());
     let rt = Arc::new(Runtime {
         store,
         channels,
@@ -121,7 +123,8 @@ pub async fn serve_with(
             provider_client,
             SmtpSender::new(Duration::from_millis(config.providers.timeout_ms)),
             clock.clone(),
-        ),
+        )
+        .with_outboxes(outboxes.clone()),
         upstreams,
         outbound_retry: config.providers.retry,
         lease_ms: (config.store.lease_secs.saturating_mul(1000)) as i64,
@@ -133,6 +136,8 @@ pub async fn serve_with(
             outbound: outbound_done,
         },
         clock,
+        outboxes,
+        admin_console: config.admin.is_some(),
     });
 
     // Work another replica adds wakes this one's workers too.

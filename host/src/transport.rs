@@ -17,6 +17,7 @@ use patchbay_plugin_sdk::error::AdapterError;
 
 use crate::clock::Clock;
 use crate::smtp::SmtpSender;
+use crate::webchat::Outboxes;
 
 /// Refresh tokens this long before they expire.
 const TOKEN_MARGIN_MS: i64 = 60_000;
@@ -44,6 +45,9 @@ pub struct Transport {
     smtp: SmtpSender,
     clock: Clock,
     tokens: Arc<Mutex<HashMap<(String, String), AccessToken>>>,
+    /// Where [`RequestSpec::Outbox`] entries go; a transport without them
+    /// (an upstream's) refuses such requests.
+    outboxes: Option<Outboxes>,
 }
 
 impl Transport {
@@ -54,7 +58,14 @@ impl Transport {
             smtp,
             clock,
             tokens: Arc::default(),
+            outboxes: None,
         }
+    }
+
+    /// The same transport, storing outbox entries in `outboxes`.
+    pub fn with_outboxes(mut self, outboxes: Outboxes) -> Self {
+        self.outboxes = Some(outboxes);
+        self
     }
 
     /// Runs `step` to completion for `channel`'s adapter, through the SDK's
@@ -114,6 +125,12 @@ impl Transport {
                 self.http(http).await
             }
             RequestSpec::Smtp(smtp) => self.smtp.send(smtp).await,
+            RequestSpec::Outbox(push) => match &self.outboxes {
+                Some(outboxes) => outboxes.push(channel, push).await,
+                None => Err(AdapterError::permanent(
+                    "outbox entries are for channels; this request came from elsewhere",
+                )),
+            },
         }
     }
 

@@ -24,4 +24,5 @@ mod slack;
 mod sms;
 mod smtp_server;
 mod teams;
+mod webchat;
 mod webex;

@@ -30,16 +30,23 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let request = inbound_request(&rt, method, uri, headers, body);
+    receive(&rt, &channel_id, request).await
+}
+
+/// Verifies a customer's request for `channel_id`, stores it, and answers
+/// with its ack: what [`webhook`] does once the HTTP request is read, and
+/// what the web chat socket does with each frame.
+pub(crate) async fn receive(rt: &Runtime, channel_id: &str, request: InboundRequest) -> Response {
     let started = Instant::now();
-    let Some(channel) = rt.channels.get(&channel_id) else {
+    let Some(channel) = rt.channels.get(channel_id) else {
         return error(StatusCode::NOT_FOUND, "no such channel");
     };
-    let request = inbound_request(&rt, method, uri, headers, body);
     let resources = match rt.resources.current(&rt.transport, channel).await {
         Ok(r) => r,
         Err(_) => {
             // Logged by the cache; 503 makes the provider retry later.
-            count(&channel_id, "unavailable");
+            count(channel_id, "unavailable");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot verify requests for this channel right now",
@@ -57,15 +64,15 @@ pub async fn webhook(
         Ok(v) => v,
         Err(rejection) => {
             tracing::warn!(channel = %channel_id, status = rejection.status, reason = %rejection.message, "webhook rejected");
-            count(&channel_id, "rejected");
+            count(channel_id, "rejected");
             let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::UNAUTHORIZED);
             return error(status, rejection.message);
         }
     };
     accept(
-        &rt,
-        &channel_id,
-        channel_id.clone(),
+        rt,
+        channel_id,
+        channel_id.to_string(),
         request,
         verdict,
         started,
@@ -114,7 +121,7 @@ fn count(source: &str, outcome: &'static str) {
         .increment(1);
 }
 
-fn inbound_request(
+pub(crate) fn inbound_request(
     rt: &Runtime,
     method: Method,
     uri: Uri,

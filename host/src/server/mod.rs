@@ -4,7 +4,7 @@ pub mod api;
 pub mod connections;
 mod console;
 mod health;
-mod ingress;
+pub(crate) mod ingress;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,7 @@ pub fn router(
         .route("/healthz", get(health::ready))
         .route("/metrics", get(health::metrics))
         .with_state(rt.clone());
+    app = app.merge(crate::webchat::routes(rt.clone(), max_body_bytes));
     if let Some(admin) = admin {
         app = app.merge(console::routes(rt, admin.key.clone(), admin.session_hours));
     }

@@ -499,6 +499,32 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` links last set before `before`; returns how many.
     async fn forget_links(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
 
+    /// Appends an entry to a conversation's outbox (what web chat customers
+    /// read; see [`patchbay_plugin_sdk::adapter::OutboxPush`]) and returns
+    /// its position. Positions grow within a conversation: its outbound jobs
+    /// run one at a time.
+    async fn outbox_push(
+        &self,
+        channel: &str,
+        conversation: &str,
+        body: Vec<u8>,
+        now: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// Up to `limit` outbox entries of a conversation after position `after`,
+    /// oldest first, as `(position, body)`.
+    async fn outbox_read(
+        &self,
+        channel: &str,
+        conversation: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError>;
+
+    /// Deletes up to `limit` outbox entries stored before `before`; returns
+    /// how many. A customer reconnecting later no longer sees them.
+    async fn forget_outbox(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+
     /// Records (or with `None` clears) a conversation's degraded menu.
     async fn set_menu(
         &self,

@@ -741,6 +741,60 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn outbox_push(
+        &self,
+        channel: &str,
+        conversation: &str,
+        body: Vec<u8>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO outbox (channel, conversation, body, created_at)
+                 VALUES ($1, $2, $3, $4) RETURNING seq",
+            )
+            .await?;
+        let row = client
+            .query_one(&statement, &[&channel, &conversation, &body, &now])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    async fn outbox_read(
+        &self,
+        channel: &str,
+        conversation: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT seq, body FROM outbox
+                 WHERE channel = $1 AND conversation = $2 AND seq > $3
+                 ORDER BY seq LIMIT $4",
+            )
+            .await?;
+        let rows = client
+            .query(
+                &statement,
+                &[&channel, &conversation, &after, &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn forget_outbox(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        self.forget(
+            "DELETE FROM outbox WHERE seq IN (
+                 SELECT seq FROM outbox WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            before,
+            limit,
+        )
+        .await
+    }
+
     async fn set_menu(
         &self,
         conversation_key: &str,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::clock::Clock;
@@ -96,6 +96,15 @@ CREATE TABLE IF NOT EXISTS links (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX IF NOT EXISTS links_age ON links(updated_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_conversation ON outbox(channel, conversation, seq);
+CREATE INDEX IF NOT EXISTS outbox_age ON outbox(created_at);
 CREATE TABLE IF NOT EXISTS ack_cursor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL
@@ -585,6 +594,52 @@ impl Store for SqliteStore {
 
     async fn forget_links(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
         self.call(|r| Op::Forget(Aged::Links, before, limit, r))
+            .await
+    }
+
+    async fn outbox_push(
+        &self,
+        channel: &str,
+        conversation: &str,
+        body: Vec<u8>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let (channel, conversation) = (channel.to_string(), conversation.to_string());
+        self.call(|reply| Op::Outbox {
+            channel,
+            conversation,
+            body,
+            at: now,
+            reply,
+        })
+        .await
+    }
+
+    async fn outbox_read(
+        &self,
+        channel: &str,
+        conversation: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let (channel, conversation) = (channel.to_string(), conversation.to_string());
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT seq, body FROM outbox
+                     WHERE channel = ?1 AND conversation = ?2 AND seq > ?3
+                     ORDER BY seq LIMIT ?4",
+                )?
+                .query_map(params![channel, conversation, after, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+            })
+            .await
+    }
+
+    async fn forget_outbox(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        self.call(|r| Op::Forget(Aged::Outbox, before, limit, r))
             .await
     }
 

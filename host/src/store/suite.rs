@@ -214,6 +214,7 @@ on_both_backends!(
     a_redelivery_in_the_log_is_recorded_as_a_duplicate,
     failures_from_the_log_become_inbound_jobs_to_retry_or_replay,
     recent_conversations_are_newest_first,
+    an_outbox_is_read_in_order_per_conversation_across_restarts_until_retention,
 );
 
 pub(super) async fn a_failing_add_does_not_fail_the_adds_committed_with_it(env: Env) {
@@ -665,6 +666,66 @@ pub(super) async fn old_menus_are_forgotten_with_the_retention_window(env: Env) 
         "a \"2\" weeks later is text"
     );
     assert!(store.menu("recent").await.unwrap().is_some());
+}
+
+pub(super) async fn an_outbox_is_read_in_order_per_conversation_across_restarts_until_retention(
+    env: Env,
+) {
+    let store = env.open().await;
+    let mut positions = Vec::new();
+    for (i, conversation) in ["ann", "bo", "ann", "ann"].iter().enumerate() {
+        let body = format!("{conversation}-{i}").into_bytes();
+        let at = 1_000 * (i as i64 + 1);
+        positions.push(
+            store
+                .outbox_push("web", conversation, body, at)
+                .await
+                .unwrap(),
+        );
+    }
+    store
+        .outbox_push("other", "ann", b"x".to_vec(), 9_000)
+        .await
+        .unwrap();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    let read = |after, limit| {
+        let store = store.clone();
+        async move {
+            let entries = store.outbox_read("web", "ann", after, limit).await.unwrap();
+            entries
+                .into_iter()
+                .map(|(seq, body)| (seq, String::from_utf8(body).unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = read(0, 10).await;
+    assert_eq!(
+        all.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(),
+        ["ann-0", "ann-2", "ann-3"],
+        "only this channel's and this conversation's, oldest first"
+    );
+    // Resuming after what the customer saw gives only what is newer.
+    let after_first = read(all[0].0, 10).await;
+    assert_eq!(after_first, all[1..].to_vec());
+    assert_eq!(read(all[0].0, 1).await, all[1..2].to_vec(), "limit");
+    drop(store);
+    let store = env.open().await;
+    let reopened = store.outbox_read("web", "ann", 0, 10).await.unwrap();
+    assert_eq!(reopened.len(), 3, "kept across a restart");
+    crate::workers::retention::prune(store.as_ref(), 3_500).await;
+    let kept = store.outbox_read("web", "ann", 0, 10).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        [all[2].0]
+    );
+    let next = store
+        .outbox_push("web", "ann", b"later".to_vec(), 10_000)
+        .await
+        .unwrap();
+    assert!(
+        next > all[2].0,
+        "positions never go back, even after pruning"
+    );
 }
 
 pub(super) async fn waiting_destinations_count_conversations_per_upstream_and_links_round_trip(

@@ -70,6 +70,16 @@ pub async fn prune(store: &dyn Store, before: i64) -> u64 {
             "forgot upstream message links older than the retention window"
         );
     }
+    let outbox = in_chunks("web chat outboxes", |limit| {
+        store.forget_outbox(before, limit)
+    })
+    .await;
+    if outbox > 0 {
+        tracing::info!(
+            entries = outbox,
+            "forgot web chat outbox entries older than the retention window"
+        );
+    }
     let menus = in_chunks("menus", |limit| store.forget_menus(before, limit)).await;
     if menus > 0 {
         tracing::info!(

@@ -254,7 +254,7 @@ fn the_key_set_is_fetched_through_the_openid_metadata() {
         .iter()
         .map(|r| match r {
             RequestSpec::Http(h) => h.url.clone(),
-            RequestSpec::Smtp(_) => String::new(),
+            _ => String::new(),
         })
         .collect();
     assert_eq!(

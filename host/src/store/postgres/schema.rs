@@ -98,6 +98,18 @@ CREATE TABLE pauses (
     reason TEXT NOT NULL
 );
 "#,
+    // 2: web chat outboxes.
+    r#"
+CREATE TABLE outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    channel TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX outbox_conversation ON outbox (channel, conversation, seq);
+CREATE INDEX outbox_age ON outbox (created_at);
+"#,
 ];
 
 /// The version this build writes.

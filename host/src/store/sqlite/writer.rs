@@ -72,6 +72,13 @@ pub(super) enum Op {
     },
     SetMenu(String, Option<String>, i64, Reply<()>),
     Link(Vec<Link>, i64, Reply<()>),
+    Outbox {
+        channel: String,
+        conversation: String,
+        body: Vec<u8>,
+        at: i64,
+        reply: Reply<i64>,
+    },
     Prune(Option<i64>, i64, u32, Reply<Pruned>),
     Forget(Aged, i64, u32, Reply<u64>),
     /// Panics in the writer, to test that a turn's panic is contained.
@@ -131,6 +138,8 @@ pub(super) enum Aged {
     Menus,
     /// Upstream links.
     Links,
+    /// Web chat outbox entries.
+    Outbox,
 }
 
 impl Aged {
@@ -153,6 +162,10 @@ impl Aged {
             Aged::Links => {
                 "DELETE FROM links WHERE rowid IN (
                      SELECT rowid FROM links WHERE updated_at < ?1 ORDER BY updated_at LIMIT ?2)"
+            }
+            Aged::Outbox => {
+                "DELETE FROM outbox WHERE seq IN (
+                     SELECT seq FROM outbox WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)"
             }
         }
     }
@@ -345,6 +358,7 @@ fn fail(op: Op, why: &str) {
         | Op::Ping(r) => f(r, why),
         Op::Retry { reply, .. } => f(reply, why),
         Op::Replay(_, _, r) => f(r, why),
+        Op::Outbox { reply, .. } => f(reply, why),
         Op::Remember { reply, .. } => f(reply, why),
         Op::Prune(_, _, _, r) => f(r, why),
         Op::Forget(_, _, _, r) => f(r, why),
@@ -462,6 +476,23 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
                 }
                 Ok(())
             });
+            finisher(reply, r)
+        }
+        Op::Outbox {
+            channel,
+            conversation,
+            body,
+            at,
+            reply,
+        } => {
+            let r = conn
+                .prepare_cached(
+                    "INSERT INTO outbox (channel, conversation, body, created_at)
+                     VALUES (?1, ?2, ?3, ?4) RETURNING seq",
+                )
+                .and_then(|mut insert| {
+                    insert.query_row(params![channel, conversation, body, at], |r| r.get(0))
+                });
             finisher(reply, r)
         }
         Op::Forget(aged, before, limit, reply) => {

@@ -1,0 +1,284 @@
+//! The web chat channel over real HTTP and a real WebSocket: sessions and
+//! origins, a customer's messages reaching the application once, replies
+//! reaching the customer in order, and resuming after a dropped socket.
+//! (`browser.rs` drives the widget itself in Chromium.)
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::harness::*;
+
+pub const SESSION_SECRET: &str = "webchat-session-secret-for-tests-0123";
+const SHOP: &str = "http://shop.test";
+
+/// The `chat` web chat channel, for `HostOptions::extra_channel_toml`.
+pub fn chat_channel(demo_page: bool) -> String {
+    format!(
+        r#"
+[channels.chat]
+adapter = "webchat"
+upstream = "application"
+secrets = {{ session_secret = "{SESSION_SECRET}" }}
+settings = {{ allowed_origins = ["{SHOP}"], title = "Ask the shop", demo_page = {demo_page} }}
+"#
+    )
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn session(host: &Host, origin: &str, body: Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/webchat/chat/session", host.url))
+        .header("origin", origin)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("session")
+}
+
+async fn connect(host: &Host, origin: &str) -> Result<Socket, u16> {
+    let url = format!("{}/webchat/chat/socket", host.url.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().expect("origin"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("socket: {e}"),
+    }
+}
+
+async fn send(socket: &mut Socket, frame: Value) {
+    socket
+        .send(Frame::text(frame.to_string()))
+        .await
+        .expect("send");
+}
+
+/// The next JSON frame that is not a read receipt's ack.
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(15), socket.next())
+            .await
+            .expect("a frame within 15 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Frame::Text(text) = frame {
+            return serde_json::from_str(&text).expect("json frame");
+        }
+    }
+}
+
+async fn hello(socket: &mut Socket, token: &str, after: i64) {
+    send(
+        socket,
+        json!({"type": "hello", "token": token, "after": after}),
+    )
+    .await;
+    let ready = next(socket).await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+}
+
+fn text(client_id: &str, text: &str) -> Value {
+    json!({"type": "send", "client_id": client_id, "content": {"type": "text", "text": text}})
+}
+
+/// Messages the application received from the `chat` channel (not receipts).
+fn from_chat(app: &Mock) -> Vec<Value> {
+    app.received()
+        .iter()
+        .map(Received::json)
+        .filter(|m| m["channel"] == "chat" && m["content"]["type"] != "receipt")
+        .collect()
+}
+
+#[tokio::test]
+async fn only_allowed_pages_get_sessions_and_sockets() {
+    let app = Mock::start().await;
+    let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+    options.extra_channel_toml = chat_channel(false);
+    let host = Host::start(options);
+
+    let widget = client()
+        .get(format!("{}/webchat/chat/widget.js", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(widget.status(), 200);
+    assert!(
+        widget.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let missing = client()
+        .get(format!("{}/webchat/web/widget.js", host.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        missing.status(),
+        404,
+        "`web` is a client channel, not a web chat"
+    );
+
+    let allowed = session(&host, SHOP, json!({})).await;
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], SHOP);
+    let issued = allowed.json_value().await;
+    assert!(
+        issued["customer"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("visitor-")
+    );
+    assert_eq!(issued["title"], "Ask the shop");
+    let preflight = client()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/webchat/chat/session", host.url),
+        )
+        .header("origin", SHOP)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], SHOP);
+
+    let evil = session(&host, "https://evil.test", json!({})).await;
+    assert_eq!(evil.status(), 403);
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(connect(&host, "https://evil.test").await.err(), Some(403));
+
+    // A forged token gets no socket conversation.
+    let mut socket = connect(&host, SHOP).await.expect("socket");
+    send(
+        &mut socket,
+        json!({"type": "hello", "token": "forged", "after": 0}),
+    )
+    .await;
+    assert_eq!(next(&mut socket).await["type"], "expired");
+    // Nor a renewal.
+    assert_eq!(
+        session(&host, SHOP, json!({"token": "forged"}))
+            .await
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_customer_chats_and_a_dropped_socket_loses_and_repeats_nothing() {
+    let app = Mock::start().await;
+    let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+    options.extra_channel_toml = chat_channel(false);
+    let host = Host::start(options);
+    let issued = session(&host, SHOP, json!({})).await.json_value().await;
+    let token = issued["token"].as_str().unwrap().to_string();
+    let customer = issued["customer"]["id"].as_str().unwrap().to_string();
+
+    let mut socket = connect(&host, SHOP).await.expect("socket");
+    hello(&mut socket, &token, 0).await;
+    send(&mut socket, text("m-1", "Is my order shipped?")).await;
+    assert_eq!(
+        next(&mut socket).await,
+        json!({"type": "ack", "client_id": "m-1"})
+    );
+    app.wait_for(1).await;
+    let first = &from_chat(&app)[0];
+    assert_eq!(first["conversation"]["id"], customer.as_str());
+    assert_eq!(first["sender"]["id"], customer.as_str());
+    assert_eq!(
+        first["content"],
+        json!({"type": "text", "text": "Is my order shipped?"})
+    );
+
+    // A customer's rich content is refused, and says why.
+    send(
+        &mut socket,
+        json!({"type": "send", "client_id": "m-x", "content": {"type": "carousel", "cards": []}}),
+    )
+    .await;
+    let refused = next(&mut socket).await;
+    assert_eq!(refused["type"], "rejected");
+    assert!(
+        refused["error"].as_str().unwrap().contains("carousel"),
+        "{refused}"
+    );
+
+    // The application answers with buttons; the customer sees them.
+    let buttons = json!({"conversation": {"id": customer}, "content": {"type": "buttons",
+        "text": "It ships today. Track it?",
+        "buttons": [{"title": "Track", "action": {"type": "postback", "payload": "track"}}]}});
+    let reply_id = host.send_id("chat", &buttons).await;
+    let shown = next(&mut socket).await;
+    assert_eq!(shown["type"], "message");
+    assert_eq!(shown["message"]["id"], reply_id.as_str());
+    assert_eq!(shown["message"]["content"], buttons["content"]);
+    let seen = shown["seq"].as_i64().unwrap();
+
+    // The socket drops. Meanwhile the application writes twice more, and
+    // the customer's click waits in the widget.
+    drop(socket);
+    for t in ["Anything else?", "We are here until 6pm."] {
+        let reply =
+            json!({"conversation": {"id": customer}, "content": {"type": "text", "text": t}});
+        host.send_id("chat", &reply).await;
+    }
+    // Back: only what was not shown, in order.
+    let mut socket = connect(&host, SHOP).await.expect("socket");
+    hello(&mut socket, &token, seen).await;
+    let a = next(&mut socket).await;
+    let b = next(&mut socket).await;
+    assert_eq!(a["message"]["content"]["text"], "Anything else?");
+    assert_eq!(b["message"]["content"]["text"], "We are here until 6pm.");
+    assert!(
+        a["seq"].as_i64().unwrap() > seen
+            && b["seq"].as_i64().unwrap() > a["seq"].as_i64().unwrap()
+    );
+
+    // The widget re-sends what it had not seen acknowledged (m-1 again, as
+    // after a drop between store and ack) and the click.
+    send(&mut socket, text("m-1", "Is my order shipped?")).await;
+    assert_eq!(next(&mut socket).await["type"], "ack");
+    send(&mut socket, json!({"type": "send", "client_id": "m-2", "content": {"type": "postback", "payload": "track", "text": "Track"}})).await;
+    assert_eq!(
+        next(&mut socket).await,
+        json!({"type": "ack", "client_id": "m-2"})
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while from_chat(&app).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the postback did not arrive"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    host.idle().await;
+    let messages = from_chat(&app);
+    assert_eq!(
+        messages.len(),
+        2,
+        "m-1 once, then the postback: {messages:?}"
+    );
+    assert_eq!(
+        messages[1]["content"],
+        json!({"type": "postback", "payload": "track", "text": "Track"})
+    );
+    // Each reply was reported delivered to the application.
+    let delivered = app
+        .received()
+        .iter()
+        .map(Received::json)
+        .filter(|m| m["content"]["type"] == "receipt" && m["content"]["status"] == "Delivered")
+        .count();
+    assert_eq!(delivered, 3);
+}
