@@ -207,6 +207,9 @@ async fn run(cli: Cli) -> ExitCode {
                     for (name, upstream) in &upstreams {
                         let webhook = match upstream.speaks {
                             crate::upstreams::Speaks::Webhook { .. } => String::new(),
+                            crate::upstreams::Speaks::Console => {
+                                format!(", answered at {public}/admin/conversations")
+                            }
                             crate::upstreams::Speaks::Connector { .. } => {
                                 format!(", webhook {public}/upstreams/{name}/webhook")
                             }

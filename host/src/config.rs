@@ -301,6 +301,9 @@ pub const LEGACY_UPSTREAM: &str = "application";
 /// The kind of Patchbay's own webhook and API.
 pub const WEBHOOK_KIND: &str = "webhook";
 
+/// The kind whose agent is a person in the admin console (for trials).
+pub const CONSOLE_KIND: &str = "console";
+
 /// `[application]` (0.1): the same as `[upstreams.application]` of kind `webhook`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -581,6 +584,14 @@ impl Config {
                 ));
             }
         }
+        if self.admin.is_none()
+            && let Some(console) = self.upstreams.values().find(|u| u.kind == CONSOLE_KIND)
+        {
+            return Err(ConfigError::new(
+                format!("{}.kind", console.config_key),
+                "a console upstream is answered in the admin console: set [admin] key",
+            ));
+        }
         if let Some(url) = &self.store.url {
             // The URL holds a password: the error never repeats it.
             let url = url.expose();
@@ -710,6 +721,16 @@ impl UpstreamSection {
                 ));
             }
         } else {
+            if self.kind == CONSOLE_KIND
+                && let Some(extra) = (self.settings.keys().map(|k| format!("settings.{k}")))
+                    .chain(self.secrets.keys().map(|k| format!("secrets.{k}")))
+                    .next()
+            {
+                return Err(ConfigError::new(
+                    key(&extra),
+                    "a console upstream takes no settings or secrets",
+                ));
+            }
             for (field, given) in [
                 ("webhook_url", self.webhook_url.is_some()),
                 ("secret", self.secret.is_some()),

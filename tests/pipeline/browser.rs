@@ -155,3 +155,211 @@ async fn an_operator_replays_a_dead_letter_in_the_console() {
     assert!(page.contains("Nothing was given up on."), "{page}");
     browser.close().await.unwrap();
 }
+
+/// A TCP relay in front of Patchbay whose open connections the test can cut,
+/// as a flaky network would (new connections still go through).
+struct Relay {
+    port: u16,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(to: &str) -> Relay {
+        let target = to.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handles = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                handles.lock().expect("relay").push(task.abort_handle());
+            }
+        });
+        Relay { port, open }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every connection open now.
+    fn cut(&self) {
+        for task in self.open.lock().expect("relay").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Waits until `count` elements match `css`; returns their texts.
+async fn wait_for_count(browser: &Client, css: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = browser.find_all(Locator::Css(css)).await.expect("find");
+        if found.len() >= count {
+            let mut texts = Vec::new();
+            for element in found {
+                texts.push(element.text().await.expect("text"));
+            }
+            return texts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} × {css} not shown within 20 s (found {})",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The application's messages from the web chat (not receipts or typing).
+fn chat_messages(app: &Mock) -> Vec<serde_json::Value> {
+    app.received()
+        .iter()
+        .map(Received::json)
+        .filter(|m| m["channel"] == "chat")
+        .filter(|m| !matches!(m["content"]["type"].as_str(), Some("receipt" | "typing")))
+        .collect()
+}
+
+async fn wait_for_chat(app: &Mock, count: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let messages = chat_messages(app);
+        if messages.len() >= count {
+            return messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the application got {messages:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_chats_in_the_widget_and_a_dropped_connection_loses_nothing() {
+    let app = Mock::start().await;
+    let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+    options.extra_channel_toml = crate::webchat::chat_channel(true);
+    let host = Host::start(options);
+    let relay = Relay::start(&host.url).await;
+
+    let driver = chromedriver();
+    let browser = browser(&driver).await;
+    // The trial page Patchbay serves at / embeds the widget, opened.
+    browser.goto(&format!("{}/", relay.url())).await.unwrap();
+    let input = browser
+        .wait()
+        .for_element(Locator::Css(".pb-input"))
+        .await
+        .unwrap();
+    input.send_keys("Is my order shipped?\n").await.unwrap();
+    let first = &wait_for_chat(&app, 1).await[0];
+    assert_eq!(
+        first["content"],
+        json!({"type": "text", "text": "Is my order shipped?"})
+    );
+    let customer = first["conversation"]["id"].as_str().unwrap().to_string();
+
+    // The application answers with buttons; the customer clicks one.
+    let buttons = json!({"conversation": {"id": customer}, "content": {"type": "buttons",
+        "text": "It ships today. Track it?",
+        "buttons": [{"title": "Track", "action": {"type": "postback", "payload": "track"}},
+                    {"title": "Help page", "action": {"type": "link", "url": "https://shop.test/help"}}]}});
+    host.send_id("chat", &buttons).await;
+    wait_for_count(&browser, ".pb-agent button.pb-choice", 1).await;
+    browser
+        .find(Locator::XPath(
+            "//button[contains(@class,'pb-choice') and text()='Track']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let postback = &wait_for_chat(&app, 2).await[1];
+    assert_eq!(
+        postback["content"],
+        json!({"type": "postback", "payload": "track", "text": "Track"})
+    );
+
+    // The connection drops. While it is down the application answers and
+    // the customer writes; neither is lost nor repeated once it is back.
+    relay.cut();
+    let late = json!({"conversation": {"id": customer}, "content": {"type": "text", "text": "Tracking: ZX-42."}});
+    host.send_id("chat", &late).await;
+    input.send_keys("Thank you!\n").await.unwrap();
+    let shown = wait_for_count(&browser, ".pb-agent .pb-bubble", 2).await;
+    assert_eq!(shown, ["It ships today. Track it?", "Tracking: ZX-42."]);
+    let messages = wait_for_chat(&app, 3).await;
+    assert_eq!(messages[2]["content"]["text"], "Thank you!");
+    host.idle().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(chat_messages(&app).len(), 3, "nothing twice");
+    assert_eq!(
+        browser
+            .find_all(Locator::Css(".pb-agent .pb-bubble"))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "nothing shown twice"
+    );
+
+    // Every rich type, shown natively (and pictured for the README).
+    let rich = [
+        json!({"type": "quick_replies", "text": "How was your delivery?",
+               "replies": [{"title": "Great", "payload": "5"}, {"title": "Late", "payload": "2"}]}),
+        json!({"type": "list_picker", "title": "Pick a store",
+               "items": [{"title": "Downtown", "subtitle": "Open until 8pm", "payload": "s1"},
+                         {"title": "Airport", "subtitle": "Open 24h", "payload": "s2"}]}),
+        json!({"type": "time_picker", "title": "Book a pickup",
+               "slots": [{"start": "2026-12-03T10:00:00Z", "duration_minutes": 30},
+                         {"start": "2026-12-03T14:00:00Z", "duration_minutes": 30}]}),
+        json!({"type": "carousel", "cards": [
+               {"title": "Trail shoe", "subtitle": "€89",
+                "buttons": [{"title": "Buy", "action": {"type": "postback", "payload": "buy-1"}}]},
+               {"title": "Road shoe", "subtitle": "€99",
+                "buttons": [{"title": "Buy", "action": {"type": "postback", "payload": "buy-2"}}]}]}),
+    ];
+    for content in &rich {
+        host.send_id(
+            "chat",
+            &json!({"conversation": {"id": customer}, "content": content}),
+        )
+        .await;
+    }
+    wait_for_count(&browser, ".pb-card", 2).await;
+    assert_eq!(
+        wait_for_count(&browser, ".pb-quick-replies .pb-choice", 2).await,
+        ["Great", "Late"]
+    );
+    let stores = wait_for_count(&browser, ".pb-list .pb-choice", 2).await;
+    assert!(
+        stores[0].contains("Downtown") && stores[0].contains("Open until 8pm"),
+        "{stores:?}"
+    );
+    wait_for_count(&browser, ".pb-slots .pb-choice", 2).await;
+    screenshot(&browser, "webchat-widget.png").await;
+    // A pick answers with its payload.
+    browser
+        .find(Locator::XPath(
+            "//div[contains(@class,'pb-list')]/button[contains(.,'Airport')]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let picked = &wait_for_chat(&app, 4).await[3];
+    assert_eq!(picked["content"]["payload"], "s2");
+    browser.close().await.unwrap();
+}

@@ -228,10 +228,10 @@ async fn one_message_can_be_followed_through_the_logs_by_its_trace_id() {
     );
 }
 
-const ADMIN_KEY: &str = "admin-key-for-tests-0123";
+pub const ADMIN_KEY: &str = "admin-key-for-tests-0123";
 
 /// A client that shows redirects instead of following them.
-fn browser() -> reqwest::Client {
+pub fn browser() -> reqwest::Client {
     patchbay_host::transport::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -240,13 +240,13 @@ fn browser() -> reqwest::Client {
 }
 
 /// A form body.
-fn form(fields: &[(&str, &str)]) -> String {
+pub fn form(fields: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields)
         .finish()
 }
 
-fn csrf_of(page: &str) -> String {
+pub fn csrf_of(page: &str) -> String {
     let at = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
     page[at..at + 64].to_string()
 }

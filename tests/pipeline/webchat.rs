@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::harness::*;
 
-pub const SESSION_SECRET: &str = "webchat-session-secret-for-tests-0123";
+const SESSION_SECRET: &str = "webchat-session-secret-for-tests-0123";
 const SHOP: &str = "http://shop.test";
 
 /// The `chat` web chat channel, for `HostOptions::extra_channel_toml`.
@@ -281,4 +281,135 @@ async fn a_customer_chats_and_a_dropped_socket_loses_and_repeats_nothing() {
         .filter(|m| m["content"]["type"] == "receipt" && m["content"]["status"] == "Delivered")
         .count();
     assert_eq!(delivered, 3);
+}
+
+/// Logs in to the admin console; the session cookie.
+async fn admin_session(host: &Host) -> String {
+    use crate::operations::{ADMIN_KEY, browser, form};
+    let login = browser()
+        .post(format!("{}/admin/login", host.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("key", ADMIN_KEY)]))
+        .send()
+        .await
+        .expect("console");
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().expect("cookie");
+    cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+async fn admin_get(host: &Host, cookie: &str, path: &str) -> String {
+    let page = crate::operations::browser()
+        .get(format!("{}{path}", host.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("console");
+    assert_eq!(page.status(), 200, "{path}");
+    page.text().await.expect("page")
+}
+
+async fn admin_post(
+    host: &Host,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    crate::operations::browser()
+        .post(format!("{}{path}", host.url))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(crate::operations::form(fields))
+        .send()
+        .await
+        .expect("console")
+}
+
+/// A web chat answered by a person in the admin console: no application.
+pub fn console_trial() -> String {
+    format!(
+        r#"
+[admin]
+key = "{key}"
+
+[upstreams.console]
+kind = "console"
+
+[channels.chat]
+adapter = "webchat"
+upstream = "console"
+secrets = {{ session_secret = "{SESSION_SECRET}" }}
+settings = {{ allowed_origins = ["{SHOP}"], demo_page = true }}
+"#,
+        key = crate::operations::ADMIN_KEY
+    )
+}
+
+#[tokio::test]
+async fn without_an_application_the_console_answers_as_the_agent() {
+    use crate::operations::csrf_of;
+    let app = Mock::start().await;
+    let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+    options.extra_channel_toml = console_trial();
+    let host = Host::start(options);
+    let issued = session(&host, SHOP, json!({})).await.json_value().await;
+    let token = issued["token"].as_str().unwrap().to_string();
+    let customer = issued["customer"]["id"].as_str().unwrap().to_string();
+    let mut socket = connect(&host, SHOP).await.expect("socket");
+    hello(&mut socket, &token, 0).await;
+    send(&mut socket, text("m-1", "Hello <b>there</b>")).await;
+    assert_eq!(next(&mut socket).await["type"], "ack");
+    host.idle().await;
+
+    // The conversation is listed, and its page shows the message (escaped).
+    let cookie = admin_session(&host).await;
+    let listing = admin_get(&host, &cookie, "/admin/conversations").await;
+    let href = format!("/admin/conversations/chat/{}", customer.replace('-', "%2D"));
+    assert!(listing.contains(&href), "{listing}");
+    let page = admin_get(&host, &cookie, &href).await;
+    assert!(page.contains("Hello &lt;b&gt;there&lt;/b&gt;"), "{page}");
+    assert!(page.contains("Answer as the agent"), "{page}");
+
+    // A reply without the CSRF token is refused; with it, the customer gets it.
+    let forged = admin_post(
+        &host,
+        &cookie,
+        &href,
+        &[("csrf", &"0".repeat(64)), ("text", "forged")],
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+    let csrf = csrf_of(&page);
+    let answer = [("csrf", csrf.as_str()), ("text", "Hi! How can I help?")];
+    let sent = admin_post(&host, &cookie, &href, &answer).await;
+    assert_eq!(sent.status(), 303);
+    let shown = next(&mut socket).await;
+    assert_eq!(shown["type"], "message", "{shown}");
+    assert_eq!(shown["message"]["content"]["text"], "Hi! How can I help?");
+    assert_eq!(shown["message"]["sender"], "Agent (console)");
+    host.idle().await;
+    let page = admin_get(&host, &cookie, &href).await;
+    assert!(page.contains("Hi! How can I help?"), "{page}");
+    assert!(app.received().is_empty(), "no application is involved");
+}
+
+#[test]
+fn a_console_upstream_needs_the_admin_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("patchbay.toml");
+    // The trial's config without its [admin] table (its first two lines).
+    let trial = console_trial();
+    let without_admin: Vec<&str> = trial.trim_start().lines().skip(2).collect();
+    std::fs::write(&config, without_admin.join("\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_patchbay"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("upstreams.console.kind") && stderr.contains("[admin]"),
+        "{stderr}"
+    );
 }

@@ -20,7 +20,7 @@ use super::error;
 use patchbay_plugin_sdk::signature::auth_credentials;
 
 use crate::runtime::Runtime;
-use crate::store::Remembered;
+use crate::store::{NewJob, Remembered};
 use crate::upstreams::{Speaks, Upstream};
 use crate::workers::new_id;
 use crate::workers::outbound::OutboundJob;
@@ -70,6 +70,28 @@ pub fn parse_messages(body: &[u8]) -> Result<Vec<Message>, String> {
         .collect()
 }
 
+/// Gives a message for a customer its id, channel and trace (a new one if
+/// it has none) and makes its `outbound` job; returns the id too. `from`
+/// says who wrote it, for the log.
+pub(crate) fn outbound_job(
+    rt: &Runtime,
+    channel_id: &str,
+    mut message: Message,
+    from: &str,
+) -> Result<(String, NewJob), serde_json::Error> {
+    message.id = new_id();
+    message.channel = channel_id.to_string();
+    crate::upstreams::webhook::ensure_trace(&mut message.trace);
+    tracing::info!(
+        message_id = %message.id,
+        channel = %channel_id,
+        trace_id = crate::telemetry::trace_id(&message.trace),
+        "message from {from}"
+    );
+    let id = message.id.clone();
+    Ok((id, OutboundJob::queue(message, rt.clock.now())?))
+}
+
 /// Stores outbound messages for a channel.
 pub async fn send_messages(
     State(rt): State<Arc<Runtime>>,
@@ -103,23 +125,16 @@ pub async fn send_messages(
     let mut jobs = Vec::with_capacity(messages.len());
     let mut ids = Vec::with_capacity(messages.len());
     for mut message in messages {
-        message.id = new_id();
-        message.channel = channel_id.clone();
         if message.trace.is_empty() {
             message.trace.traceparent = trace_header("traceparent");
             message.trace.tracestate = trace_header("tracestate");
             message.trace.b3 = trace_header("b3");
         }
-        crate::upstreams::webhook::ensure_trace(&mut message.trace);
-        tracing::info!(
-            message_id = %message.id,
-            channel = %channel_id,
-            trace_id = crate::telemetry::trace_id(&message.trace),
-            "message from the application"
-        );
-        ids.push(message.id.clone());
-        match OutboundJob::queue(message, rt.clock.now()) {
-            Ok(job) => jobs.push(job),
+        match outbound_job(&rt, &channel_id, message, "the application") {
+            Ok((id, job)) => {
+                ids.push(id);
+                jobs.push(job);
+            }
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }

@@ -19,9 +19,13 @@ use maud::{DOCTYPE, Markup, html};
 use patchbay_plugin_sdk::adapter::Secret;
 use serde::Deserialize;
 
+use patchbay_plugin_sdk::message::{Content, Message, Participant};
+
 use crate::channels::Origin;
 use crate::runtime::Runtime;
-use crate::store::Queue;
+use crate::store::{ConversationJob, JobState, Queue};
+use crate::upstreams::Speaks;
+use crate::workers::outbound::OutboundJob;
 
 const COOKIE: &str = "patchbay_admin";
 
@@ -50,6 +54,10 @@ pub fn routes(rt: Arc<Runtime>, key: Secret, session_hours: u64) -> Router {
         .route("/admin/dead-letters/{id}/replay", post(replay))
         .route("/admin/plugins", get(plugins))
         .route("/admin/conversations", get(conversations))
+        .route(
+            "/admin/conversations/{channel}/{conversation}",
+            get(conversation).post(reply),
+        )
         .route("/admin/style.css", get(style))
         .with_state(console)
 }
@@ -464,7 +472,11 @@ async fn conversations(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res
                         @for conversation in &recent {
                             tr {
                                 td { (conversation.channel) }
-                                td.id { (conversation.conversation) }
+                                td.id {
+                                    a href=(conversation_href(&conversation.channel, &conversation.conversation)) {
+                                        (conversation.conversation)
+                                    }
+                                }
                                 td.num { (conversation.jobs) }
                                 td.num { (format!("{:.0} s ago", (now - conversation.last_at).max(0) as f64 / 1e3)) }
                             }
@@ -474,4 +486,196 @@ async fn conversations(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res
             }
         },
     )
+}
+
+/// The console page of one conversation.
+fn conversation_href(channel: &str, conversation: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    format!(
+        "/admin/conversations/{}/{}",
+        utf8_percent_encode(channel, NON_ALPHANUMERIC),
+        utf8_percent_encode(conversation, NON_ALPHANUMERIC)
+    )
+}
+
+/// Whether `channel`'s upstream is the console: its agent answers here.
+fn answered_here(rt: &Runtime, channel: &str) -> bool {
+    rt.channels
+        .get(channel)
+        .and_then(|c| rt.upstreams.get(&c.upstream))
+        .is_some_and(|u| matches!(u.speaks, Speaks::Console))
+}
+
+/// A line of a transcript: who, what, and how far it got.
+struct Line {
+    from_customer: bool,
+    at: i64,
+    text: String,
+    state: JobState,
+}
+
+/// The messages of a conversation (receipts and typing left out).
+fn transcript(jobs: Vec<ConversationJob>) -> Vec<Line> {
+    jobs.into_iter()
+        .filter_map(|job| {
+            let (message, from_customer) = match job.queue {
+                Queue::Deliver => (serde_json::from_slice::<Message>(&job.payload).ok()?, true),
+                Queue::Outbound => (
+                    serde_json::from_slice::<OutboundJob>(&job.payload)
+                        .ok()?
+                        .message,
+                    false,
+                ),
+                Queue::Inbound => return None,
+            };
+            if matches!(
+                message.content,
+                Content::Receipt(_) | Content::Typing { .. }
+            ) {
+                return None;
+            }
+            Some(Line {
+                from_customer,
+                at: job.created_at,
+                text: summary(&message.content),
+                state: job.state,
+            })
+        })
+        .collect()
+}
+
+/// One line saying what a message holds.
+fn summary(content: &Content) -> String {
+    match content {
+        Content::Text { text, .. } => text.clone(),
+        Content::Postback { payload, text } => match text {
+            Some(text) => format!("picked “{text}” ({payload})"),
+            None => format!("picked {payload}"),
+        },
+        Content::Attachments { attachments, text } => {
+            let names: Vec<String> = attachments
+                .iter()
+                .map(|a| a.filename.clone().unwrap_or_else(|| "a file".into()))
+                .collect();
+            let text = text.as_deref().map(|t| format!("{t} ")).unwrap_or_default();
+            format!("{text}[{}]", names.join(", "))
+        }
+        Content::Buttons { text, buttons } => {
+            let titles: Vec<&str> = buttons.iter().map(|b| b.title.as_str()).collect();
+            format!("{text} [{}]", titles.join(" | "))
+        }
+        Content::QuickReplies { text, replies } => {
+            let titles: Vec<&str> = replies.iter().map(|r| r.title.as_str()).collect();
+            format!("{text} [{}]", titles.join(" | "))
+        }
+        Content::ListPicker { title, items } => format!("{title} [{} items]", items.len()),
+        Content::Carousel { cards } => format!("[{} cards]", cards.len()),
+        Content::TimePicker { title, slots, .. } => format!("{title} [{} slots]", slots.len()),
+        Content::RichLink { title, url, .. } => format!("{title} <{url}>"),
+        Content::EndSession { .. } => "ended the conversation".into(),
+        other => format!("[{}]", other.kind()),
+    }
+}
+
+async fn conversation(
+    State(c): State<Arc<Console>>,
+    Path((channel, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(session) = c.current(&headers) else {
+        return Redirect::to("/admin/login").into_response();
+    };
+    let key = crate::workers::conversation_key(&channel, &id);
+    let lines = match c.rt.store.conversation_jobs(&key, 200).await {
+        Ok(jobs) => transcript(jobs),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    let csrf = c.csrf(&session);
+    let now = c.rt.clock.now();
+    let here = answered_here(&c.rt, &channel);
+    page(
+        &format!("Conversation on {channel}"),
+        Some(&csrf),
+        html! {
+            p.id { (id) }
+            @if lines.is_empty() { p { "No message in the recent traffic." } }
+            ol.transcript {
+                @for line in &lines {
+                    li class=(if line.from_customer { "customer" } else { "agent" }) {
+                        span.who { @if line.from_customer { "customer" } @else { "agent" } }
+                        span.text { (line.text) }
+                        span.when {
+                            (format!("{:.0} s ago", (now - line.at).max(0) as f64 / 1e3))
+                            @if !line.from_customer && line.state != JobState::Done {
+                                " · " (line.state.as_str())
+                            }
+                        }
+                    }
+                }
+            }
+            p { a href=(conversation_href(&channel, &id)) { "Refresh" } }
+            @if here {
+                form.reply method="post" action=(conversation_href(&channel, &id)) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label {
+                        "Answer as the agent "
+                        small { "(this channel's upstream is the console, for trials)" }
+                        input type="text" name="text" required autofocus autocomplete="off";
+                    }
+                    button { "Send" }
+                }
+            } @else {
+                p { "This channel's agent answers through its upstream, not here." }
+            }
+        },
+    )
+}
+
+/// An agent's answer typed in the console.
+#[derive(Debug, Deserialize)]
+struct ReplyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    text: String,
+}
+
+async fn reply(
+    State(c): State<Arc<Console>>,
+    Path((channel, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<ReplyForm>,
+) -> Response {
+    let csrf = CsrfForm { csrf: form.csrf };
+    if let Err(refused) = authorised(&c, &headers, &csrf) {
+        return refused.into_response();
+    }
+    if !answered_here(&c.rt, &channel) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this channel's upstream is not the console",
+        )
+            .into_response();
+    }
+    let text = form.text.trim();
+    if text.is_empty() {
+        return (StatusCode::BAD_REQUEST, "nothing to send").into_response();
+    }
+    let mut message = Message::new(id.clone(), Content::text(text));
+    message.sender = Some(Participant {
+        id: "console".into(),
+        name: Some("Agent (console)".into()),
+    });
+    let job = match crate::server::api::outbound_job(&c.rt, &channel, message, "the admin console")
+    {
+        Ok((_, job)) => job,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    match c.rt.store.add(vec![job]).await {
+        Ok(()) => {
+            c.rt.wake.outbound.notify_one();
+            Redirect::to(&conversation_href(&channel, &id)).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
 }

@@ -315,6 +315,37 @@ impl RecentConversation {
     }
 }
 
+/// One message or receipt of a conversation (see [`Store::conversation_jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationJob {
+    /// `deliver` (to the upstream) or `outbound` (to the customer).
+    pub queue: Queue,
+    /// Where it is.
+    pub state: JobState,
+    /// When it was stored, ms since the epoch.
+    pub created_at: i64,
+    /// The stored payload: a canonical message, or an outbound job's.
+    pub payload: Vec<u8>,
+}
+
+/// Rows of `(queue, state, created_at, payload)`, newest first, as
+/// [`ConversationJob`]s oldest first.
+fn conversation_jobs_from(rows: Vec<(String, String, i64, Vec<u8>)>) -> Vec<ConversationJob> {
+    let mut jobs: Vec<ConversationJob> = rows
+        .into_iter()
+        .filter_map(|(queue, state, created_at, payload)| {
+            Some(ConversationJob {
+                queue: Queue::parse(&queue)?,
+                state: JobState::parse(&state)?,
+                created_at,
+                payload,
+            })
+        })
+        .collect();
+    jobs.reverse();
+    jobs
+}
+
 /// How many of the newest jobs [`Store::recent_conversations`] looks at.
 pub const RECENT_JOBS: i64 = 2_000;
 
@@ -543,6 +574,16 @@ pub trait Store: Send + Sync + 'static {
     /// [`RECENT_JOBS`] jobs are looked at.
     async fn recent_conversations(&self, limit: u32)
     -> Result<Vec<RecentConversation>, StoreError>;
+
+    /// The newest `limit` messages and receipts (`deliver` and `outbound`
+    /// jobs, payloads included) of the conversation with key
+    /// `conversation_key`, oldest first; only the newest [`RECENT_JOBS`]
+    /// jobs are looked at.
+    async fn conversation_jobs(
+        &self,
+        conversation_key: &str,
+        limit: u32,
+    ) -> Result<Vec<ConversationJob>, StoreError>;
 
     /// The backend's name, for operators: `sqlite` or `postgresql`.
     fn backend(&self) -> &'static str;

@@ -45,8 +45,8 @@ pub use crate::clock::Clock;
 
 use super::dedupe::KeyHash;
 use super::{
-    Accepted, Attempt, DeadLetter, Job, Link, NewJob, Outcome, Pruned, Queue, QueueCounts,
-    RecentConversation, Remembered, Store, StoreError, Want,
+    Accepted, Attempt, ConversationJob, DeadLetter, Job, Link, NewJob, Outcome, Pruned, Queue,
+    QueueCounts, RecentConversation, Remembered, Store, StoreError, Want,
 };
 use queue::End;
 
@@ -866,6 +866,28 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| RecentConversation::from_key(r.get(0), r.get::<_, i64>(1) as u64, r.get(2)))
             .collect())
+    }
+
+    async fn conversation_jobs(
+        &self,
+        conversation_key: &str,
+        limit: u32,
+    ) -> Result<Vec<ConversationJob>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT queue, state, created_at, payload FROM (
+                     SELECT seq, queue, state, created_at, conversation_key, payload FROM jobs
+                     WHERE queue <> 'inbound' ORDER BY seq DESC LIMIT $1) recent
+                 WHERE conversation_key = $2 ORDER BY seq DESC LIMIT $3",
+                &[&super::RECENT_JOBS, &conversation_key, &i64::from(limit)],
+            )
+            .await?;
+        Ok(super::conversation_jobs_from(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect(),
+        ))
     }
 
     fn backend(&self) -> &'static str {

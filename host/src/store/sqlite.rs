@@ -25,8 +25,8 @@ pub use crate::clock::Clock;
 
 use super::dedupe::KeyHash;
 use super::{
-    Accepted, Attempt, DeadLetter, Job, Link, NewJob, Outcome, Pruned, Queue, QueueCounts,
-    RecentConversation, Remembered, Store, StoreError, Want,
+    Accepted, Attempt, ConversationJob, DeadLetter, Job, Link, NewJob, Outcome, Pruned, Queue,
+    QueueCounts, RecentConversation, Remembered, Store, StoreError, Want,
 };
 use readers::Readers;
 use writer::{Aged, Env, Op, Reply, Scheduler};
@@ -728,6 +728,31 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|(key, n, at)| RecentConversation::from_key(&key, n as u64, at))
             .collect())
+    }
+
+    async fn conversation_jobs(
+        &self,
+        conversation_key: &str,
+        limit: u32,
+    ) -> Result<Vec<ConversationJob>, StoreError> {
+        let key = conversation_key.to_string();
+        let rows: Vec<(String, String, i64, Vec<u8>)> = self
+            .readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT j.queue, j.state, j.created_at, p.payload FROM (
+                         SELECT seq, queue, state, created_at, conversation_key FROM jobs
+                         WHERE queue != 'inbound' ORDER BY seq DESC LIMIT ?1) j
+                     JOIN payloads p ON p.seq = j.seq
+                     WHERE j.conversation_key = ?2 ORDER BY j.seq DESC LIMIT ?3",
+                )?
+                .query_map(params![super::RECENT_JOBS, key, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect()
+            })
+            .await?;
+        Ok(super::conversation_jobs_from(rows))
     }
 
     fn backend(&self) -> &'static str {

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::clock::Clock;
 use crate::store::{
-    APPLICATION, Accepted, Attempt, Job, Link, NewJob, Outcome, PostgresSettings, PostgresStore,
-    Queue, QueueCounts, Remembered, SqliteStore, Store, StoreError, Want, WriterSettings,
+    APPLICATION, Accepted, Attempt, Job, JobState, Link, NewJob, Outcome, PostgresSettings,
+    PostgresStore, Queue, QueueCounts, Remembered, SqliteStore, Store, StoreError, Want,
+    WriterSettings,
 };
 
 #[path = "../../../tests/support/postgres.rs"]
@@ -896,4 +897,26 @@ pub(super) async fn recent_conversations_are_newest_first(env: Env) {
         .collect();
     assert_eq!(seen, [("web", "a", 2, 3_000), ("web", "b", 1, 2_000)]);
     assert_eq!(store.recent_conversations(1).await.unwrap().len(), 1);
+
+    // A conversation's messages, oldest first, payloads included.
+    let jobs = store.conversation_jobs("web\u{1f}a", 10).await.unwrap();
+    let seen: Vec<(i64, JobState)> = jobs.iter().map(|j| (j.created_at, j.state)).collect();
+    assert_eq!(
+        seen,
+        [(1_000, JobState::Pending), (3_000, JobState::Pending)]
+    );
+    assert!(
+        jobs.iter()
+            .all(|j| j.queue == Queue::Deliver && !j.payload.is_empty())
+    );
+    let last = store.conversation_jobs("web\u{1f}a", 1).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].created_at, 3_000, "the newest, when limited");
+    assert!(
+        store
+            .conversation_jobs("web\u{1f}z", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -3,6 +3,7 @@
 //! | kind | customer → upstream | upstream → customer |
 //! |---|---|---|
 //! | `webhook` | canonical JSON POSTed, signed ([`webhook`]) | `POST /v1/channels/{channel}/messages` with the upstream's API key |
+//! | `console` | kept in the store, shown in the admin console | a reply written in the admin console (for trials) |
 //! | a connector's (`genesys-3pm`, …) | the connector's `deliver`, driven like an adapter's steps | `POST /upstreams/{name}/webhook`, verified and decoded by the connector |
 //!
 //! Every channel sends to one upstream. A `deliver` job's destination is the
@@ -33,7 +34,7 @@ use patchbay_plugin_sdk::message::Conversation;
 use patchbay_plugin_sdk::upstream::{UpstreamConnector, UpstreamFactory};
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, UpstreamSection, WEBHOOK_KIND};
+use crate::config::{CONSOLE_KIND, Config, ConfigError, UpstreamSection, WEBHOOK_KIND};
 use crate::plugins::contained::Contained;
 use crate::smtp::SmtpSender;
 use crate::transport::{Transport, http_client};
@@ -88,6 +89,9 @@ pub enum Speaks {
         /// Keys accepted on the API for this upstream's channels.
         api_keys: Vec<Secret>,
     },
+    /// A person answering in the admin console (for trials): what reaches
+    /// it stays in the store, where the console shows it.
+    Console,
     /// A platform, through its connector.
     Connector {
         /// The connector, contained.
@@ -135,7 +139,8 @@ pub fn connectors(
 /// Builds every configured upstream; the connector names the setting or
 /// secret at fault.
 pub fn build(config: &Config, public_url: &str, clock: &Clock) -> Result<Upstreams, ConfigError> {
-    let connectors = if config.upstreams.values().all(|u| u.kind == WEBHOOK_KIND) {
+    let built_in = |kind: &str| kind == WEBHOOK_KIND || kind == CONSOLE_KIND;
+    let connectors = if config.upstreams.values().all(|u| built_in(&u.kind)) {
         BTreeMap::new()
     } else {
         connectors(config)?
@@ -167,6 +172,9 @@ fn speaks(
 ) -> Result<Speaks, ConfigError> {
     let key = |k: &str| format!("{}.{k}", section.config_key);
     let timeout = Duration::from_millis(section.timeout_ms);
+    if section.kind == CONSOLE_KIND {
+        return Ok(Speaks::Console);
+    }
     if section.kind == WEBHOOK_KIND {
         let (Some(url), Some(secret)) = (&section.webhook_url, &section.secret) else {
             return Err(ConfigError::new(key("webhook_url"), "is required"));
@@ -180,7 +188,7 @@ fn speaks(
         });
     }
     let Some(factory) = connectors.get(section.kind.as_str()) else {
-        let mut kinds: Vec<&str> = vec![WEBHOOK_KIND];
+        let mut kinds: Vec<&str> = vec![WEBHOOK_KIND, CONSOLE_KIND];
         kinds.extend(connectors.keys().map(String::as_str));
         return Err(ConfigError::new(
             key("kind"),
