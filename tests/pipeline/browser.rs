@@ -363,3 +363,148 @@ async fn a_customer_chats_in_the_widget_and_a_dropped_connection_loses_nothing()
     assert_eq!(picked["content"]["payload"], "s2");
     browser.close().await.unwrap();
 }
+
+/// What the README's first section walks a newcomer through, on
+/// `examples/patchbay.toml` as shipped: open the page Patchbay serves, write
+/// in the chat, see the message in the admin console, answer it there as the
+/// agent, and see the answer in the chat (after reloading the page, too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_chats_on_the_example_config_and_answers_in_the_console() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/patchbay.toml");
+    let example = std::fs::read_to_string(example).expect("the example config");
+    let admin_key = example
+        .lines()
+        .find_map(|l| l.strip_prefix("key = \""))
+        .and_then(|l| l.split('"').next())
+        .expect("the example's admin key")
+        .to_string();
+    let host = Host::start_with_config(|dir| {
+        example
+            .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+            .replace(
+                "path = \"patchbay.db\"",
+                &format!("path = \"{}\"", dir.join("patchbay.db").display()),
+            )
+    });
+    let driver = chromedriver();
+    let browser = browser(&driver).await;
+
+    browser.goto(&format!("{}/", host.url)).await.unwrap();
+    let input = browser
+        .wait()
+        .for_element(Locator::Css(".pb-input"))
+        .await
+        .unwrap();
+    input.send_keys("Hello, is anyone there?\n").await.unwrap();
+    // Sent: the widget shows it without the "sending" look once stored.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !browser
+        .find_all(Locator::Css(".pb-me.pb-sending"))
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the message was not acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    screenshot(&browser, "webchat-demo-page.png").await;
+
+    // The admin console lists the conversation; its page shows the message.
+    browser.goto(&format!("{}/admin", host.url)).await.unwrap();
+    browser
+        .find(Locator::Css("input[name=key]"))
+        .await
+        .unwrap()
+        .send_keys(&admin_key)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("main button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("main h1"))
+        .await
+        .unwrap();
+    browser
+        .goto(&format!("{}/admin/conversations", host.url))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let link = loop {
+        if let Ok(link) = browser.find(Locator::Css("main td.id a")).await {
+            break link;
+        }
+        assert!(Instant::now() < deadline, "no conversation listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        browser.refresh().await.unwrap();
+    };
+    link.click().await.unwrap();
+    let transcript = browser
+        .find(Locator::Css("ol.transcript"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        transcript.contains("Hello, is anyone there?"),
+        "{transcript}"
+    );
+    browser
+        .find(Locator::Css("form.reply input[name=text]"))
+        .await
+        .unwrap()
+        .send_keys("Hi! I'm here — how can I help?")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form.reply button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The answer is sent to the customer (the transcript shows it done).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = browser.source().await.unwrap();
+        if page.contains("how can I help?") && !page.contains("· pending") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the answer was not sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        browser.refresh().await.unwrap();
+    }
+    screenshot(&browser, "console-conversation.png").await;
+
+    // Back on the page (a reload): the transcript is kept and the answer,
+    // stored while the customer was away, arrives once.
+    browser.goto(&format!("{}/", host.url)).await.unwrap();
+    let shown = wait_for_count(&browser, ".pb-agent .pb-bubble", 1).await;
+    assert_eq!(shown, ["Hi! I'm here — how can I help?"]);
+    assert_eq!(
+        wait_for_count(&browser, ".pb-me .pb-bubble", 1).await,
+        ["Hello, is anyone there?"]
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        browser
+            .find_all(Locator::Css(".pb-agent .pb-bubble"))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "shown once"
+    );
+    screenshot(&browser, "webchat-answered.png").await;
+    browser.close().await.unwrap();
+}

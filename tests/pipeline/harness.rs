@@ -312,6 +312,24 @@ impl Host {
         host
     }
 
+    /// Serves the config `config` writes for a new directory (where its
+    /// store may go).
+    pub fn start_with_config(config: impl FnOnce(&std::path::Path) -> String) -> Host {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("patchbay.toml");
+        std::fs::write(&path, config(dir.path())).expect("config");
+        let mut host = Host {
+            log_file: None,
+            _dir: dir,
+            config: path,
+            url: String::new(),
+            child: None,
+            stop: None,
+        };
+        host.spawn();
+        host
+    }
+
     /// Writes the test config (and the channel's secret file) to a new directory.
     fn configured(options: HostOptions) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");

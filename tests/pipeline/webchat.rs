@@ -140,6 +140,11 @@ async fn only_allowed_pages_get_sessions_and_sockets() {
             .starts_with("visitor-")
     );
     assert_eq!(issued["title"], "Ask the shop");
+    assert_eq!(
+        issued["max_message_bytes"],
+        64 * 1024,
+        "the server's body limit"
+    );
     let preflight = client()
         .request(
             reqwest::Method::OPTIONS,

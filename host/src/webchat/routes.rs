@@ -29,7 +29,10 @@ pub fn routes(rt: Arc<Runtime>, max_frame_bytes: usize) -> Router {
         .route("/webchat/{channel}/widget.css", get(widget_css))
         .route(
             "/webchat/{channel}/session",
-            axum::routing::post(session).options(preflight),
+            axum::routing::post(move |state, path, headers, body| {
+                session(state, path, headers, body, max_frame_bytes)
+            })
+            .options(preflight),
         )
         .route(
             "/webchat/{channel}/socket",
@@ -180,6 +183,7 @@ async fn session(
     Path(channel): Path<String>,
     headers: HeaderMap,
     body: Bytes,
+    max_frame_bytes: usize,
 ) -> Response {
     let web = match web_of(&rt, &channel) {
         Ok(w) => w,
@@ -218,6 +222,8 @@ async fn session(
                 "customer": issued.customer,
                 "expires_at": issued.expires_at.0,
                 "title": web.title(),
+                // The widget refuses larger files itself: a larger frame closes the socket.
+                "max_message_bytes": max_frame_bytes,
             }))
             .into_response()
         }
@@ -268,6 +274,11 @@ async fn demo_page(State(rt): State<Arc<Runtime>>, channel: String) -> Response 
         .and_then(|c| c.web.as_ref().map(|w| w.title().to_string()))
         .unwrap_or_default();
     let admin = rt.admin_console;
+    let console_answers = rt
+        .channels
+        .get(&channel)
+        .and_then(|c| rt.upstreams.get(&c.upstream))
+        .is_some_and(|u| matches!(u.speaks, crate::upstreams::Speaks::Console));
     let markup = maud::html! {
         (maud::DOCTYPE)
         html lang="en" {
@@ -285,7 +296,12 @@ async fn demo_page(State(rt): State<Arc<Runtime>>, channel: String) -> Response 
                         " (" (title) "). Write in the chat at the bottom right: the message is stored, "
                         "converted to Patchbay's canonical format and delivered to the channel's upstream."
                     }
-                    @if admin {
+                    @if console_answers {
+                        p {
+                            "Then answer it as the agent: open the " a href="/admin/conversations" { "admin console" }
+                            " (its key is in the config), pick the conversation and reply."
+                        }
+                    } @else if admin {
                         p { "Watch the traffic in the " a href="/admin" { "admin console" } "." }
                     }
                     p {

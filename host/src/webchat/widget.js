@@ -349,6 +349,14 @@
   // Patchbay says it is stored.
   function post(content, echo) {
     var item = { client_id: newId("m-"), content: content };
+    var limit = (state.session && state.session.max_message_bytes) || 0;
+    // Room for the frame around the content; a larger frame would close the socket.
+    if (limit && JSON.stringify(item).length + 256 > limit) {
+      var row = render(item, "me");
+      row.classList.add("pb-failed");
+      row.appendChild(el("div", "pb-error", "Too large to send here"));
+      return;
+    }
     if (echo) {
       state.transcript.push({ from: "me", entry: item });
       render(item, "me").classList.add("pb-sending");
@@ -458,7 +466,8 @@
         customer: issued.customer,
         expires_at: issued.expires_at,
         issued_at: Date.now(),
-        title: issued.title
+        title: issued.title,
+        max_message_bytes: issued.max_message_bytes
       };
       save();
       return state.session;
