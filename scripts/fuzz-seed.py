@@ -59,5 +59,14 @@ for adapter, target in adapters.items():
 for pick, crate, folder in [(b"\x00", "genesys-3pm", "multicloud"), (b"\x01", "genesys-cloud", "open_messaging"), (b"\x02", "pega-dms", ""), (b"\x03", "egain", "")]:
     for path in sorted((root / "plugins" / crate / "tests" / "fixtures" / folder).glob("*.json")):
         write("upstream_inbound", f"{folder or crate}-{path.stem}", pick + path.read_bytes())
+# Web chat frames (content type, query, then the body), as the widget sends them.
+for name, frame in [
+    ("text", {"client_id": "m-1", "content": {"type": "text", "text": "Hello"}}),
+    ("postback", {"client_id": "m-2", "content": {"type": "postback", "payload": "track", "text": "Track"}}),
+    ("file", {"client_id": "m-3", "content": {"type": "attachments", "attachments": [
+        {"url": "data:text/plain;base64,aGk=", "filename": "a.txt", "content_type": "text/plain", "size": 2}]}}),
+    ("read", {"client_id": "r-1", "content": {"type": "receipt", "message_id": "x", "status": "Read"}}),
+]:
+    write("webchat_inbound", name, b"application/json\n\n" + json.dumps(frame).encode())
 write("config", "example", (root / "examples" / "patchbay.toml").read_bytes())
 print(f"seeded {out}")

@@ -48,9 +48,6 @@ const MAX_CLIENT_ID: usize = 100;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WebchatFactory;
 
-#[cfg(not(feature = "compiled-in"))]
-patchbay_plugin_sdk::export_adapter!(WebchatFactory);
-
 /// Settings under `[channels.<id>.settings]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
