@@ -56,6 +56,9 @@ pub struct Runtime {
     pub outboxes: Outboxes,
     /// Whether the admin console is served (the trial page links to it).
     pub admin_console: bool,
+    /// Open web chat sockets: once upgraded a socket leaves the server's
+    /// connection cap, so sockets have a cap of their own (the same size).
+    pub sockets: Arc<tokio::sync::Semaphore>,
 }
 
 /// The [`Completer`] of each queue whose workers run jobs concurrently.

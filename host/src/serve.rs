@@ -138,6 +138,7 @@ pub async fn serve_with(
         clock,
         outboxes,
         admin_console: config.admin.is_some(),
+        sockets: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
     });
 
     // Work another replica adds wakes this one's workers too.

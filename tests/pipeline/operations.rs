@@ -394,7 +394,7 @@ async fn the_admin_console_logs_in_shows_a_dead_letter_and_replays_it() {
     );
     let conversations = get("/admin/conversations").await;
     assert!(
-        conversations.contains("<td class=\"id\">c</td>"),
+        conversations.contains("<a href=\"/admin/conversations/web/c\">c</a>"),
         "{conversations}"
     );
 }

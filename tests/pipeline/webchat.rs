@@ -418,3 +418,35 @@ fn a_console_upstream_needs_the_admin_console() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn open_sockets_have_a_cap_of_their_own() {
+    let app = Mock::start().await;
+    let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+    options.extra_channel_toml = chat_channel(false);
+    options.server_toml = "max_connections = 3".into();
+    let host = Host::start(options);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(connect(&host, SHOP).await.expect("a socket under the cap"));
+    }
+    // Upgraded sockets leave the connection cap (plain requests still work)…
+    assert_eq!(session(&host, SHOP, json!({})).await.status(), 200);
+    // …but not the sockets' own.
+    assert_eq!(connect(&host, SHOP).await.err(), Some(503));
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match connect(&host, SHOP).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status, 503);
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the closed socket's place was not freed"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -255,6 +255,12 @@ async fn socket(
     if let Err(refused) = check_origin(&web, &headers) {
         return refused.into_response();
     }
+    let Ok(permit) = rt.sockets.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many chats open; try again shortly",
+        );
+    };
     let (origin, host) = origin_and_host(&headers);
     let client = super::socket::Client {
         channel,
@@ -263,7 +269,10 @@ async fn socket(
     };
     upgrade
         .max_message_size(max_frame_bytes)
-        .on_upgrade(move |ws| super::socket::run(rt, web, client, ws))
+        .on_upgrade(move |ws| async move {
+            super::socket::run(rt, web, client, ws).await;
+            drop(permit);
+        })
 }
 
 /// A page to try the widget on, served by Patchbay itself.
