@@ -192,6 +192,18 @@ async fn a_customer_chats_and_a_dropped_socket_loses_and_repeats_nothing() {
 
     let mut socket = connect(&host, SHOP).await.expect("socket");
     hello(&mut socket, &token, 0).await;
+    let metrics = client()
+        .get(format!("{}/metrics", host.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("patchbay_webchat_sockets{channel=\"chat\"} 1"),
+        "{metrics}"
+    );
     send(&mut socket, text("m-1", "Is my order shipped?")).await;
     assert_eq!(
         next(&mut socket).await,

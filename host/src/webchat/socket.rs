@@ -59,6 +59,7 @@ pub(super) async fn run(rt: Arc<Runtime>, web: Arc<Webchat>, client: Client, mut
         return;
     };
     tracing::debug!(channel = %client.channel, customer = %customer.id, after, "web chat socket open");
+    let _open = OpenSocket::count(&client.channel);
     let mut changed = rt.outboxes.subscribe();
     let ready = json!({"type": "ready", "customer": customer});
     if send_json(&mut ws, &ready).await.is_err() {
@@ -99,6 +100,23 @@ pub(super) async fn run(rt: Arc<Runtime>, web: Arc<Webchat>, client: Client, mut
             },
             _ = poll.tick() => {}
         }
+    }
+}
+
+/// Counts a socket in `patchbay_webchat_sockets` while it lives.
+struct OpenSocket(String);
+
+impl OpenSocket {
+    fn count(channel: &str) -> OpenSocket {
+        metrics::gauge!("patchbay_webchat_sockets", "channel" => channel.to_string())
+            .increment(1.0);
+        OpenSocket(channel.to_string())
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        metrics::gauge!("patchbay_webchat_sockets", "channel" => self.0.clone()).decrement(1.0);
     }
 }
 
