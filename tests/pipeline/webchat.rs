@@ -462,3 +462,87 @@ async fn open_sockets_have_a_cap_of_their_own() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_two_replicas_a_socket_gets_replies_the_other_replica_stored() {
+    let database = crate::postgres::TestPostgres::start().await;
+    let app = Mock::start().await;
+    let replica = || {
+        let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+        options.extra_channel_toml = chat_channel(false);
+        options.store_toml = Some(format!("url = \"{}\"\npool_size = 4", database.url()));
+        Host::start(options)
+    };
+    let (a, b) = (replica(), replica());
+    let issued = session(&a, SHOP, json!({})).await.json_value().await;
+    let token = issued["token"].as_str().unwrap().to_string();
+    let customer = issued["customer"]["id"].as_str().unwrap().to_string();
+    // The customer is connected to A and writes through it…
+    let mut socket = connect(&a, SHOP).await.expect("socket");
+    hello(&mut socket, &token, 0).await;
+    send(&mut socket, text("m-1", "Hi")).await;
+    assert_eq!(next(&mut socket).await["type"], "ack");
+    app.wait_for(1).await;
+    // …and the application answers through B: the socket on A gets it.
+    for t in ["one", "two"] {
+        let reply =
+            json!({"conversation": {"id": customer}, "content": {"type": "text", "text": t}});
+        b.send_id("chat", &reply).await;
+    }
+    let first = next(&mut socket).await;
+    let second = next(&mut socket).await;
+    assert_eq!(first["message"]["content"]["text"], "one");
+    assert_eq!(second["message"]["content"]["text"], "two");
+}
+
+#[tokio::test]
+async fn a_site_signs_its_customer_in_with_its_own_jwt() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    const SITE_KEY: &str = "the-shops-own-jwt-key-0123456789abc";
+    let app = Mock::start().await;
+    let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+    options.extra_channel_toml = chat_channel(false).replace(
+        &format!("session_secret = \"{SESSION_SECRET}\""),
+        &format!("session_secret = \"{SESSION_SECRET}\", site_jwt_secret = \"{SITE_KEY}\""),
+    );
+    let host = Host::start(options);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let sign = |key: &str| {
+        let claims = json!({"sub": "cust-42", "name": "Ann Lee", "exp": exp});
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(key.as_bytes()),
+        )
+        .unwrap()
+    };
+    let forged = session(
+        &host,
+        SHOP,
+        json!({"site_jwt": sign("not-the-shops-key-0123456789abcdef")}),
+    )
+    .await;
+    assert_eq!(forged.status(), 401);
+    let issued = session(&host, SHOP, json!({"site_jwt": sign(SITE_KEY)})).await;
+    assert_eq!(issued.status(), 200);
+    let issued = issued.json_value().await;
+    assert_eq!(
+        issued["customer"],
+        json!({"id": "cust-42", "name": "Ann Lee"})
+    );
+    let mut socket = connect(&host, SHOP).await.expect("socket");
+    hello(&mut socket, issued["token"].as_str().unwrap(), 0).await;
+    send(&mut socket, text("m-1", "It's Ann")).await;
+    assert_eq!(next(&mut socket).await["type"], "ack");
+    app.wait_for(1).await;
+    let message = &from_chat(&app)[0];
+    assert_eq!(message["conversation"]["id"], "cust-42");
+    assert_eq!(
+        message["sender"],
+        json!({"id": "cust-42", "name": "Ann Lee"})
+    );
+}
