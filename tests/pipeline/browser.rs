@@ -63,6 +63,29 @@ async fn browser(driver: &Chromedriver) -> Client {
         .expect("a Chromium session")
 }
 
+/// Logs in on the console's login page, which the browser shows.
+async fn log_in(browser: &Client, key: &str) {
+    browser
+        .find(Locator::Css("input[name=key]"))
+        .await
+        .expect("the login form")
+        .send_keys(key)
+        .await
+        .expect("typing the key");
+    browser
+        .find(Locator::Css("main button"))
+        .await
+        .expect("the login button")
+        .click()
+        .await
+        .expect("clicking");
+    browser
+        .wait()
+        .for_element(Locator::Css("main h1"))
+        .await
+        .expect("a console page");
+}
+
 async fn screenshot(browser: &Client, name: &str) {
     if std::env::var_os("PATCHBAY_SCREENSHOTS").is_none() {
         return;
@@ -100,25 +123,7 @@ async fn an_operator_replays_a_dead_letter_in_the_console() {
             .path()
             .ends_with("/admin/login")
     );
-    browser
-        .find(Locator::Css("input[name=key]"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_KEY)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("main button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("main h1"))
-        .await
-        .unwrap();
+    log_in(&browser, ADMIN_KEY).await;
     assert_eq!(browser.current_url().await.unwrap().path(), "/admin");
     let overview = browser.source().await.unwrap();
     assert!(overview.contains("client-channel"), "{overview}");
@@ -415,25 +420,7 @@ async fn a_newcomer_chats_on_the_example_config_and_answers_in_the_console() {
 
     // The admin console lists the conversation; its page shows the message.
     browser.goto(&format!("{}/admin", host.url)).await.unwrap();
-    browser
-        .find(Locator::Css("input[name=key]"))
-        .await
-        .unwrap()
-        .send_keys(&admin_key)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("main button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("main h1"))
-        .await
-        .unwrap();
+    log_in(&browser, &admin_key).await;
     browser
         .goto(&format!("{}/admin/conversations", host.url))
         .await
