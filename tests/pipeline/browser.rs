@@ -319,6 +319,46 @@ async fn a_customer_chats_in_the_widget_and_a_dropped_connection_loses_nothing()
         "nothing shown twice"
     );
 
+    // Typing, then a picture and a file.
+    let typing =
+        json!({"conversation": {"id": customer}, "content": {"type": "typing", "active": true}});
+    host.send_id("chat", &typing).await;
+    browser
+        .wait()
+        .for_element(Locator::Css(".pb-typing:not([hidden])"))
+        .await
+        .unwrap();
+    let pixel = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let files = json!({"conversation": {"id": customer}, "content": {"type": "attachments",
+        "text": "Your receipt:",
+        "attachments": [{"url": pixel, "content_type": "image/png", "filename": "dot.png"},
+                        {"url": "https://shop.test/r/42.pdf", "filename": "receipt-42.pdf"},
+                        {"url": "javascript:alert(1)", "filename": "trap.html"}]}});
+    host.send_id("chat", &files).await;
+    wait_for_count(&browser, ".pb-agent img.pb-image", 1).await;
+    let links = wait_for_count(&browser, ".pb-agent a.pb-file-link", 2).await;
+    assert_eq!(links, ["receipt-42.pdf", "trap.html"]);
+    let hrefs = browser
+        .execute(
+            "return [...document.querySelectorAll('a.pb-file-link')].map(a => a.getAttribute('href'))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        hrefs,
+        json!(["https://shop.test/r/42.pdf", null]),
+        "no javascript: link"
+    );
+    let typing_shown = browser
+        .find_all(Locator::Css(".pb-typing:not([hidden])"))
+        .await
+        .unwrap();
+    assert!(
+        typing_shown.is_empty(),
+        "a message ends the typing indicator"
+    );
+
     // Every rich type, shown natively (and pictured for the README).
     let rich = [
         json!({"type": "quick_replies", "text": "How was your delivery?",
