@@ -32,6 +32,7 @@
   var backoff = 500;
   var reconnectTimer = null;
   var retryTimer = null;
+  var renewTimer = null;
   var typingTimer = null;
   var lastTypingSent = 0;
 
@@ -408,6 +409,11 @@
         backoff = 500;
         setStatus("");
         state.pending.forEach(transmit);
+        // Past half its life the token is renewed: reconnecting does it.
+        clearTimeout(renewTimer);
+        var s = state.session;
+        var wait = s ? Math.max(60000, (s.expires_at - Date.now()) / 2 + 1000) : 60000;
+        renewTimer = setTimeout(function () { if (ws) ws.close(); }, Math.min(wait, 2147483000));
         break;
       case "message":
         received(frame.seq, frame.message || {});
