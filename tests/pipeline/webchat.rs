@@ -546,3 +546,56 @@ async fn a_site_signs_its_customer_in_with_its_own_jwt() {
         json!({"id": "cust-42", "name": "Ann Lee"})
     );
 }
+
+#[tokio::test]
+async fn a_web_chat_narrowed_by_config_degrades_like_any_channel() {
+    let app = Mock::start().await;
+    let mut options = HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused");
+    options.extra_channel_toml = format!(
+        "{}\n[channels.chat.capabilities.outbound]\nrich_types = [\"buttons\"]\n",
+        chat_channel(false)
+    );
+    let host = Host::start(options);
+    let issued = session(&host, SHOP, json!({})).await.json_value().await;
+    let customer = issued["customer"]["id"].as_str().unwrap().to_string();
+    let mut socket = connect(&host, SHOP).await.expect("socket");
+    hello(&mut socket, issued["token"].as_str().unwrap(), 0).await;
+
+    // A file from the customer reaches the application as an attachment.
+    let file = json!({"type": "send", "client_id": "f-1", "content": {"type": "attachments",
+        "attachments": [{"url": "data:text/plain;base64,aGk=", "filename": "note.txt",
+                         "content_type": "text/plain", "size": 2}]}});
+    send(&mut socket, file).await;
+    assert_eq!(next(&mut socket).await["type"], "ack");
+    app.wait_for(1).await;
+    assert_eq!(
+        from_chat(&app)[0]["content"]["attachments"][0]["filename"],
+        "note.txt"
+    );
+
+    // A list picker this channel may not show arrives as numbered text…
+    let picker = json!({"conversation": {"id": customer}, "content": {"type": "list_picker",
+        "title": "Pick a store",
+        "items": [{"title": "Downtown", "payload": "s1"}, {"title": "Airport", "payload": "s2"}]}});
+    host.send_id("chat", &picker).await;
+    let shown = next(&mut socket).await;
+    assert_eq!(shown["message"]["content"]["type"], "text", "{shown}");
+    let numbered = shown["message"]["content"]["text"].as_str().unwrap();
+    assert!(
+        numbered.contains("1") && numbered.contains("Downtown") && numbered.contains("Airport"),
+        "{numbered}"
+    );
+    // …and the customer's "2" goes back as the choice.
+    send(&mut socket, text("m-2", "2")).await;
+    assert_eq!(next(&mut socket).await["type"], "ack");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while from_chat(&app).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the choice did not arrive"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(from_chat(&app)[1]["content"]["type"], "postback");
+    assert_eq!(from_chat(&app)[1]["content"]["payload"], "s2");
+}
