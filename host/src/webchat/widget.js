@@ -431,7 +431,8 @@
         retryTimer = setTimeout(function () { state.pending.forEach(transmit); }, 2000);
         break;
       case "expired":
-        state.session = null;
+        // Kept, not dropped: a site's sign-in may name the same customer.
+        if (state.session) state.session.expires_at = 0;
         save();
         if (ws) ws.close();
         break;
@@ -452,7 +453,7 @@
       body: JSON.stringify(body)
     }).then(function (response) {
       if (response.status === 401 && body.token) {
-        state.session = null;
+        state.session.expires_at = 0;
         return session();
       }
       if (!response.ok) throw new Error("session refused: " + response.status);
