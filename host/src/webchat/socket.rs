@@ -53,6 +53,9 @@ const HELLO_WITHIN: Duration = Duration::from_secs(10);
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Entries sent per read.
 const PAGE: u32 = 100;
+/// How often an idle socket is pinged, so proxies and load balancers in
+/// between do not close it as idle (browsers answer pings themselves).
+const PING_EVERY: Duration = Duration::from_secs(25);
 
 pub(super) async fn run(rt: Arc<Runtime>, web: Arc<Webchat>, client: Client, mut ws: WebSocket) {
     let Some((token, customer, mut after)) = hello(&rt, &web, &mut ws).await else {
@@ -66,6 +69,8 @@ pub(super) async fn run(rt: Arc<Runtime>, web: Arc<Webchat>, client: Client, mut
         return;
     }
     let mut poll = tokio::time::interval(POLL_EVERY);
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     loop {
         // Everything stored after what the widget has, in order.
         match forward(&rt, &client.channel, &customer.id, after, &mut ws).await {
@@ -99,6 +104,11 @@ pub(super) async fn run(rt: Arc<Runtime>, web: Arc<Webchat>, client: Client, mut
                 Err(RecvError::Closed) => return,
             },
             _ = poll.tick() => {}
+            _ = keepalive.tick() => {
+                if ws.send(Frame::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
