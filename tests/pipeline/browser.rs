@@ -406,6 +406,31 @@ async fn a_customer_chats_in_the_widget_and_a_dropped_connection_loses_nothing()
         .unwrap();
     let picked = &wait_for_chat(&app, 4).await[3];
     assert_eq!(picked["content"]["payload"], "s2");
+
+    // After a reload the answered choices stay answered, the picks marked.
+    browser.refresh().await.unwrap();
+    wait_for_count(&browser, ".pb-list .pb-choice", 2).await;
+    let choices = browser
+        .execute(
+            "return [...document.querySelectorAll('button.pb-choice')]
+                 .map(b => [b.textContent, b.disabled, b.classList.contains('pb-picked')])",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let choices = choices.as_array().unwrap();
+    // (disabled, picked) of the choice whose text starts with `label`.
+    let state = |label: &str| {
+        let choice = choices
+            .iter()
+            .find(|c| c[0].as_str().unwrap().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} in {choices:?}"));
+        (choice[1].as_bool().unwrap(), choice[2].as_bool().unwrap())
+    };
+    assert_eq!(state("Track"), (true, true));
+    assert_eq!(state("Airport"), (true, true));
+    assert_eq!(state("Downtown"), (true, false));
+    assert_eq!(state("Great"), (false, false), "not answered yet");
     browser.close().await.unwrap();
 }
 

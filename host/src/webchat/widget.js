@@ -199,17 +199,25 @@
     post({ type: "postback", payload: payload, text: text }, true);
   }
 
-  // One group of choices answers once: picking one disables them all.
+  // A message's choices answer once: picking one disables them all, and the
+  // pick is kept with the transcript, so a reload shows it answered.
   function choices(row, className) {
     var box = el("div", className);
+    var owner = rendering;
     row.appendChild(box);
     return function (label, payload, extra) {
+      var key = payload + "\u0000" + label;
       var button = choice(label, function () {
-        var all = box.querySelectorAll("button");
+        var all = button.closest(".pb-msg").querySelectorAll("button.pb-choice");
         for (var i = 0; i < all.length; i++) all[i].disabled = true;
         button.classList.add("pb-picked");
+        if (owner) { owner.picked = key; save(); }
         postback(payload, label);
       });
+      if (owner && owner.picked) {
+        button.disabled = true;
+        if (owner.picked === key) button.classList.add("pb-picked");
+      }
       if (extra) extra(button);
       box.appendChild(button);
       return button;
@@ -247,7 +255,11 @@
     return link;
   }
 
+  // The entry being rendered (its choices record their pick on it).
+  var rendering = null;
+
   function render(entry, from) {
+    rendering = entry;
     var c = entry.content || {};
     var row;
     switch (c.type) {
