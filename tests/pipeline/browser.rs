@@ -266,6 +266,18 @@ async fn a_customer_chats_in_the_widget_and_a_dropped_connection_loses_nothing()
         .for_element(Locator::Css(".pb-input"))
         .await
         .unwrap();
+    // The widget speaks the channel's words (the config's `texts`).
+    browser
+        .wait()
+        .for_element(Locator::XPath(
+            "//button[contains(@class,'pb-send') and text()='Senden']",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        input.attr("placeholder").await.unwrap().as_deref(),
+        Some("Ihre Nachricht…")
+    );
     input.send_keys("Is my order shipped?\n").await.unwrap();
     let first = &wait_for_chat(&app, 1).await[0];
     assert_eq!(

@@ -21,7 +21,7 @@ pub fn chat_channel(demo_page: bool) -> String {
 adapter = "webchat"
 upstream = "application"
 secrets = {{ session_secret = "{SESSION_SECRET}" }}
-settings = {{ allowed_origins = ["{SHOP}"], title = "Ask the shop", demo_page = {demo_page} }}
+settings = {{ allowed_origins = ["{SHOP}"], title = "Ask the shop", demo_page = {demo_page}, texts = {{ placeholder = "Ihre Nachricht…", send = "Senden" }} }}
 "#
     )
 }
@@ -140,6 +140,11 @@ async fn only_allowed_pages_get_sessions_and_sockets() {
             .starts_with("visitor-")
     );
     assert_eq!(issued["title"], "Ask the shop");
+    assert_eq!(
+        issued["texts"],
+        json!({"placeholder": "Ihre Nachricht…", "send": "Senden"}),
+        "only the words the config sets"
+    );
     assert_eq!(
         issued["max_message_bytes"],
         64 * 1024,

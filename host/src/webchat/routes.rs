@@ -222,6 +222,7 @@ async fn session(
                 "customer": issued.customer,
                 "expires_at": issued.expires_at.0,
                 "title": web.title(),
+                "texts": web.texts(),
                 // The widget refuses larger files itself: a larger frame closes the socket.
                 "max_message_bytes": max_frame_bytes,
             }))

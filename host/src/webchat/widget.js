@@ -27,6 +27,19 @@
   var MAX_TRANSCRIPT = 200;
 
   var state = load();
+
+  // The widget's words: English unless the channel's config says otherwise
+  // (the session carries them; the last one's are used until it arrives).
+  var ENGLISH = {
+    launcher: "Chat", placeholder: "Write a message…", send: "Send", typing: "typing…",
+    connecting: "Connecting…", reconnecting: "Reconnecting…",
+    unreachable: "Cannot reach the chat; trying again…",
+    ended: "The conversation has ended.", not_sent: "Not sent", too_large: "Too large to send here"
+  };
+  function word(key) {
+    var texts = state.session && state.session.texts;
+    return (texts && texts[key]) || ENGLISH[key];
+  }
   var ws = null;
   var connected = false;
   var backoff = 500;
@@ -79,7 +92,7 @@
   document.head.appendChild(stylesheet);
 
   var root = el("div", "pb-webchat");
-  var launcher = el("button", "pb-launcher", "Chat");
+  var launcher = el("button", "pb-launcher", word("launcher"));
   launcher.type = "button";
   launcher.setAttribute("aria-expanded", "false");
   var panel = el("section", "pb-panel");
@@ -92,16 +105,16 @@
   close.setAttribute("aria-label", "Close the chat");
   header.appendChild(title);
   header.appendChild(close);
-  var status = el("div", "pb-status", "Connecting…");
+  var status = el("div", "pb-status", word("connecting"));
   var log = el("div", "pb-log");
   log.setAttribute("role", "log");
   log.setAttribute("aria-live", "polite");
-  var typing = el("div", "pb-typing", "typing…");
+  var typing = el("div", "pb-typing", word("typing"));
   typing.hidden = true;
   var form = el("form", "pb-composer");
   var input = el("input", "pb-input");
   input.type = "text";
-  input.placeholder = "Write a message…";
+  input.placeholder = word("placeholder");
   input.setAttribute("aria-label", "Message");
   input.maxLength = 4000;
   var file = el("input", "pb-file");
@@ -110,7 +123,7 @@
   var attach = el("button", "pb-attach", "+");
   attach.type = "button";
   attach.setAttribute("aria-label", "Attach a file");
-  var send = el("button", "pb-send", "Send");
+  var send = el("button", "pb-send", word("send"));
   send.type = "submit";
   form.appendChild(attach);
   form.appendChild(file);
@@ -333,7 +346,7 @@
         row.appendChild(card);
         break;
       case "end_session":
-        row = el("div", "pb-note", "The conversation has ended.");
+        row = el("div", "pb-note", word("ended"));
         break;
       default:
         row = bubble(from, c.text || c.title || null);
@@ -352,7 +365,7 @@
     row.classList.remove("pb-sending");
     if (how === "failed") {
       row.classList.add("pb-failed");
-      row.appendChild(el("div", "pb-error", why || "Not sent"));
+      row.appendChild(el("div", "pb-error", why || word("not_sent")));
     }
   }
 
@@ -367,7 +380,7 @@
     if (limit && JSON.stringify(item).length + 256 > limit) {
       var row = render(item, "me");
       row.classList.add("pb-failed");
-      row.appendChild(el("div", "pb-error", "Too large to send here"));
+      row.appendChild(el("div", "pb-error", word("too_large")));
       return;
     }
     if (echo) {
@@ -486,6 +499,7 @@
         expires_at: issued.expires_at,
         issued_at: Date.now(),
         title: issued.title,
+        texts: issued.texts || {},
         max_message_bytes: issued.max_message_bytes
       };
       save();
@@ -496,7 +510,11 @@
   function connect() {
     clearTimeout(reconnectTimer);
     session().then(function (s) {
-      title.textContent = s.title || "Chat";
+      title.textContent = s.title || word("launcher");
+      launcher.textContent = word("launcher");
+      input.placeholder = word("placeholder");
+      send.textContent = word("send");
+      typing.textContent = word("typing");
       var url = prefix.replace(/^http/, "ws") + "/socket";
       ws = new WebSocket(url);
       ws.onopen = function () {
@@ -510,11 +528,11 @@
       ws.onclose = function () {
         connected = false;
         ws = null;
-        setStatus("Reconnecting…");
+        setStatus(word("reconnecting"));
         scheduleReconnect();
       };
     }).catch(function () {
-      setStatus("Cannot reach the chat; trying again…");
+      setStatus(word("unreachable"));
       scheduleReconnect();
     });
   }

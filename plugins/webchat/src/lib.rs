@@ -76,6 +76,35 @@ pub(crate) struct Settings {
     /// Serve a page at `/` with this channel's widget, for trials.
     #[serde(default)]
     demo_page: bool,
+    /// The widget's own words, in the channel's language.
+    #[serde(default)]
+    texts: Texts,
+}
+
+/// The widget's own words; each left out keeps the widget's English.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Texts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    launcher: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    placeholder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    send: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typing: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connecting: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reconnecting: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unreachable: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ended: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_sent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    too_large: Option<String>,
 }
 
 fn default_session_hours() -> u32 {
@@ -94,6 +123,7 @@ pub struct Webchat {
     origins: Origins,
     title: String,
     demo_page: bool,
+    texts: Texts,
 }
 
 fn manifest() -> Manifest {
@@ -134,6 +164,10 @@ fn manifest() -> Manifest {
         SettingSpec::optional("require_site_jwt", "refuse anonymous visitors"),
         SettingSpec::optional("title", "the widget's heading"),
         SettingSpec::optional("demo_page", "serve a trial page with this widget at /"),
+        SettingSpec::optional(
+            "texts",
+            "the widget's words: launcher, placeholder, send, typing, connecting, reconnecting, unreachable, ended, not_sent, too_large",
+        ),
     ])
 }
 
@@ -157,6 +191,7 @@ impl Webchat {
             origins: Origins::new(&settings.allowed_origins)?,
             title: settings.title,
             demo_page: settings.demo_page,
+            texts: settings.texts,
         })
     }
 
@@ -173,6 +208,11 @@ impl Webchat {
     /// The widget's heading.
     pub fn title(&self) -> &str {
         &self.title
+    }
+
+    /// The widget's own words the config sets (the rest stay English).
+    pub fn texts(&self) -> &Texts {
+        &self.texts
     }
 
     /// Whether this channel's widget is the trial page at `/`.

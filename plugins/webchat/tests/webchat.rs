@@ -267,6 +267,12 @@ fn a_broken_config_names_the_setting() {
     ))
     .expect_err("require");
     assert_eq!(require.key, "settings.require_site_jwt");
+    let texts = Webchat::new(&config(
+        json!({"texts": {"sned": "Senden"}}),
+        &[("session_secret", SESSION_SECRET)],
+    ))
+    .expect_err("texts");
+    assert!(texts.message.contains("sned"), "{texts}");
     let unknown = Webchat::new(&config(
         json!({"allowed_origin": []}),
         &[("session_secret", SESSION_SECRET)],
