@@ -294,3 +294,37 @@ async fn a_database_that_goes_away_fails_writes_and_they_work_again_when_it_retu
         ["w2"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_at_the_previous_version_is_migrated_and_keeps_its_jobs() {
+    let env = Env::new(Backend::Postgres).await;
+    let store = replica(&env).await;
+    store.add(vec![in_conv("kept", "c1")]).await.unwrap();
+    // As version 1 (before web chat outboxes) left it.
+    let client = store.pool.get().await.unwrap();
+    client
+        .batch_execute("DROP TABLE outbox; UPDATE patchbay_schema SET version = 1")
+        .await
+        .unwrap();
+    drop(client);
+    drop(store);
+
+    let store = replica(&env).await;
+    let client = store.pool.get().await.unwrap();
+    let version: i64 = client
+        .query_one("SELECT version FROM patchbay_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let seq = store
+        .outbox_push("web", "c1", b"{}".to_vec(), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.outbox_read("web", "c1", 0, 10).await.unwrap(),
+        vec![(seq, b"{}".to_vec())]
+    );
+    let claimed = claim_app(store.as_ref(), 10, 2_000).await;
+    assert_eq!(claimed, ["kept"], "the job from before is still there");
+}
