@@ -80,6 +80,15 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// Whether the configured `channel`'s upstream is the console: its
+    /// agent answers in the admin console.
+    pub fn answered_in_console(&self, channel: &str) -> bool {
+        self.channels
+            .get(channel)
+            .and_then(|c| self.upstreams.get(&c.upstream))
+            .is_some_and(|u| matches!(u.speaks, crate::upstreams::Speaks::Console))
+    }
+
     /// The upstream a channel's messages and receipts go to; for a channel no
     /// longer configured, the only upstream if there is one.
     pub fn upstream_of(&self, channel: &str) -> Option<&str> {

@@ -12,6 +12,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::harness::*;
+use crate::webchat::{from_chat, wait_for_chat};
 
 const ADMIN_KEY: &str = "admin-key-for-the-browser-test";
 
@@ -224,31 +225,6 @@ async fn wait_for_count(browser: &Client, css: &str, count: usize) -> Vec<String
     }
 }
 
-/// The application's messages from the web chat (not receipts or typing).
-fn chat_messages(app: &Mock) -> Vec<serde_json::Value> {
-    app.received()
-        .iter()
-        .map(Received::json)
-        .filter(|m| m["channel"] == "chat")
-        .filter(|m| !matches!(m["content"]["type"].as_str(), Some("receipt" | "typing")))
-        .collect()
-}
-
-async fn wait_for_chat(app: &Mock, count: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let messages = chat_messages(app);
-        if messages.len() >= count {
-            return messages;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the application got {messages:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_chats_in_the_widget_and_a_dropped_connection_loses_nothing() {
     let app = Mock::start().await;
@@ -320,7 +296,7 @@ async fn a_customer_chats_in_the_widget_and_a_dropped_connection_loses_nothing()
     assert_eq!(messages[2]["content"]["text"], "Thank you!");
     host.idle().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(chat_messages(&app).len(), 3, "nothing twice");
+    assert_eq!(from_chat(&app).len(), 3, "nothing twice");
     assert_eq!(
         browser
             .find_all(Locator::Css(".pb-agent .pb-bubble"))

@@ -90,13 +90,32 @@ fn text(client_id: &str, text: &str) -> Value {
     json!({"type": "send", "client_id": client_id, "content": {"type": "text", "text": text}})
 }
 
-/// Messages the application received from the `chat` channel (not receipts).
-fn from_chat(app: &Mock) -> Vec<Value> {
+/// Messages the application received from the `chat` channel (not
+/// receipts or typing).
+pub fn from_chat(app: &Mock) -> Vec<Value> {
     app.received()
         .iter()
         .map(Received::json)
-        .filter(|m| m["channel"] == "chat" && m["content"]["type"] != "receipt")
+        .filter(|m| m["channel"] == "chat")
+        .filter(|m| !matches!(m["content"]["type"].as_str(), Some("receipt" | "typing")))
         .collect()
+}
+
+/// Waits (20 s at most) until the application has `count` messages from
+/// the `chat` channel; returns them.
+pub async fn wait_for_chat(app: &Mock, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let messages = from_chat(app);
+        if messages.len() >= count {
+            return messages;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the application got {messages:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -276,14 +295,7 @@ async fn a_customer_chats_and_a_dropped_socket_loses_and_repeats_nothing() {
         next(&mut socket).await,
         json!({"type": "ack", "client_id": "m-2"})
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while from_chat(&app).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the postback did not arrive"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_chat(&app, 2).await;
     host.idle().await;
     let messages = from_chat(&app);
     assert_eq!(
@@ -593,14 +605,7 @@ async fn a_web_chat_narrowed_by_config_degrades_like_any_channel() {
     // …and the customer's "2" goes back as the choice.
     send(&mut socket, text("m-2", "2")).await;
     assert_eq!(next(&mut socket).await["type"], "ack");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while from_chat(&app).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the choice did not arrive"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_chat(&app, 2).await;
     assert_eq!(from_chat(&app)[1]["content"]["type"], "postback");
     assert_eq!(from_chat(&app)[1]["content"]["payload"], "s2");
 }

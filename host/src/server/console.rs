@@ -24,7 +24,6 @@ use patchbay_plugin_sdk::message::{Content, Message, Participant};
 use crate::channels::Origin;
 use crate::runtime::Runtime;
 use crate::store::{ConversationJob, JobState, Queue};
-use crate::upstreams::Speaks;
 use crate::workers::outbound::OutboundJob;
 
 const COOKIE: &str = "patchbay_admin";
@@ -498,14 +497,6 @@ fn conversation_href(channel: &str, conversation: &str) -> String {
     )
 }
 
-/// Whether `channel`'s upstream is the console: its agent answers here.
-fn answered_here(rt: &Runtime, channel: &str) -> bool {
-    rt.channels
-        .get(channel)
-        .and_then(|c| rt.upstreams.get(&c.upstream))
-        .is_some_and(|u| matches!(u.speaks, Speaks::Console))
-}
-
 /// A line of a transcript: who, what, and how far it got.
 struct Line {
     from_customer: bool,
@@ -592,7 +583,7 @@ async fn conversation(
     };
     let csrf = c.csrf(&session);
     let now = c.rt.clock.now();
-    let here = answered_here(&c.rt, &channel);
+    let here = c.rt.answered_in_console(&channel);
     page(
         &format!("Conversation on {channel}"),
         Some(&csrf),
@@ -650,7 +641,7 @@ async fn reply(
     if let Err(refused) = authorised(&c, &headers, &csrf) {
         return refused.into_response();
     }
-    if !answered_here(&c.rt, &channel) {
+    if !c.rt.answered_in_console(&channel) {
         return (
             StatusCode::FORBIDDEN,
             "this channel's upstream is not the console",

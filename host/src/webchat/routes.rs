@@ -284,11 +284,7 @@ async fn demo_page(State(rt): State<Arc<Runtime>>, channel: String) -> Response 
         .and_then(|c| c.web.as_ref().map(|w| w.title().to_string()))
         .unwrap_or_default();
     let admin = rt.admin_console;
-    let console_answers = rt
-        .channels
-        .get(&channel)
-        .and_then(|c| rt.upstreams.get(&c.upstream))
-        .is_some_and(|u| matches!(u.speaks, crate::upstreams::Speaks::Console));
+    let console_answers = rt.answered_in_console(&channel);
     let markup = maud::html! {
         (maud::DOCTYPE)
         html lang="en" {

@@ -71,11 +71,18 @@ pub(super) async fn run(rt: Arc<Runtime>, web: Arc<Webchat>, client: Client, mut
     let mut poll = tokio::time::interval(POLL_EVERY);
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    // Whether the outbox may hold entries the widget has not had: at first,
+    // when this process stored one for this conversation (or news was
+    // missed), and at each poll for what other replicas stored — not after
+    // every frame, nor on other conversations' news.
+    let mut stale = true;
     loop {
-        // Everything stored after what the widget has, in order.
-        match forward(&rt, &client.channel, &customer.id, after, &mut ws).await {
-            Ok(last) => after = last,
-            Err(()) => return,
+        if stale {
+            match forward(&rt, &client.channel, &customer.id, after, &mut ws).await {
+                Ok(last) => after = last,
+                Err(()) => return,
+            }
+            stale = false;
         }
         tokio::select! {
             frame = ws.recv() => {
@@ -98,12 +105,11 @@ pub(super) async fn run(rt: Arc<Runtime>, web: Arc<Webchat>, client: Client, mut
                 }
             }
             news = changed.recv() => match news {
-                Ok(news) if news.0 != client.channel || news.1 != customer.id => {}
-                // Ours, or missed while lagging: the loop's read catches up.
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(news) => stale = news.0 == client.channel && news.1 == customer.id,
+                Err(RecvError::Lagged(_)) => stale = true,
                 Err(RecvError::Closed) => return,
             },
-            _ = poll.tick() => {}
+            _ = poll.tick() => stale = true,
             _ = keepalive.tick() => {
                 if ws.send(Frame::Ping(Default::default())).await.is_err() {
                     return;
