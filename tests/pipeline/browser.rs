@@ -155,10 +155,23 @@ async fn an_operator_replays_a_dead_letter_in_the_console() {
         got[0].json()["content"]["text"]
     );
     host.idle().await;
-    // …and the dead letter is gone from the page.
-    browser.refresh().await.unwrap();
-    let page = browser.source().await.unwrap();
-    assert!(page.contains("Nothing was given up on."), "{page}");
+    // …and the dead letter is gone from the page (once the replay's
+    // redirect has loaded: a refresh during it reads an empty page).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser
+            .wait()
+            .for_element(Locator::Css("main h1"))
+            .await
+            .unwrap();
+        let page = browser.source().await.unwrap();
+        if page.contains("Nothing was given up on.") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        browser.refresh().await.unwrap();
+    }
     browser.close().await.unwrap();
 }
 
