@@ -271,13 +271,16 @@ async fn run() {
         std::fs::metadata(&db).map(|m| m.len() >> 20).unwrap_or(0)
     );
     let host = start_patchbay(dir.path(), &db, &hook);
-    let memory = Memory::sample(host.0.id());
+    let pid = host.0.id();
+    let memory = Memory::sample(pid);
     let url = format!("{}/webhooks/bench", host.1);
 
     // 3. Full load.
     let (received_before, _, _) = app.stats().await;
     let start = Instant::now();
+    let cpu = Cpu::now(pid);
     let pb_full = closed_loop(&client, &url, connections, full, &Bodies::webhooks("full")).await;
+    let full_cpu = Cpu::now(pid).report(&cpu, start.elapsed().as_secs_f64(), pb_full.ok as u64);
     let (received_after, _, _) = app.stats().await;
     let e2e = (received_after - received_before) as f64 / start.elapsed().as_secs_f64();
     line(
@@ -289,6 +292,7 @@ async fn run() {
             e2e / capacity.per_sec
         ),
     );
+    println!("{:<58} {full_cpu}", "  (accepted, full load)");
     wait_delivered(&app, received_before + pb_full.ok as u64).await;
 
     // 4. Half load, open loop.
@@ -308,6 +312,7 @@ async fn run() {
     );
     let (received, _, _) = app.stats().await;
     let e2e_start = Instant::now();
+    let cpu = Cpu::now(pid);
     let e2e_offered = open_loop(
         &client,
         &url,
@@ -318,6 +323,11 @@ async fn run() {
     .await;
     let reached = wait_delivered(&app, received + e2e_offered.ok as u64).await;
     let e2e_rate = e2e_offered.ok as f64 / e2e_start.elapsed().as_secs_f64();
+    let e2e_cpu = Cpu::now(pid).report(
+        &cpu,
+        e2e_start.elapsed().as_secs_f64(),
+        e2e_offered.ok as u64,
+    );
     line(
         "patchbay, end to end (80% of the lesser capacity offered)",
         &e2e_offered,
@@ -328,6 +338,7 @@ async fn run() {
             e2e_rate / capacity.per_sec
         ),
     );
+    println!("{:<58} {e2e_cpu}", "  (accepted and delivered)");
 
     // 5. The application goes down; a backlog piles up.
     app.control("down").await;
@@ -368,8 +379,10 @@ async fn run() {
     let waiting = (fill.ok + with_backlog.ok) as u64;
     app.control("up").await;
     let up = Instant::now();
+    let cpu = Cpu::now(pid);
     let drained = wait_delivered(&app, received + waiting).await;
     let drain_secs = up.elapsed().as_secs_f64();
+    let drain_cpu = Cpu::now(pid).report(&cpu, drain_secs, waiting);
     let (_, resumed, slowest_ms) = app.stats().await;
     println!(
         "{:<58} {} {waiting} in {drain_secs:.1} s = {:.0} messages/s = {:.2} × the end-to-end rate; \
@@ -380,6 +393,7 @@ async fn run() {
         waiting as f64 / drain_secs / e2e_rate,
         slowest_ms as f64 / 1e3
     );
+    println!("{:<58} {drain_cpu}", "  (delivered)");
     let (first, peak, last) = memory.finish();
     println!(
         "{:<58} {first} MB at start, {peak} MB at most, {last} MB at the end",
@@ -815,6 +829,105 @@ impl Memory {
             s.iter().max().copied().unwrap_or(0),
             s.last().copied().unwrap_or(0),
         )
+    }
+}
+
+/// CPU time, from `/proc`: Patchbay's threads by kind, and the machine's.
+#[derive(Clone, Default)]
+struct Cpu {
+    /// Clock ticks per thread kind: the main database's writer, the
+    /// acknowledgement log's writer, tokio's threads, the checkpointers, the
+    /// rest.
+    threads: HashMap<&'static str, u64>,
+    /// Patchbay's ticks in the kernel, all threads.
+    kernel: u64,
+    /// The machine's busy and idle ticks over all cores.
+    busy: u64,
+    idle: u64,
+}
+
+impl Cpu {
+    fn now(pid: u32) -> Cpu {
+        let mut cpu = Cpu::default();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                    continue;
+                };
+                // `pid (comm) state ...`: the name may hold spaces, so split
+                // at the last parenthesis; utime and stime are fields 14, 15.
+                let Some((head, rest)) = stat.rsplit_once(") ") else {
+                    continue;
+                };
+                let name = head.split_once(" (").map_or("", |(_, n)| n);
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+                let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+                    continue;
+                };
+                let kind = match name {
+                    "patchbay-store" => "main writer",
+                    "patchbay-acks" => "ack writer",
+                    n if n.contains("ckp") => "checkpoints",
+                    // Workers and the blocking pool (the store's reads).
+                    n if n.starts_with("tokio-") => "tokio threads",
+                    _ => "other threads",
+                };
+                *cpu.threads.entry(kind).or_default() += user + system;
+                cpu.kernel += system;
+            }
+        }
+        if let Some(line) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+        {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal
+            cpu.idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            cpu.busy = v.iter().take(8).sum::<u64>() - cpu.idle;
+        }
+        cpu
+    }
+
+    /// What was spent since `before`, per `messages`: a line for the report.
+    fn report(&self, before: &Cpu, secs: f64, messages: u64) -> String {
+        const TICK_US: f64 = 10_000.0; // USER_HZ is 100 on Linux
+        let spent = |kind: &str| {
+            self.threads.get(kind).copied().unwrap_or(0)
+                - before.threads.get(kind).copied().unwrap_or(0)
+        };
+        let kinds = [
+            "tokio threads",
+            "main writer",
+            "ack writer",
+            "checkpoints",
+            "other threads",
+        ];
+        let total: u64 = kinds.iter().map(|k| spent(k)).sum();
+        let per = |ticks: u64| ticks as f64 * TICK_US / messages.max(1) as f64;
+        let busy = (self.busy - before.busy) as f64;
+        let idle = (self.idle - before.idle) as f64;
+        let mut line = format!(
+            "patchbay {:.2} cores, {:.0} µs CPU/message (",
+            total as f64 * TICK_US / 1e6 / secs,
+            per(total)
+        );
+        for (i, kind) in kinds.iter().enumerate() {
+            if i > 0 {
+                line.push_str(", ");
+            }
+            line.push_str(&format!("{kind} {:.0}", per(spent(kind))));
+        }
+        line.push_str(&format!(
+            "; {:.0}% in the kernel); machine {:.0}% idle",
+            100.0 * (self.kernel - before.kernel) as f64 / total.max(1) as f64,
+            100.0 * idle / (busy + idle).max(1.0)
+        ));
+        line
     }
 }
 

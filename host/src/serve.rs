@@ -48,6 +48,7 @@ pub async fn open_store(
     let settings = WriterSettings {
         max_batch: config.store.max_batch,
         background_rows: config.store.background_rows_per_turn,
+        ..WriterSettings::default()
     };
     let store = SqliteStore::open_with_clock(&config.store.path, settings, serving, clock)
         .await

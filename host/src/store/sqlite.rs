@@ -7,6 +7,7 @@
 //! rusqlite, for both.
 
 mod acklog;
+mod checkpointer;
 mod jobs;
 mod readers;
 mod writer;
@@ -29,7 +30,7 @@ use super::{
     QueueCounts, RecentConversation, Remembered, Store, StoreError, Want,
 };
 use readers::Readers;
-use writer::{Aged, Env, Op, Reply, Scheduler};
+use writer::{Aged, Durability, Env, Op, Reply, Scheduler};
 
 /// The schema this version writes; `PRAGMA user_version` holds it.
 const SCHEMA_VERSION: i64 = 3;
@@ -110,6 +111,11 @@ CREATE TABLE IF NOT EXISTS ack_cursor (
     seq INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO ack_cursor (id, seq) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS syncs (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    count INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO syncs (id, count) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS parsed_counts (
     minute INTEGER PRIMARY KEY,
     parsed INTEGER NOT NULL
@@ -121,6 +127,8 @@ CREATE TABLE IF NOT EXISTS parsed_counts (
 pub struct WriterStats {
     /// SQLite VM steps spent finding jobs to claim: rows touched, not time.
     pub claim_steps: AtomicU64,
+    /// Commits synced to disk (the others are synced by a later one).
+    pub syncs: AtomicU64,
 }
 
 /// The SQLite store.
@@ -134,6 +142,7 @@ pub struct SqliteStore {
     /// inbound messages skip the lookup (this process is the file's only writer).
     menus: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
+    _checkpointer: Arc<checkpointer::Checkpointer>,
 }
 
 /// How the writer batches; see `writer.rs`.
@@ -144,6 +153,9 @@ pub struct WriterSettings {
     /// Rows of workers' writes (claims, completions) each transaction takes
     /// beside its acknowledgements; see `writer.rs`.
     pub background_rows: usize,
+    /// Longest a workers' commit waits to be synced; see `Durability` in
+    /// `writer.rs`.
+    pub sync_interval: Duration,
 }
 
 impl Default for WriterSettings {
@@ -151,6 +163,7 @@ impl Default for WriterSettings {
         WriterSettings {
             max_batch: 512,
             background_rows: 128,
+            sync_interval: Duration::from_millis(100),
         }
     }
 }
@@ -193,6 +206,11 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "full")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpointer::WRITER_AUTOCHECKPOINT,
+        )?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         upgrade(&conn, clock.now())?;
@@ -217,13 +235,23 @@ impl SqliteStore {
             clock,
             stats: stats.clone(),
         };
-        writer::spawn(conn, rx, max_batch, scheduler, env).map_err(StoreError::Writer)?;
+        // The acknowledgement log forgets what the main database holds on disk.
+        let log = acks.clone();
+        let durability = Durability::new(
+            settings.sync_interval,
+            Box::new(move |recorded| log.forget_upto(recorded)),
+        );
+        writer::spawn(conn, rx, max_batch, scheduler, durability, env)
+            .map_err(StoreError::Writer)?;
+        let checkpointer =
+            checkpointer::Checkpointer::spawn(path, "patchbay-ckpt").map_err(StoreError::Writer)?;
         Ok(SqliteStore {
             writer: tx,
             readers,
             acks,
             menus: Arc::new(AtomicBool::new(menus)),
             stats,
+            _checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -327,14 +355,9 @@ impl Store for SqliteStore {
     }
 
     async fn record_accepted(&self, parsed: Vec<(Accepted, Outcome)>) -> Result<usize, StoreError> {
-        let upto = parsed.iter().map(|(a, _)| a.seq).max();
-        let duplicates = self
-            .call(|reply| Op::RecordAccepted { parsed, reply })
-            .await?;
-        if let Some(upto) = upto {
-            self.acks.forget_upto(upto);
-        }
-        Ok(duplicates)
+        // The log forgets them once the writer has synced this record.
+        self.call(|reply| Op::RecordAccepted { parsed, reply })
+            .await
     }
 
     async fn claim(

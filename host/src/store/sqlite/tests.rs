@@ -487,3 +487,140 @@ async fn an_inspecting_open_counts_the_log_without_writing_it() {
     let store = inspect().await.expect("open");
     assert_eq!(counts(&store, Queue::Inbound).await.pending, 2);
 }
+
+// ---- durability: what waits for the disk ------------------------------------
+
+/// A store whose unsynced commits may wait `interval` for their sync.
+async fn store_syncing_every(dir: &tempfile::TempDir, interval: Duration) -> Arc<SqliteStore> {
+    let settings = WriterSettings {
+        sync_interval: interval,
+        ..WriterSettings::default()
+    };
+    Arc::new(
+        SqliteStore::open(&dir.path().join("patchbay.db"), settings, true)
+            .await
+            .expect("open store"),
+    )
+}
+
+/// Waits (up to 5 s) until the acknowledgement log holds `n` webhooks.
+async fn log_holds(store: &SqliteStore, n: u64) -> bool {
+    for _ in 0..250 {
+        if store.acks.count_after(0).await.unwrap() == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parsed_webhook_leaves_the_log_only_once_its_record_is_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_syncing_every(&dir, Duration::from_secs(3600)).await;
+    accept_all(store.as_ref(), &["a", "b"]).await;
+    let read = store.accepted(None, 10).await.unwrap();
+    store
+        .record_accepted(crate::store::suite::parsed_into_messages(read))
+        .await
+        .unwrap();
+    let syncs = store
+        .stats()
+        .syncs
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // Recorded, not yet on disk: the log keeps both.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.acks.count_after(0).await.unwrap(), 2);
+    assert_eq!(counts(store.as_ref(), Queue::Deliver).await.pending, 2);
+    // Workers' writes do not sync either.
+    let claimed = claim_app(store.as_ref(), 1, 1).await;
+    store
+        .complete_many(vec![(claimed[0].clone(), vec![])])
+        .await
+        .unwrap();
+    assert_eq!(store.acks.count_after(0).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .stats()
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        syncs
+    );
+    // An application's message is answered only once on disk, and syncs
+    // everything before it: now the log lets the two webhooks go.
+    store
+        .add(vec![in_conv("from-the-app", "other")])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .stats()
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > syncs,
+        "an acknowledged write is synced"
+    );
+    assert!(log_holds(&store, 0).await, "the log forgets synced records");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsynced_commits_are_synced_within_the_interval_with_nothing_else_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_syncing_every(&dir, Duration::from_millis(50)).await;
+    accept_all(store.as_ref(), &["a"]).await;
+    let read = store.accepted(None, 10).await.unwrap();
+    store
+        .record_accepted(crate::store::suite::parsed_into_messages(read))
+        .await
+        .unwrap();
+    assert!(log_holds(&store, 0).await, "synced by a turn of its own");
+    // And what the log forgot is in the main file for good: a new process
+    // on the same files has the message, and nothing left to parse.
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = store_syncing_every(&dir, Duration::from_millis(50)).await;
+    assert_eq!(counts(store.as_ref(), Queue::Deliver).await.pending, 1);
+    assert!(store.accepted(None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_copies_commits_into_the_database_file_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir, DELAY).await;
+    // About 2,000 pages: fewer than the writer's own checkpoint threshold,
+    // so only the checkpointer copies them.
+    let payload = vec![b'x'; 3000];
+    for batch in 0..25 {
+        let jobs = (0..100)
+            .map(|i| NewJob {
+                payload: payload.clone(),
+                ..in_conv(&format!("j{batch}-{i}"), &format!("c{i}"))
+            })
+            .collect();
+        store.add(jobs).await.unwrap();
+    }
+    // The database file alone, WAL ignored (`immutable`), while the store
+    // is open (closing it would checkpoint): it comes to hold them. A read
+    // racing a copy may fail or see part; it is asked again.
+    let uri = format!(
+        "file:{}?immutable=1",
+        dir.path().join("patchbay.db").display()
+    );
+    let in_file = || -> rusqlite::Result<i64> {
+        let file = rusqlite::Connection::open_with_flags(
+            &uri,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        file.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))
+    };
+    let mut copied = None;
+    for _ in 0..250 {
+        copied = in_file().ok();
+        if copied == Some(2500) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(copied, Some(2500), "commits copied into the file");
+    drop(store);
+}
