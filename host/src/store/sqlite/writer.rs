@@ -28,10 +28,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::jobs::{self, End, execute};
 use super::{Clock, WriterStats};
@@ -124,12 +123,15 @@ impl Op {
     }
 
     /// Whether its answer tells someone the write is stored for good: an
-    /// accepted message, an idempotent send, a replayed dead letter, the
-    /// readiness probe. Such a turn is synced before it is answered.
+    /// accepted message, an idempotent send, a replayed dead letter, a web
+    /// chat message shown to its customer at its position (a position lost
+    /// with the power would be given again to the next message, which the
+    /// customer's widget would then skip), the readiness probe. Such a turn
+    /// is synced before it is answered.
     fn must_sync(&self) -> bool {
         matches!(
             self,
-            Op::Add(..) | Op::Remember { .. } | Op::Replay(..) | Op::Ping(..)
+            Op::Add(..) | Op::Remember { .. } | Op::Replay(..) | Op::Outbox { .. } | Op::Ping(..)
         )
     }
 
@@ -303,7 +305,7 @@ async fn write_loop(
 /// or completion lost with the power is a delivery made again — as after
 /// any crash — with the same message id. The workers, meanwhile, no longer
 /// wait for an fsync per turn: on this machine a synced commit took 3–4 ms
-/// under load, most of the writer's time.
+/// under load (with its share of checkpoints), most of the writer's time.
 pub(super) struct Durability {
     interval: Duration,
     /// The connection's `synchronous` setting: FULL or NORMAL.
