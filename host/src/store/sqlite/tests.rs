@@ -624,3 +624,27 @@ async fn the_checkpointer_copies_commits_into_the_database_file_beside_the_write
     assert_eq!(copied, Some(2500), "commits copied into the file");
     drop(store);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_workers_claims_cost_no_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_syncing_every(&dir, Duration::from_millis(20)).await;
+    let syncs = || {
+        store
+            .stats()
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = syncs();
+    for now in 0..10 {
+        assert!(claim_app(store.as_ref(), 5, now).await.is_empty());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(syncs(), before, "nothing changed, nothing synced");
+    // A claim that leases something is synced within the interval.
+    store.add(vec![in_conv("m", "c")]).await.unwrap();
+    let after_add = syncs();
+    assert_eq!(claim_app(store.as_ref(), 5, 10).await, ["m"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(syncs(), after_add + 1);
+}

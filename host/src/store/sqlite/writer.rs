@@ -348,16 +348,22 @@ impl Durability {
             }
             self.full = sync;
         }
+        let changes = conn.total_changes();
         if run_contained(conn, turn, sync, env) {
-            self.committed(conn, sync);
+            // A turn that changed nothing (an idle worker's claim) leaves
+            // nothing to sync.
+            let changed = conn.total_changes() != changes;
+            self.committed(conn, sync, changed);
         }
     }
 
     /// Notes a turn's commit; after a synced one, tells `on_synced` the log
     /// position now on disk.
-    fn committed(&mut self, conn: &Connection, synced: bool) {
+    fn committed(&mut self, conn: &Connection, synced: bool, changed: bool) {
         if !synced {
-            self.unsynced_since.get_or_insert_with(Instant::now);
+            if changed {
+                self.unsynced_since.get_or_insert_with(Instant::now);
+            }
             return;
         }
         self.unsynced_since = None;
