@@ -98,6 +98,10 @@ async fn store(dir: &tempfile::TempDir, budget: usize) -> Arc<SqliteStore> {
         background_rows: budget,
         ..WriterSettings::default()
     };
+    open(dir, settings).await
+}
+
+async fn open(dir: &tempfile::TempDir, settings: WriterSettings) -> Arc<SqliteStore> {
     Arc::new(
         SqliteStore::open(&dir.path().join("patchbay.db"), settings, true)
             .await
@@ -496,11 +500,7 @@ async fn store_syncing_every(dir: &tempfile::TempDir, interval: Duration) -> Arc
         sync_interval: interval,
         ..WriterSettings::default()
     };
-    Arc::new(
-        SqliteStore::open(&dir.path().join("patchbay.db"), settings, true)
-            .await
-            .expect("open store"),
-    )
+    open(dir, settings).await
 }
 
 /// Waits (up to 5 s) until the acknowledgement log holds `n` webhooks.
