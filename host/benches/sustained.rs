@@ -836,8 +836,7 @@ impl Memory {
 #[derive(Clone, Default)]
 struct Cpu {
     /// Clock ticks per thread kind: the main database's writer, the
-    /// acknowledgement log's writer, tokio's threads, the checkpointers, the
-    /// rest.
+    /// acknowledgement log's writer, tokio's threads, the rest.
     threads: HashMap<&'static str, u64>,
     /// Patchbay's ticks in the kernel, all threads.
     kernel: u64,
@@ -868,7 +867,6 @@ impl Cpu {
                 let kind = match name {
                     "patchbay-store" => "main writer",
                     "patchbay-acks" => "ack writer",
-                    n if n.contains("ckp") => "checkpoints",
                     // Workers and the blocking pool (the store's reads).
                     n if n.starts_with("tokio-") => "tokio threads",
                     _ => "other threads",
@@ -904,7 +902,6 @@ impl Cpu {
             "tokio threads",
             "main writer",
             "ack writer",
-            "checkpoints",
             "other threads",
         ];
         let total: u64 = kinds.iter().map(|k| spent(k)).sum();

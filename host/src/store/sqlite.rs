@@ -7,7 +7,6 @@
 //! rusqlite, for both.
 
 mod acklog;
-mod checkpointer;
 mod jobs;
 mod readers;
 mod writer;
@@ -142,7 +141,6 @@ pub struct SqliteStore {
     /// inbound messages skip the lookup (this process is the file's only writer).
     menus: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
-    _checkpointer: Arc<checkpointer::Checkpointer>,
 }
 
 /// How the writer batches; see `writer.rs`.
@@ -206,11 +204,6 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "full")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            checkpointer::WRITER_AUTOCHECKPOINT,
-        )?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         upgrade(&conn, clock.now())?;
@@ -243,15 +236,12 @@ impl SqliteStore {
         );
         writer::spawn(conn, rx, max_batch, scheduler, durability, env)
             .map_err(StoreError::Writer)?;
-        let checkpointer =
-            checkpointer::Checkpointer::spawn(path, "patchbay-ckpt").map_err(StoreError::Writer)?;
         Ok(SqliteStore {
             writer: tx,
             readers,
             acks,
             menus: Arc::new(AtomicBool::new(menus)),
             stats,
-            _checkpointer: Arc::new(checkpointer),
         })
     }
 

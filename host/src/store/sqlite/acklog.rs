@@ -19,7 +19,6 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpointer::{self, Checkpointer};
 use super::readers::Readers;
 use crate::store::{Accepted, Job, NewJob, Queue, StoreError};
 
@@ -34,8 +33,6 @@ enum AckOp {
 pub(super) struct AckLog {
     tx: Option<mpsc::Sender<AckOp>>,
     readers: Readers,
-    /// Copies the log's WAL back beside its writer (none when inspecting).
-    _checkpointer: Option<Checkpointer>,
 }
 
 const SCHEMA: &str = "
@@ -68,11 +65,6 @@ impl AckLog {
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "wal")?;
         conn.pragma_update(None, "synchronous", "full")?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            checkpointer::WRITER_AUTOCHECKPOINT,
-        )?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute("DELETE FROM accepted WHERE seq <= ?1", [parsed])?;
@@ -103,12 +95,9 @@ impl AckLog {
             .name("patchbay-acks".into())
             .spawn(move || write_loop(conn, rx, max_batch))
             .map_err(StoreError::Writer)?;
-        let checkpointer =
-            Checkpointer::spawn(&path, "patchbay-ackckpt").map_err(StoreError::Writer)?;
         Ok(AckLog {
             tx: Some(tx),
             readers: Readers::new(path, 2),
-            _checkpointer: Some(checkpointer),
         })
     }
 
@@ -118,7 +107,6 @@ impl AckLog {
         AckLog {
             tx: None,
             readers: Readers::new(path_for(database), 1),
-            _checkpointer: None,
         }
     }
 

@@ -584,48 +584,6 @@ async fn unsynced_commits_are_synced_within_the_interval_with_nothing_else_to_do
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_checkpointer_copies_commits_into_the_database_file_beside_the_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, DELAY).await;
-    // About 2,000 pages: fewer than the writer's own checkpoint threshold,
-    // so only the checkpointer copies them.
-    let payload = vec![b'x'; 3000];
-    for batch in 0..25 {
-        let jobs = (0..100)
-            .map(|i| NewJob {
-                payload: payload.clone(),
-                ..in_conv(&format!("j{batch}-{i}"), &format!("c{i}"))
-            })
-            .collect();
-        store.add(jobs).await.unwrap();
-    }
-    // The database file alone, WAL ignored (`immutable`), while the store
-    // is open (closing it would checkpoint): it comes to hold them. A read
-    // racing a copy may fail or see part; it is asked again.
-    let uri = format!(
-        "file:{}?immutable=1",
-        dir.path().join("patchbay.db").display()
-    );
-    let in_file = || -> rusqlite::Result<i64> {
-        let file = rusqlite::Connection::open_with_flags(
-            &uri,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        file.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))
-    };
-    let mut copied = None;
-    for _ in 0..250 {
-        copied = in_file().ok();
-        if copied == Some(2500) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(copied, Some(2500), "commits copied into the file");
-    drop(store);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_workers_claims_cost_no_sync() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_syncing_every(&dir, Duration::from_millis(20)).await;
