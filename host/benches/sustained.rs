@@ -7,6 +7,8 @@
 //! PATCHBAY_BENCH_SECS=20 PATCHBAY_BENCH_PREFILL=200000 cargo bench -p patchbay-host --bench sustained
 //! # the writer's share for workers ([store] background_rows_per_turn):
 //! PATCHBAY_BENCH_BACKGROUND_ROWS=512 cargo bench -p patchbay-host --bench sustained
+//! # deliveries in flight to the application ([application] concurrency, 32):
+//! PATCHBAY_BENCH_APP_CONCURRENCY=128 cargo bench -p patchbay-host --bench sustained
 //! # another build of `patchbay` (say, the previous release) under the same load:
 //! PATCHBAY_BENCH_BIN=/tmp/patchbay-before cargo bench -p patchbay-host --bench sustained
 //! ```
@@ -37,7 +39,9 @@
 //! 6. **recovery**: the application comes back; how fast the backlog drains
 //!    and how long after recovery every conversation had its next delivery.
 //!
-//! Patchbay's resident memory is sampled every second throughout.
+//! Patchbay's resident memory is sampled every second throughout; for the
+//! full-load, end-to-end and drain phases the report adds its CPU time per
+//! message by thread and the bytes it wrote for the disk per message.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -431,6 +435,9 @@ async fn wait_delivered(app: &App, target: u64) -> bool {
 /// and `store` as the `[store]` table's keys.
 fn config(dir: &Path, name: &str, store: &str, app_hook: &str) -> PathBuf {
     let config = dir.join(name);
+    let concurrency = std::env::var("PATCHBAY_BENCH_APP_CONCURRENCY")
+        .map(|n| format!("concurrency = {n}"))
+        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
@@ -442,6 +449,7 @@ listen = "127.0.0.1:0"
 [application]
 webhook_url = "{app_hook}"
 secret = "{APP_SECRET}"
+{concurrency}
 [log]
 level = "error"
 [channels.bench]
@@ -832,7 +840,8 @@ impl Memory {
     }
 }
 
-/// CPU time, from `/proc`: Patchbay's threads by kind, and the machine's.
+/// CPU time, from `/proc`: Patchbay's threads by kind, and the machine's;
+/// and the bytes Patchbay sent towards the disk.
 #[derive(Clone, Default)]
 struct Cpu {
     /// Clock ticks per thread kind: the main database's writer, the
@@ -843,6 +852,9 @@ struct Cpu {
     /// The machine's busy and idle ticks over all cores.
     busy: u64,
     idle: u64,
+    /// Bytes Patchbay wrote for the disk (`write_bytes` less
+    /// `cancelled_write_bytes`: temporary files deleted unwritten).
+    written: u64,
 }
 
 impl Cpu {
@@ -888,6 +900,15 @@ impl Cpu {
             cpu.idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
             cpu.busy = v.iter().take(8).sum::<u64>() - cpu.idle;
         }
+        if let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) {
+            let field = |name: &str| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            cpu.written = field("write_bytes:").saturating_sub(field("cancelled_write_bytes:"));
+        }
         cpu
     }
 
@@ -920,8 +941,9 @@ impl Cpu {
             line.push_str(&format!("{kind} {:.0}", per(spent(kind))));
         }
         line.push_str(&format!(
-            "; {:.0}% in the kernel); machine {:.0}% idle",
+            "; {:.0}% in the kernel); {:.1} KB written/message; machine {:.0}% idle",
             100.0 * (self.kernel - before.kernel) as f64 / total.max(1) as f64,
+            self.written.saturating_sub(before.written) as f64 / 1e3 / messages.max(1) as f64,
             100.0 * idle / (busy + idle).max(1.0)
         ));
         line
