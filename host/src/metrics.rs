@@ -18,8 +18,10 @@
 //! | `patchbay_destination_paused` | gauge (0/1) | `destination` |
 //! | `patchbay_queue_jobs` | gauge | `queue`, `state` (`pending`, `dead`) |
 //! | `patchbay_queue_oldest_due_seconds` | gauge | `queue` |
+//! | `patchbay_store_commit_seconds` | histogram | `file` (`acks`, `database`), `synced` |
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -52,8 +54,22 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
+/// Records how long a SQLite file's `COMMIT` took — its fsync when `synced`,
+/// and SQLite's checkpoint when one fell due: the disk's latency as the
+/// store meets it. `file` is `acks` (the acknowledgement log) or `database`.
+pub fn store_commit(file: &'static str, synced: bool, took: Duration) {
+    metrics::histogram!("patchbay_store_commit_seconds",
+        "file" => file, "synced" => if synced { "true" } else { "false" })
+    .record(took.as_secs_f64());
+}
+
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "patchbay_store_commit_seconds",
+        Unit::Seconds,
+        "SQLite commits by file (acks, database) and whether synced to disk"
+    );
     describe_counter!(
         "patchbay_webhooks_total",
         "Webhooks received, by source and outcome"

@@ -98,6 +98,22 @@ async fn metrics_count_webhooks_deliveries_and_dead_letters_with_bounded_labels(
         ),
         Some(2.0)
     );
+    // Both files' commits are timed: the log's (each synced) and the
+    // database's parsed records and deliveries (synced or not).
+    let commits = |file, synced| {
+        sample(
+            &text,
+            "patchbay_store_commit_seconds_count",
+            &[("file", file), ("synced", synced)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(commits("acks", "true") >= 1.0, "{text}");
+    assert_eq!(commits("acks", "false"), 0.0, "the log syncs every commit");
+    assert!(
+        commits("database", "true") + commits("database", "false") >= 2.0,
+        "{text}"
+    );
     assert_eq!(
         sample(
             &text,
