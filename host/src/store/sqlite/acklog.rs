@@ -14,7 +14,7 @@
 //! here afterwards, in the next append turn.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -249,8 +249,6 @@ fn write_turn(
         conn.prepare_cached("DELETE FROM accepted WHERE seq <= ?1")?
             .execute([seq])?;
     }
-    let committing = Instant::now();
-    conn.execute_batch("COMMIT")?;
-    crate::metrics::store_commit("acks", true, committing.elapsed());
+    super::commit(conn, "acks", true)?;
     Ok(seqs)
 }

@@ -481,12 +481,8 @@ fn run_turn(conn: &Connection, mut turn: Vec<Op>, sync: bool, env: &Env) -> bool
             return false;
         }
     }
-    let committing = std::time::Instant::now();
-    let commit_error = match exec(conn, "COMMIT") {
-        Ok(()) => {
-            crate::metrics::store_commit("database", sync, committing.elapsed());
-            None
-        }
+    let commit_error = match super::commit(conn, "database", sync) {
+        Ok(()) => None,
         Err(e) => {
             tracing::error!(error = %e, "store transaction failed to commit");
             let _ = exec(conn, "ROLLBACK");
