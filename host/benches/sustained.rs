@@ -11,6 +11,8 @@
 //! PATCHBAY_BENCH_APP_CONCURRENCY=128 cargo bench -p patchbay-host --bench sustained
 //! # another build of `patchbay` (say, the previous release) under the same load:
 //! PATCHBAY_BENCH_BIN=/tmp/patchbay-before cargo bench -p patchbay-host --bench sustained
+//! # the processes' logs, appended to a file (`RUST_LOG` as for `patchbay serve`):
+//! PATCHBAY_BENCH_LOG=/tmp/bench.log RUST_LOG=info,patchbay_host::store=debug cargo bench -p patchbay-host --bench sustained
 //! ```
 //!
 //! Four processes: this one (the load generator), a bare handler that only

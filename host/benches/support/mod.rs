@@ -71,11 +71,21 @@ impl Drop for Server {
     }
 }
 
-/// Starts `cmd` and reads the address from its first line.
+/// Starts `cmd` and reads the address from its first line. Its log goes to
+/// the file `PATCHBAY_BENCH_LOG` names, if any (appended), else nowhere.
 pub fn spawn(mut cmd: Command) -> Server {
+    let log = match std::env::var_os("PATCHBAY_BENCH_LOG") {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open PATCHBAY_BENCH_LOG")
+            .into(),
+        None => Stdio::null(),
+    };
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn");
     let mut line = String::new();

@@ -19,9 +19,11 @@
 //!   share of a group commit. Its provider event id is *not* checked on the
 //!   acknowledgement path: duplicates get the same acknowledgement anyway.
 //!   The key is checked when the parsed webhook is recorded (the jobs it
-//!   produces and its key in one transaction, a parser batch at a time, keys
-//!   sorted), so a duplicate is never delivered twice and the random keys of
-//!   a retention window cost the acknowledgement nothing. See [`dedupe`].
+//!   produces and its key in one transaction, a parser batch at a time), so
+//!   a duplicate is never delivered twice and the random keys of a retention
+//!   window cost the acknowledgement nothing. SQLite keeps the recent keys in
+//!   memory and in an append-only table, and merges them into the window's
+//!   table in large sorted batches (see `sqlite/event_ids.rs`). See [`dedupe`].
 //! - **Conversation heads.** Jobs of one conversation (`deliver`, `outbound`)
 //!   form a list; a small table holds each waiting conversation's head and
 //!   when it is ready. A claim reads ready heads from an index, so it costs

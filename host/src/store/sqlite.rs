@@ -7,6 +7,7 @@
 //! rusqlite, for both.
 
 mod acklog;
+mod event_ids;
 mod jobs;
 mod readers;
 mod writer;
@@ -32,7 +33,7 @@ use readers::Readers;
 use writer::{Aged, Durability, Env, Op, Reply, Scheduler};
 
 /// The schema this version writes; `PRAGMA user_version` holds it.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -74,6 +75,12 @@ CREATE TABLE IF NOT EXISTS dedupe (
     seen_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe(seen_at);
+CREATE TABLE IF NOT EXISTS dedupe_recent (
+    id INTEGER PRIMARY KEY,
+    slot INTEGER NOT NULL,
+    check_hash INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -140,6 +147,8 @@ pub struct SqliteStore {
     /// Whether any conversation may have a menu: until a channel degrades one,
     /// inbound messages skip the lookup (this process is the file's only writer).
     menus: Arc<AtomicBool>,
+    /// Event ids recorded since the last merge (see `event_ids.rs`).
+    recent_ids: event_ids::Recent,
     stats: Arc<WriterStats>,
 }
 
@@ -154,6 +163,9 @@ pub struct WriterSettings {
     /// Longest a workers' commit waits to be synced; see `Durability` in
     /// `writer.rs`.
     pub sync_interval: Duration,
+    /// Provider event ids gathered in memory before they are merged into the
+    /// retention window's table in one sorted batch; see `event_ids.rs`.
+    pub event_ids_per_merge: usize,
 }
 
 impl Default for WriterSettings {
@@ -162,6 +174,7 @@ impl Default for WriterSettings {
             max_batch: 512,
             background_rows: 128,
             sync_interval: Duration::from_millis(100),
+            event_ids_per_merge: 65_536,
         }
     }
 }
@@ -244,9 +257,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let scheduler = Scheduler::new(settings.background_rows);
         let stats = Arc::new(WriterStats::default());
+        let ids = event_ids::EventIds::load(&conn, settings.event_ids_per_merge)?;
+        let recent_ids = ids.recent();
         let env = Env {
             clock,
             stats: stats.clone(),
+            ids: std::cell::RefCell::new(ids),
         };
         // The acknowledgement log forgets what the main database holds on disk.
         let log = acks.clone();
@@ -261,6 +277,7 @@ impl SqliteStore {
             readers,
             acks,
             menus: Arc::new(AtomicBool::new(menus)),
+            recent_ids,
             stats,
         })
     }
@@ -396,7 +413,21 @@ impl Store for SqliteStore {
             return Ok(vec![]);
         }
         let hashes: Vec<KeyHash> = keys.iter().map(|(c, k)| KeyHash::of(c, k)).collect();
-        let slots: Vec<i64> = hashes.iter().map(|h| h.slot).collect();
+        // The ids recorded since the last merge first, then the table: a
+        // merge's commit puts them in the table before it takes them from here.
+        let recent: Vec<bool> = {
+            let recent = event_ids::lock(&self.recent_ids);
+            hashes
+                .iter()
+                .map(|h| recent.get(&h.slot) == Some(&h.check))
+                .collect()
+        };
+        let slots: Vec<i64> = hashes
+            .iter()
+            .zip(&recent)
+            .filter(|(_, known)| !**known)
+            .map(|(h, _)| h.slot)
+            .collect();
         let found: std::collections::HashSet<(i64, i64)> = self
             .readers
             .read(move |conn| {
@@ -413,7 +444,8 @@ impl Store for SqliteStore {
             .await?;
         Ok(hashes
             .iter()
-            .map(|h| found.contains(&(h.slot, h.check)))
+            .zip(recent)
+            .map(|(h, known)| known || found.contains(&(h.slot, h.check)))
             .collect())
     }
 

@@ -9,6 +9,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Statement, StatementStatus, params};
 
+use super::event_ids::EventIds;
 use crate::store::dedupe::KeyHash;
 use crate::store::{Accepted, Attempt, Job, NewJob, Outcome, Pruned, Queue, Remembered, Want};
 
@@ -253,6 +254,7 @@ pub(super) fn save_progress(conn: &Connection, id: &str, payload: &[u8]) -> rusq
 /// many were duplicates.
 pub(super) fn record_accepted(
     conn: &Connection,
+    ids: &mut EventIds,
     parsed: &[(Accepted, Outcome)],
     now: i64,
 ) -> rusqlite::Result<usize> {
@@ -272,7 +274,7 @@ pub(super) fn record_accepted(
             Outcome::Done(follow_ups) => {
                 done += 1;
                 let duplicate = match &job.dedupe_key {
-                    Some(key) => !remember_key(conn, KeyHash::of(&job.channel, key), now)?,
+                    Some(key) => !ids.remember(conn, KeyHash::of(&job.channel, key), now)?,
                     None => false,
                 };
                 if duplicate {
@@ -366,6 +368,7 @@ pub(super) enum End<'a> {
 /// job had: its follow-ups are dropped). A job no longer pending is left alone.
 pub(super) fn finish(
     conn: &Connection,
+    ids: &mut EventIds,
     id: &str,
     end: End<'_>,
     follow_ups: &[NewJob],
@@ -402,7 +405,7 @@ pub(super) fn finish(
         advance(conn, queue, &key, seq, next, now)?;
     }
     let duplicate = match dedupe_key {
-        Some(key) if state == "done" => !remember_key(conn, KeyHash::of(&channel, &key), now)?,
+        Some(key) if state == "done" => !ids.remember(conn, KeyHash::of(&channel, &key), now)?,
         _ => false,
     };
     if !duplicate && !follow_ups.is_empty() {
@@ -439,24 +442,6 @@ fn advance(
         )?,
     };
     Ok(())
-}
-
-/// Records a dedupe key; false if it was recorded before. A different key
-/// that happens to share the slot is let through (see [`KeyHash`]).
-fn remember_key(conn: &Connection, hash: KeyHash, now: i64) -> rusqlite::Result<bool> {
-    let stored = execute(
-        conn,
-        "INSERT INTO dedupe (slot, check_hash, seen_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (slot) DO NOTHING",
-        params![hash.slot, hash.check, now],
-    )?;
-    if stored == 1 {
-        return Ok(true);
-    }
-    let check: i64 = conn
-        .prepare_cached("SELECT check_hash FROM dedupe WHERE slot = ?1")?
-        .query_row([hash.slot], |r| r.get(0))?;
-    Ok(check != hash.check)
 }
 
 /// Releases a job to run at `run_at`; it stays its conversation's head.
@@ -603,8 +588,13 @@ pub(super) fn link_existing(conn: &Connection) -> rusqlite::Result<()> {
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut insert = conn.prepare(
+        "INSERT INTO dedupe (slot, check_hash, seen_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (slot) DO NOTHING",
+    )?;
     for (channel, key, seen_at) in keys {
-        remember_key(conn, KeyHash::of(&channel, &key), seen_at)?;
+        let hash = KeyHash::of(&channel, &key);
+        insert.execute(params![hash.slot, hash.check, seen_at])?;
     }
     Ok(())
 }

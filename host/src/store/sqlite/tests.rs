@@ -300,6 +300,70 @@ async fn a_panicking_turn_is_rolled_back_and_the_writer_goes_on() {
 
 // ---- the queue model: heads, destinations, dedupe, clock injected -----------
 
+/// Accepts a webhook per `(webhook id, event id)`, parses each into a message
+/// and records them; how many were duplicates.
+async fn receive(store: &SqliteStore, webhooks: &[(&str, &str)]) -> usize {
+    for (id, event) in webhooks {
+        store
+            .accept(job(id, Queue::Inbound, Some(event)))
+            .await
+            .unwrap();
+    }
+    let read = store.accepted(None, 100).await.unwrap();
+    store
+        .record_accepted(crate::store::suite::parsed_into_messages(read))
+        .await
+        .unwrap()
+}
+
+/// Rows of `table` in the file (after the writer's commits).
+fn rows(dir: &tempfile::TempDir, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(dir.path().join("patchbay.db")).unwrap();
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ids_are_recognised_across_merges_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = WriterSettings {
+        event_ids_per_merge: 4,
+        ..WriterSettings::default()
+    };
+    let store = open(&dir, settings).await;
+    let first: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("w{i}"), format!("Ev{i}")))
+        .collect();
+    let first: Vec<(&str, &str)> = first.iter().map(|(w, e)| (&**w, &**e)).collect();
+    assert_eq!(receive(&store, &first).await, 0);
+    // Six gathered, four make a batch: all six went to the table at once.
+    assert_eq!((rows(&dir, "dedupe"), rows(&dir, "dedupe_recent")), (6, 0));
+    assert_eq!(receive(&store, &[("n1", "New1"), ("n2", "New2")]).await, 0);
+    assert_eq!((rows(&dir, "dedupe"), rows(&dir, "dedupe_recent")), (6, 2));
+
+    let again = [("r0", "Ev0"), ("r5", "Ev5"), ("r-n1", "New1")];
+    assert_eq!(receive(&store, &again).await, 3, "merged and recent alike");
+    let hint = store
+        .seen(vec![
+            ("test".into(), "Ev3".into()),
+            ("test".into(), "New2".into()),
+            ("test".into(), "Never".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(hint, [true, true, false]);
+
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let store = open(&dir, settings).await;
+    assert_eq!(
+        receive(&store, &[("again-n2", "New2"), ("again-3", "Ev3")]).await,
+        2,
+        "read back after a restart"
+    );
+    assert_eq!(counts(store.as_ref(), Queue::Deliver).await.pending, 8);
+}
+
 /// The SQLite VM steps one claim of `limit` jobs costs with `waiting` jobs
 /// queued behind 1,000 conversations (all ready), plus `waiting` jobs bound
 /// for a paused destination that the claim does not ask for.

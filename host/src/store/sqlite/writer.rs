@@ -32,6 +32,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::event_ids::EventIds;
 use super::jobs::{self, End, execute};
 use super::{Clock, WriterStats};
 use crate::store::{
@@ -232,11 +233,12 @@ pub(super) fn spawn(
     Ok(())
 }
 
-/// What the writer's statements read besides their ops: the clock, and where
-/// to count their work.
+/// What the writer's statements read besides their ops: the clock, where
+/// to count their work, and the recent event ids.
 pub(super) struct Env {
     pub(super) clock: Clock,
     pub(super) stats: std::sync::Arc<WriterStats>,
+    pub(super) ids: std::cell::RefCell<EventIds>,
 }
 
 async fn write_loop(
@@ -402,6 +404,7 @@ fn run_contained(conn: &Connection, turn: Vec<Op>, sync: bool, env: &Env) -> boo
         if !conn.is_autocommit() {
             let _ = exec(conn, "ROLLBACK");
         }
+        env.ids.borrow_mut().aborted();
         false
     })
 }
@@ -475,17 +478,26 @@ fn run_turn(conn: &Connection, mut turn: Vec<Op>, sync: bool, env: &Env) -> bool
             // SQLite rolled the whole transaction back (disk full, I/O error):
             // nothing of this turn is stored, whatever the ops said.
             tracing::error!("store transaction was rolled back");
+            env.ids.borrow_mut().aborted();
             let why = "the transaction was rolled back";
             finishers.into_iter().for_each(|f| f(Some(why)));
             ops.for_each(|op| fail(op, why));
             return false;
         }
     }
+    // A merge failing is undone alone: the ids wait for the next turn's.
+    if let Err(e) = env.ids.borrow_mut().merge_if_due(conn) {
+        tracing::warn!(error = %e, "merging recent event ids failed; will retry");
+    }
     let commit_error = match super::commit(conn, "database", sync) {
-        Ok(()) => None,
+        Ok(()) => {
+            env.ids.borrow_mut().committed();
+            None
+        }
         Err(e) => {
             tracing::error!(error = %e, "store transaction failed to commit");
             let _ = exec(conn, "ROLLBACK");
+            env.ids.borrow_mut().aborted();
             Some(e.to_string())
         }
     };
@@ -552,25 +564,28 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
             finisher(reply, claimed)
         }
         Op::Complete(done, reply) => {
-            let r = atomically(conn, true, |c| {
+            let r = with_ids(conn, env, |c, ids| {
                 let mut duplicates = 0;
                 for (id, follow_ups) in &done {
-                    duplicates += usize::from(jobs::finish(c, id, End::Done, follow_ups, now)?);
+                    duplicates +=
+                        usize::from(jobs::finish(c, ids, id, End::Done, follow_ups, now)?);
                 }
                 Ok(duplicates)
             });
             finisher(reply, r)
         }
         Op::RecordAccepted { parsed, reply } => {
-            let r = atomically(conn, true, |c| jobs::record_accepted(c, &parsed, now));
+            let r = with_ids(conn, env, |c, ids| {
+                jobs::record_accepted(c, ids, &parsed, now)
+            });
             finisher(reply, r)
         }
         // Its turn syncs, and a synced turn writes the `syncs` row: the
         // probe is a real write and fsync without a statement of its own.
         Op::Ping(reply) => finisher(reply, Ok::<(), rusqlite::Error>(())),
         Op::Bury(id, error, follow_ups, reply) => {
-            let r = atomically(conn, true, |c| {
-                jobs::finish(c, &id, End::Dead(&error), &follow_ups, now).map(drop)
+            let r = with_ids(conn, env, |c, ids| {
+                jobs::finish(c, ids, &id, End::Dead(&error), &follow_ups, now).map(drop)
             });
             finisher(reply, r)
         }
@@ -653,7 +668,13 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
             finisher(reply, r)
         }
         Op::Forget(aged, before, limit, reply) => {
-            let r = execute(conn, aged.delete_oldest(), params![before, limit])
+            let merged = match aged {
+                // Ids this old may still wait to be merged.
+                Aged::EventIds => env.ids.borrow_mut().merge_older_than(conn, before),
+                _ => Ok(()),
+            };
+            let r = merged
+                .and_then(|()| execute(conn, aged.delete_oldest(), params![before, limit]))
                 .map(|deleted| deleted as u64);
             finisher(reply, r)
         }
@@ -667,6 +688,22 @@ fn run_op(conn: &Connection, op: Op, env: &Env) -> Finisher {
 /// Runs a cached statement without values.
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     execute(conn, sql, []).map(drop)
+}
+
+/// [`atomically`], for an op that records event ids: those it added are
+/// forgotten with it when it fails.
+fn with_ids<T>(
+    conn: &Connection,
+    env: &Env,
+    f: impl FnOnce(&Connection, &mut EventIds) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let mut ids = env.ids.borrow_mut();
+    let mark = ids.mark();
+    let result = atomically(conn, true, |c| f(c, &mut ids));
+    if result.is_err() {
+        ids.undo_to(mark);
+    }
+    result
 }
 
 /// Runs `f`, in a savepoint when it takes `several` statements, so that a
