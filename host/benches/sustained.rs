@@ -846,8 +846,8 @@ impl Memory {
 /// and the bytes Patchbay sent towards the disk.
 #[derive(Clone, Default)]
 struct Cpu {
-    /// Clock ticks per thread kind: the main database's writer, the
-    /// acknowledgement log's writer, tokio's threads, the rest.
+    /// Clock ticks per thread kind: the server's runtime, the workers', the
+    /// main database's writer, the acknowledgement log's writer, the rest.
     threads: HashMap<&'static str, u64>,
     /// Patchbay's ticks in the kernel, all threads.
     kernel: u64,
@@ -881,8 +881,11 @@ impl Cpu {
                 let kind = match name {
                     "patchbay-store" => "main writer",
                     "patchbay-acks" => "ack writer",
-                    // Workers and the blocking pool (the store's reads).
-                    n if n.starts_with("tokio-") => "tokio threads",
+                    // The workers' runtime, its blocking pool with it.
+                    "patchbay-worker" => "workers",
+                    // The server's runtime and its blocking pool (the
+                    // store's reads for requests).
+                    n if n.starts_with("tokio-") => "server",
                     _ => "other threads",
                 };
                 *cpu.threads.entry(kind).or_default() += user + system;
@@ -922,7 +925,8 @@ impl Cpu {
                 - before.threads.get(kind).copied().unwrap_or(0)
         };
         let kinds = [
-            "tokio threads",
+            "server",
+            "workers",
             "main writer",
             "ack writer",
             "other threads",

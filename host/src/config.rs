@@ -46,6 +46,9 @@ pub struct Config {
     /// Where messages are kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// The threads parsing, delivering and sending.
+    #[serde(default)]
+    pub workers: WorkersConfig,
     /// The 0.1 form of one `webhook` upstream, still accepted: it is the
     /// upstream named `application`.
     #[serde(default)]
@@ -250,6 +253,37 @@ impl Default for StoreConfig {
             background_write_delay_ms: None,
             lease_secs: default_lease(),
             keep_done_hours: default_keep_done(),
+        }
+    }
+}
+
+/// `[workers]`: the threads that parse webhooks, deliver to upstreams and
+/// send to providers, apart from the server's (see `workers/threads.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// How many threads (default: one per core).
+    #[serde(default = "default_worker_threads")]
+    pub threads: usize,
+    /// How much lower than the server's their scheduling priority is, as a
+    /// Linux `nice` increment (0–19; 0: the same). Higher favours
+    /// acknowledging over delivering when the cores are all busy.
+    #[serde(default = "default_worker_nice")]
+    pub nice: i32,
+}
+
+fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+fn default_worker_nice() -> i32 {
+    crate::workers::threads::NICE
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            threads: default_worker_threads(),
+            nice: default_worker_nice(),
         }
     }
 }
@@ -562,10 +596,17 @@ impl Config {
             ("server.max_connections", self.server.max_connections as u64),
             ("server.header_timeout_ms", self.server.header_timeout_ms),
             ("server.request_timeout_ms", self.server.request_timeout_ms),
+            ("workers.threads", self.workers.threads as u64),
         ] {
             if value == 0 {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
+        }
+        if !(0..=19).contains(&self.workers.nice) {
+            return Err(ConfigError::new(
+                "workers.nice",
+                "must be from 0 (the server's priority) to 19",
+            ));
         }
         if let Some(level) = &self.log.level {
             check_log_filter(level)?;
@@ -1216,6 +1257,21 @@ mod tests {
                 format!("[store]\nbackground_rows_per_turn = 0\n{MINIMAL}"),
                 "store.background_rows_per_turn",
                 "at least 1",
+            ),
+            (
+                format!("[workers]\nthreads = 0\n{MINIMAL}"),
+                "workers.threads",
+                "at least 1",
+            ),
+            (
+                format!("[workers]\nnice = 20\n{MINIMAL}"),
+                "workers.nice",
+                "from 0",
+            ),
+            (
+                format!("[workers]\nnice = -1\n{MINIMAL}"),
+                "workers.nice",
+                "from 0",
             ),
             (
                 MINIMAL.replace("api_keys = [", "concurrency = 0\n        api_keys = ["),

@@ -22,6 +22,7 @@ use crate::webchat::Outboxes;
 use crate::workers;
 use crate::workers::completions::{self, Completer};
 use crate::workers::supervise;
+use crate::workers::threads::WorkerThreads;
 
 /// Descriptors kept for the store, provider and application connections.
 const RESERVED_DESCRIPTORS: u64 = 256;
@@ -152,35 +153,46 @@ pub async fn serve_with(
     tracing::info!(backend = rt.store.backend(), "store open");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let worker_threads = WorkerThreads::start(config.workers.threads, config.workers.nice)
+        .context("starting the workers' threads")?;
     // Completions are written until the workers that hand them in are done.
     let (recorded_tx, recorded_rx) = watch::channel(false);
     let mut recorders = tokio::task::JoinSet::new();
-    recorders.spawn(completions::run(
-        rt.store.clone(),
-        deliver_pending,
-        vec![rt.wake.deliver.clone()],
-        recorded_rx.clone(),
-    ));
-    recorders.spawn(completions::run(
-        rt.store.clone(),
-        outbound_pending,
-        vec![rt.wake.outbound.clone(), rt.wake.deliver.clone()],
-        recorded_rx,
-    ));
+    worker_threads.spawn(
+        &mut recorders,
+        completions::run(
+            rt.store.clone(),
+            deliver_pending,
+            vec![rt.wake.deliver.clone()],
+            recorded_rx.clone(),
+        ),
+    );
+    worker_threads.spawn(
+        &mut recorders,
+        completions::run(
+            rt.store.clone(),
+            outbound_pending,
+            vec![rt.wake.outbound.clone(), rt.wake.deliver.clone()],
+            recorded_rx,
+        ),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     // Each loop runs supervised: should one panic (a bug), it is logged and
     // started again; its leased jobs come back when their leases end.
     let (inbound_rt, inbound_stop) = (rt.clone(), stop_rx.clone());
-    tasks.spawn(supervise("inbound", stop_rx.clone(), move || {
-        workers::inbound::run(
-            inbound_rt.clone(),
-            // One parser keeps webhooks in arrival order; batches small
-            // enough to share a store turn with acknowledgements.
-            64,
-            inbound_rt.wake.inbound.clone(),
-            inbound_stop.clone(),
-        )
-    }));
+    worker_threads.spawn(
+        &mut tasks,
+        supervise("inbound", stop_rx.clone(), move || {
+            workers::inbound::run(
+                inbound_rt.clone(),
+                // One parser keeps webhooks in arrival order; batches small
+                // enough to share a store turn with acknowledgements.
+                64,
+                inbound_rt.wake.inbound.clone(),
+                inbound_stop.clone(),
+            )
+        }),
+    );
     // One delivery loop per upstream: each its own concurrency, and one
     // that is down never holds another's slots. New `deliver` work wakes
     // them all.
@@ -190,41 +202,49 @@ pub async fn serve_with(
         let (name, concurrency) = (upstream.name.clone(), upstream.concurrency);
         let wake = Arc::new(tokio::sync::Notify::new());
         deliver_wakes.push(wake.clone());
-        tasks.spawn(supervise("deliver", stop_rx.clone(), move || {
-            workers::run_queue(
-                deliver_rt.clone(),
-                Queue::Deliver,
-                vec![name.clone()],
-                concurrency,
-                wake.clone(),
-                deliver_stop.clone(),
-                workers::deliver::handle,
-            )
-        }));
+        worker_threads.spawn(
+            &mut tasks,
+            supervise("deliver", stop_rx.clone(), move || {
+                workers::run_queue(
+                    deliver_rt.clone(),
+                    Queue::Deliver,
+                    vec![name.clone()],
+                    concurrency,
+                    wake.clone(),
+                    deliver_stop.clone(),
+                    workers::deliver::handle,
+                )
+            }),
+        );
     }
-    tasks.spawn(fan_out(
-        rt.wake.deliver.clone(),
-        deliver_wakes,
-        stop_rx.clone(),
-    ));
+    worker_threads.spawn(
+        &mut tasks,
+        fan_out(rt.wake.deliver.clone(), deliver_wakes, stop_rx.clone()),
+    );
     let (outbound_rt, outbound_stop) = (rt.clone(), stop_rx.clone());
     let outbound_concurrency = config.providers.concurrency;
-    tasks.spawn(supervise("outbound", stop_rx.clone(), move || {
-        workers::run_queue(
-            outbound_rt.clone(),
-            Queue::Outbound,
-            outbound_rt.channels.keys().cloned().collect(),
-            outbound_concurrency,
-            outbound_rt.wake.outbound.clone(),
-            outbound_stop.clone(),
-            workers::outbound::handle,
-        )
-    }));
+    worker_threads.spawn(
+        &mut tasks,
+        supervise("outbound", stop_rx.clone(), move || {
+            workers::run_queue(
+                outbound_rt.clone(),
+                Queue::Outbound,
+                outbound_rt.channels.keys().cloned().collect(),
+                outbound_concurrency,
+                outbound_rt.wake.outbound.clone(),
+                outbound_stop.clone(),
+                workers::outbound::handle,
+            )
+        }),
+    );
     let (retention_rt, retention_stop) = (rt.clone(), stop_rx.clone());
     let keep = Duration::from_secs(config.store.keep_done_hours.saturating_mul(3600));
-    tasks.spawn(supervise("retention", stop_rx.clone(), move || {
-        workers::retention::run(retention_rt.clone(), keep, retention_stop.clone())
-    }));
+    worker_threads.spawn(
+        &mut tasks,
+        supervise("retention", stop_rx.clone(), move || {
+            workers::retention::run(retention_rt.clone(), keep, retention_stop.clone())
+        }),
+    );
 
     let router = crate::server::router(
         rt.clone(),

@@ -21,6 +21,7 @@ pub mod inbound;
 pub mod outbound;
 pub mod platform;
 pub mod retention;
+pub mod threads;
 
 use std::future::Future;
 use std::sync::Arc;
