@@ -401,8 +401,13 @@ async fn run() {
     );
     println!("{:<58} {drain_cpu}", "  (delivered)");
     let (first, peak, last) = memory.finish();
+    // Heap apart from mapped files (the binary's pages, SQLite's shared
+    // WAL index): what would grow with a leak.
+    let anon = status_mb(pid, "RssAnon:").unwrap_or(0);
+    let files = status_mb(pid, "RssFile:").unwrap_or(0) + status_mb(pid, "RssShmem:").unwrap_or(0);
     println!(
-        "{:<58} {first} MB at start, {peak} MB at most, {last} MB at the end",
+        "{:<58} {first} MB at start, {peak} MB at most, {last} MB at the end \
+         ({anon} MB heap, {files} MB mapped files)",
         "patchbay resident memory"
     );
     drop(host);
@@ -849,6 +854,8 @@ struct Cpu {
     /// Clock ticks per thread kind: the server's runtime, the workers', the
     /// main database's writer, the acknowledgement log's writer, the rest.
     threads: HashMap<&'static str, u64>,
+    /// Patchbay's resident memory, MB.
+    rss: u64,
     /// Patchbay's ticks in the kernel, all threads.
     kernel: u64,
     /// The machine's busy and idle ticks over all cores.
@@ -914,6 +921,7 @@ impl Cpu {
             };
             cpu.written = field("write_bytes:").saturating_sub(field("cancelled_write_bytes:"));
         }
+        cpu.rss = rss_mb(pid).unwrap_or(0);
         cpu
     }
 
@@ -947,20 +955,27 @@ impl Cpu {
             line.push_str(&format!("{kind} {:.0}", per(spent(kind))));
         }
         line.push_str(&format!(
-            "; {:.0}% in the kernel); {:.1} KB written/message; machine {:.0}% idle",
+            "; {:.0}% in the kernel); {:.1} KB written/message; machine {:.0}% idle; \
+             resident {} MB",
             100.0 * (self.kernel - before.kernel) as f64 / total.max(1) as f64,
             self.written.saturating_sub(before.written) as f64 / 1e3 / messages.max(1) as f64,
-            100.0 * idle / (busy + idle).max(1.0)
+            100.0 * idle / (busy + idle).max(1.0),
+            self.rss
         ));
         line
     }
 }
 
 fn rss_mb(pid: u32) -> Option<u64> {
+    status_mb(pid, "VmRSS:")
+}
+
+/// A memory figure of `/proc/<pid>/status` (`VmRSS:`, `RssAnon:`, …), MB.
+fn status_mb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
