@@ -199,6 +199,11 @@ const CACHE_KIB: i64 = 16 * 1024;
 /// delivered under full load; see the README's performance section).
 const CHECKPOINT_PAGES: i64 = 8_000;
 
+/// Event ids a writer turn inserts into the retention window's table while
+/// a merge is under way (see `event_ids.rs`): a few milliseconds of the
+/// turn, so that a merge of 65,536 holds no turn up for long.
+const MERGE_CHUNK: usize = 4_096;
+
 /// Commits the transaction open on `conn`, one of `file`'s (`acks` or
 /// `database`), and times it for `/metrics`: the fsync when `synced`, and
 /// any checkpoint SQLite runs with it.
@@ -257,7 +262,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let scheduler = Scheduler::new(settings.background_rows);
         let stats = Arc::new(WriterStats::default());
-        let ids = event_ids::EventIds::load(&conn, settings.event_ids_per_merge)?;
+        let ids = event_ids::EventIds::load(&conn, settings.event_ids_per_merge, MERGE_CHUNK)?;
         let recent_ids = ids.recent();
         let env = Env {
             clock,

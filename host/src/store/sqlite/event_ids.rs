@@ -7,17 +7,21 @@
 //! there dirtied a page of its own in every commit: most of the bytes the
 //! main database wrote under load. Instead an id is appended to
 //! `dedupe_recent` (its last page, whatever the id) in the transaction that
-//! records its webhook, and kept in memory; once `merge_at` ids have
-//! gathered, one transaction inserts them into `dedupe` sorted by slot — each
-//! page of the table written once for the whole batch — and empties
-//! `dedupe_recent`. An id is looked up in memory first, then in `dedupe`, so
-//! a duplicate is recognised whichever side of a merge it falls on.
+//! records its webhook, and kept in memory. Once `merge_at` ids have
+//! gathered, a merge takes them sorted by slot and inserts them into
+//! `dedupe` a chunk per writer turn, in slot order — each page of the table
+//! written about once for the whole batch, and no turn held up by more than a
+//! chunk — then deletes them from `dedupe_recent` and from memory. An id is
+//! looked up in memory first, then in `dedupe`, so a duplicate is recognised
+//! whichever side of a merge it falls on.
 //!
 //! The memory mirrors the table exactly. Ids added by the open transaction
 //! are kept apart, join the others only when it commits, and are dropped
-//! with their op (a savepoint rolled back) or their turn; the readers' hint
+//! with their op (a savepoint rolled back) or their turn; a merge's progress
+//! too moves only with a commit. The readers' hint
 //! ([`seen`](crate::store::Store::seen)) sees committed ids only. On open,
-//! `dedupe_recent` is read back.
+//! `dedupe_recent` is read back (a merge cut short starts again: inserting
+//! an id already in `dedupe` changes nothing).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,16 +42,44 @@ pub(super) struct EventIds {
     /// Ids appended by the open transaction, in order, with their time.
     open: Vec<(KeyHash, i64)>,
     open_slots: HashMap<i64, i64>,
-    /// How many of `open` the open transaction had when it merged: those
-    /// went into `dedupe` with the committed ones.
-    merged_at: Option<usize>,
+    /// A merge under way, as of the last commit.
+    merge: Option<Merge>,
+    /// What the open transaction did to it.
+    step: Step,
+    /// How many of `open` the open transaction had when retention merged
+    /// everything at once: those went into `dedupe` with the committed ones.
+    merged_all_at: Option<usize>,
     merge_at: usize,
+    chunk: usize,
+}
+
+/// Committed ids being merged: sorted by slot, those up to `next` inserted.
+struct Merge {
+    /// `(slot, check, seen_at)`.
+    rows: Vec<(i64, i64, i64)>,
+    /// The last `dedupe_recent.id` among them.
+    upto: i64,
+    next: usize,
+}
+
+/// A merge's progress in the open transaction.
+enum Step {
+    None,
+    /// Inserted the rows up to this one.
+    Inserted(usize),
+    /// Inserted the last rows and deleted them from `dedupe_recent`, whose
+    /// oldest remaining id was seen then.
+    Finished(Option<i64>),
 }
 
 impl EventIds {
     /// Reads back the ids of `dedupe_recent`; a merge starts once `merge_at`
-    /// have gathered.
-    pub(super) fn load(conn: &Connection, merge_at: usize) -> rusqlite::Result<EventIds> {
+    /// have gathered, and inserts up to `chunk` of them per turn.
+    pub(super) fn load(
+        conn: &Connection,
+        merge_at: usize,
+        chunk: usize,
+    ) -> rusqlite::Result<EventIds> {
         let mut committed = HashMap::new();
         let mut oldest: Option<i64> = None;
         let mut rows = conn.prepare("SELECT slot, check_hash, seen_at FROM dedupe_recent")?;
@@ -62,8 +94,11 @@ impl EventIds {
             oldest,
             open: Vec::new(),
             open_slots: HashMap::new(),
-            merged_at: None,
+            merge: None,
+            step: Step::None,
+            merged_all_at: None,
             merge_at: merge_at.max(1),
+            chunk: chunk.max(1),
         })
     }
 
@@ -113,49 +148,68 @@ impl EventIds {
 
     /// Forgets the ids added since `mark`: their op was rolled back.
     pub(super) fn undo_to(&mut self, mark: usize) {
-        debug_assert!(self.merged_at.is_none_or(|m| m <= mark));
+        debug_assert!(self.merged_all_at.is_none_or(|m| m <= mark));
         for (hash, _) in self.open.drain(mark..) {
             self.open_slots.remove(&hash.slot);
         }
     }
 
-    /// Merges if `merge_at` ids wait (see the module's documentation).
-    pub(super) fn merge_if_due(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let waiting = match self.merged_at {
-            Some(m) => self.open.len() - m,
-            None => lock(&self.committed).len() + self.open.len(),
-        };
-        if waiting >= self.merge_at {
-            self.merge(conn)?;
+    /// A turn's share of merging, run first in the turn (so everything in
+    /// `dedupe_recent` is committed): starts a merge once `merge_at` ids
+    /// wait, or inserts the next chunk of the one under way, in a savepoint
+    /// of its own — should it fail, the turn's ops still commit.
+    pub(super) fn merge_step(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        debug_assert!(self.open.is_empty(), "run before the turn's ops");
+        if self.merge.is_none() {
+            if lock(&self.committed).len() < self.merge_at {
+                return Ok(());
+            }
+            self.merge = Some(start_merge(conn)?);
         }
+        let Some(merge) = &self.merge else {
+            return Ok(());
+        };
+        let to = (merge.next + self.chunk).min(merge.rows.len());
+        execute(conn, "SAVEPOINT merge", [])?;
+        let step = insert_rows(conn, &merge.rows[merge.next..to]).and_then(|()| {
+            if to < merge.rows.len() {
+                return Ok(Step::Inserted(to));
+            }
+            execute(
+                conn,
+                "DELETE FROM dedupe_recent WHERE id <= ?1",
+                [merge.upto],
+            )?;
+            let oldest =
+                conn.query_row("SELECT MIN(seen_at) FROM dedupe_recent", [], |r| r.get(0))?;
+            Ok(Step::Finished(oldest))
+        });
+        if step.is_err() {
+            execute(conn, "ROLLBACK TO merge", [])?;
+        }
+        execute(conn, "RELEASE merge", [])?;
+        self.step = step?;
         Ok(())
     }
 
-    /// Before retention forgets the ids seen before `before`: merges, if any
-    /// waiting id is that old, so that it is forgotten too.
+    /// Before retention forgets the ids seen before `before`: if any waiting
+    /// id is that old, merges every one at once, so it is forgotten too.
     pub(super) fn merge_older_than(
         &mut self,
         conn: &Connection,
         before: i64,
     ) -> rusqlite::Result<()> {
-        let open_oldest = self.open[self.merged_at.unwrap_or(0)..]
+        let open_oldest = self.open[self.merged_all_at.unwrap_or(0)..]
             .iter()
             .map(|(_, at)| *at)
             .min();
-        let oldest = match self.merged_at {
+        let oldest = match self.merged_all_at {
             Some(_) => open_oldest,
             None => self.oldest.into_iter().chain(open_oldest).min(),
         };
-        if oldest.is_some_and(|at| at < before) {
-            self.merge(conn)?;
+        if oldest.is_none_or(|at| at >= before) {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// Moves every id of `dedupe_recent` into `dedupe`, in slot order, in a
-    /// savepoint of its own: should it fail, the turn's ops still commit.
-    fn merge(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let started = std::time::Instant::now();
         execute(conn, "SAVEPOINT merge", [])?;
         let merged = execute(
             conn,
@@ -165,32 +219,42 @@ impl EventIds {
              ON CONFLICT (slot) DO NOTHING",
             [],
         )
-        .and_then(|merged| execute(conn, "DELETE FROM dedupe_recent", []).map(|_| merged));
+        .and_then(|_| execute(conn, "DELETE FROM dedupe_recent", []));
         if merged.is_err() {
             execute(conn, "ROLLBACK TO merge", [])?;
         }
         execute(conn, "RELEASE merge", [])?;
-        let merged = merged?;
-        self.merged_at = Some(self.open.len());
-        tracing::debug!(
-            ids = merged,
-            ms = started.elapsed().as_millis() as u64,
-            "merged recent event ids"
-        );
+        merged?;
+        self.merged_all_at = Some(self.open.len());
         Ok(())
     }
 
-    /// The open transaction committed: its ids join the committed ones (and
-    /// those it merged leave memory).
+    /// The open transaction committed: its ids join the committed ones, and
+    /// the merge moves on (those it finished leave memory).
     pub(super) fn committed(&mut self) {
         let mut committed = lock(&self.committed);
-        let from = match self.merged_at.take() {
+        let step = std::mem::replace(&mut self.step, Step::None);
+        let from = match self.merged_all_at.take() {
             Some(m) => {
                 committed.clear();
                 self.oldest = None;
+                self.merge = None;
                 m
             }
-            None => 0,
+            None => {
+                match (step, &mut self.merge) {
+                    (Step::Inserted(to), Some(merge)) => merge.next = to,
+                    (Step::Finished(oldest), Some(merge)) => {
+                        for (slot, _, _) in &merge.rows {
+                            committed.remove(slot);
+                        }
+                        self.oldest = oldest;
+                        self.merge = None;
+                    }
+                    _ => {}
+                }
+                0
+            }
         };
         for (hash, at) in self.open.drain(from..) {
             committed.insert(hash.slot, hash.check);
@@ -200,12 +264,51 @@ impl EventIds {
         self.open_slots.clear();
     }
 
-    /// The open transaction was rolled back: nothing of it is kept.
+    /// The open transaction was rolled back: nothing of it is kept (a merge
+    /// goes on from where the last commit left it).
     pub(super) fn aborted(&mut self) {
         self.open.clear();
         self.open_slots.clear();
-        self.merged_at = None;
+        self.step = Step::None;
+        self.merged_all_at = None;
     }
+}
+
+/// The committed ids of `dedupe_recent`, sorted by slot.
+fn start_merge(conn: &Connection) -> rusqlite::Result<Merge> {
+    let started = std::time::Instant::now();
+    let mut upto = 0;
+    let mut rows: Vec<(i64, i64, i64)> = Vec::new();
+    let mut query =
+        conn.prepare_cached("SELECT id, slot, check_hash, seen_at FROM dedupe_recent")?;
+    let mut found = query.query([])?;
+    while let Some(row) = found.next()? {
+        upto = upto.max(row.get(0)?);
+        rows.push((row.get(1)?, row.get(2)?, row.get(3)?));
+    }
+    rows.sort_unstable();
+    tracing::debug!(
+        ids = rows.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "merging recent event ids"
+    );
+    Ok(Merge {
+        rows,
+        upto,
+        next: 0,
+    })
+}
+
+/// Inserts `rows` into `dedupe`; one already there is left as it is.
+fn insert_rows(conn: &Connection, rows: &[(i64, i64, i64)]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO dedupe (slot, check_hash, seen_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (slot) DO NOTHING",
+    )?;
+    for row in rows {
+        insert.execute(params![row.0, row.1, row.2])?;
+    }
+    Ok(())
 }
 
 /// The committed ids; a panic elsewhere while holding the lock leaves the
@@ -241,38 +344,70 @@ mod tests {
         KeyHash::of("slack", &format!("Ev{n}"))
     }
 
+    /// One writer turn: the merge's share first, then `ids` remembered.
+    fn turn(ids: &mut EventIds, conn: &Connection, new: &[u32], at: i64) -> Vec<bool> {
+        conn.execute_batch("BEGIN").unwrap();
+        ids.merge_step(conn).unwrap();
+        let fresh = new
+            .iter()
+            .map(|n| ids.remember(conn, id(*n), at).unwrap())
+            .collect();
+        conn.execute_batch("COMMIT").unwrap();
+        ids.committed();
+        fresh
+    }
+
+    fn tables(conn: &Connection) -> (i64, i64) {
+        (count(conn, "dedupe"), count(conn, "dedupe_recent"))
+    }
+
     #[test]
     fn an_id_is_recognised_before_during_and_after_its_merge() {
         let conn = db();
-        let mut ids = EventIds::load(&conn, 3).unwrap();
-        assert!(ids.remember(&conn, id(1), 10).unwrap());
-        assert!(!ids.remember(&conn, id(1), 11).unwrap(), "same transaction");
-        ids.committed();
-        assert!(
-            !ids.remember(&conn, id(1), 12).unwrap(),
-            "committed, unmerged"
+        // Merges start at 4 ids and insert 2 per turn.
+        let mut ids = EventIds::load(&conn, 4, 2).unwrap();
+        assert_eq!(turn(&mut ids, &conn, &[1, 1], 10), [true, false]);
+        assert_eq!(
+            turn(&mut ids, &conn, &[1, 2, 3, 4], 11),
+            [false, true, true, true]
         );
-        assert!(ids.remember(&conn, id(2), 12).unwrap());
-        assert!(ids.remember(&conn, id(3), 12).unwrap());
-        ids.merge_if_due(&conn).unwrap();
-        assert!(ids.remember(&conn, id(4), 13).unwrap(), "after the merge");
-        assert!(
-            !ids.remember(&conn, id(2), 13).unwrap(),
-            "merged, uncommitted"
-        );
-        ids.committed();
-        assert_eq!(count(&conn, "dedupe"), 3);
-        assert_eq!(count(&conn, "dedupe_recent"), 1, "the one after the merge");
-        assert_eq!(ids.recent().lock().unwrap().len(), 1);
-        for n in 1..=4 {
-            assert!(!ids.remember(&conn, id(n), 14).unwrap(), "Ev{n}");
+        assert_eq!(tables(&conn), (0, 4));
+        // The merge starts: 2 inserted; 5 arrives meanwhile.
+        assert_eq!(turn(&mut ids, &conn, &[5, 1, 4], 12), [true, false, false]);
+        assert_eq!(tables(&conn), (2, 5));
+        // The last 2 of the 4 inserted, and the 4 deleted from the log.
+        assert_eq!(turn(&mut ids, &conn, &[2], 13), [false]);
+        assert_eq!(tables(&conn), (4, 1));
+        assert_eq!(ids.recent().lock().unwrap().len(), 1, "only 5 waits");
+        for n in 1..=5 {
+            assert_eq!(turn(&mut ids, &conn, &[n], 14), [false], "Ev{n}");
         }
+        assert_eq!(turn(&mut ids, &conn, &[6], 14), [true]);
+    }
+
+    #[test]
+    fn a_merges_progress_moves_only_with_a_commit() {
+        let conn = db();
+        let mut ids = EventIds::load(&conn, 2, 1).unwrap();
+        turn(&mut ids, &conn, &[1, 2], 10);
+        conn.execute_batch("BEGIN").unwrap();
+        ids.merge_step(&conn).unwrap();
+        assert_eq!(tables(&conn), (1, 2));
+        conn.execute_batch("ROLLBACK").unwrap();
+        ids.aborted();
+        assert_eq!(tables(&conn), (0, 2));
+        // The same first row again, then the second and the deletion.
+        turn(&mut ids, &conn, &[], 11);
+        assert_eq!(tables(&conn), (1, 2));
+        turn(&mut ids, &conn, &[], 11);
+        assert_eq!(tables(&conn), (2, 0));
+        assert_eq!(turn(&mut ids, &conn, &[1, 2], 12), [false, false]);
     }
 
     #[test]
     fn ids_of_an_undone_op_or_turn_are_forgotten() {
         let conn = db();
-        let mut ids = EventIds::load(&conn, 100).unwrap();
+        let mut ids = EventIds::load(&conn, 100, 100).unwrap();
         assert!(ids.remember(&conn, id(1), 10).unwrap());
         let mark = ids.mark();
         assert!(ids.remember(&conn, id(2), 10).unwrap());
@@ -289,7 +424,7 @@ mod tests {
     #[test]
     fn retention_merges_ids_older_than_its_cutoff_only() {
         let conn = db();
-        let mut ids = EventIds::load(&conn, 100).unwrap();
+        let mut ids = EventIds::load(&conn, 100, 100).unwrap();
         ids.remember(&conn, id(1), 1_000).unwrap();
         ids.committed();
         ids.merge_older_than(&conn, 1_000).unwrap();
@@ -301,12 +436,34 @@ mod tests {
     }
 
     #[test]
+    fn retention_during_a_merge_merges_everything_at_once() {
+        let conn = db();
+        let mut ids = EventIds::load(&conn, 2, 1).unwrap();
+        turn(&mut ids, &conn, &[1, 2, 3], 1_000);
+        turn(&mut ids, &conn, &[], 1_000);
+        assert_eq!(tables(&conn), (1, 3), "a merge under way");
+        conn.execute_batch("BEGIN").unwrap();
+        ids.merge_step(&conn).unwrap();
+        ids.remember(&conn, id(4), 2_000).unwrap();
+        ids.merge_older_than(&conn, 1_500).unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        ids.committed();
+        assert_eq!(tables(&conn), (4, 0));
+        assert!(ids.recent().lock().unwrap().is_empty());
+        assert_eq!(
+            turn(&mut ids, &conn, &[1, 2, 3, 4, 5], 2_000),
+            [false, false, false, false, true]
+        );
+        assert_eq!(tables(&conn), (4, 1), "no merge left under way");
+    }
+
+    #[test]
     fn ids_are_read_back_on_open() {
         let conn = db();
-        let mut ids = EventIds::load(&conn, 100).unwrap();
+        let mut ids = EventIds::load(&conn, 100, 100).unwrap();
         ids.remember(&conn, id(1), 5).unwrap();
         ids.committed();
-        let mut again = EventIds::load(&conn, 100).unwrap();
+        let mut again = EventIds::load(&conn, 100, 100).unwrap();
         assert!(!again.remember(&conn, id(1), 6).unwrap());
         again.merge_older_than(&conn, 6).unwrap();
         again.committed();
@@ -316,7 +473,7 @@ mod tests {
     #[test]
     fn a_slot_shared_by_another_id_lets_it_through_unremembered() {
         let conn = db();
-        let mut ids = EventIds::load(&conn, 100).unwrap();
+        let mut ids = EventIds::load(&conn, 100, 100).unwrap();
         let a = id(1);
         let b = KeyHash {
             slot: a.slot,

@@ -470,6 +470,11 @@ fn run_turn(conn: &Connection, mut turn: Vec<Op>, sync: bool, env: &Env) -> bool
         turn.into_iter().for_each(|op| fail(op, &why));
         return false;
     }
+    // First, while everything in it is committed: a share of merging the
+    // recent event ids. A failure is undone alone; the next turn retries.
+    if let Err(e) = env.ids.borrow_mut().merge_step(conn) {
+        tracing::warn!(error = %e, "merging recent event ids failed; will retry");
+    }
     let mut finishers = Vec::with_capacity(turn.len());
     let mut ops = turn.into_iter();
     while let Some(op) = ops.next() {
@@ -484,10 +489,6 @@ fn run_turn(conn: &Connection, mut turn: Vec<Op>, sync: bool, env: &Env) -> bool
             ops.for_each(|op| fail(op, why));
             return false;
         }
-    }
-    // A merge failing is undone alone: the ids wait for the next turn's.
-    if let Err(e) = env.ids.borrow_mut().merge_if_due(conn) {
-        tracing::warn!(error = %e, "merging recent event ids failed; will retry");
     }
     let commit_error = match super::commit(conn, "database", sync) {
         Ok(()) => {
