@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::jobs::execute;
+use super::jobs::{execute, in_savepoint};
 use crate::store::dedupe::KeyHash;
 
 /// Committed ids not yet merged: slot → check.
@@ -170,8 +170,8 @@ impl EventIds {
             return Ok(());
         };
         let to = (merge.next + self.chunk).min(merge.rows.len());
-        execute(conn, "SAVEPOINT merge", [])?;
-        let step = insert_rows(conn, &merge.rows[merge.next..to]).and_then(|()| {
+        self.step = in_savepoint(conn, |conn| {
+            insert_rows(conn, &merge.rows[merge.next..to])?;
             if to < merge.rows.len() {
                 return Ok(Step::Inserted(to));
             }
@@ -183,12 +183,7 @@ impl EventIds {
             let oldest =
                 conn.query_row("SELECT MIN(seen_at) FROM dedupe_recent", [], |r| r.get(0))?;
             Ok(Step::Finished(oldest))
-        });
-        if step.is_err() {
-            execute(conn, "ROLLBACK TO merge", [])?;
-        }
-        execute(conn, "RELEASE merge", [])?;
-        self.step = step?;
+        })?;
         Ok(())
     }
 
@@ -210,21 +205,17 @@ impl EventIds {
         if oldest.is_none_or(|at| at >= before) {
             return Ok(());
         }
-        execute(conn, "SAVEPOINT merge", [])?;
-        let merged = execute(
-            conn,
-            // `WHERE true`: SQLite's grammar needs it before an upsert's ON.
-            "INSERT INTO dedupe (slot, check_hash, seen_at)
-             SELECT slot, check_hash, seen_at FROM dedupe_recent WHERE true ORDER BY slot
-             ON CONFLICT (slot) DO NOTHING",
-            [],
-        )
-        .and_then(|_| execute(conn, "DELETE FROM dedupe_recent", []));
-        if merged.is_err() {
-            execute(conn, "ROLLBACK TO merge", [])?;
-        }
-        execute(conn, "RELEASE merge", [])?;
-        merged?;
+        in_savepoint(conn, |conn| {
+            execute(
+                conn,
+                // `WHERE true`: SQLite's grammar needs it before an upsert's ON.
+                "INSERT INTO dedupe (slot, check_hash, seen_at)
+                 SELECT slot, check_hash, seen_at FROM dedupe_recent WHERE true ORDER BY slot
+                 ON CONFLICT (slot) DO NOTHING",
+                [],
+            )?;
+            execute(conn, "DELETE FROM dedupe_recent", [])
+        })?;
         self.merged_all_at = Some(self.open.len());
         Ok(())
     }

@@ -22,6 +22,21 @@ pub(super) fn execute(
     conn.prepare_cached(sql)?.execute(values)
 }
 
+/// Runs `f` in a savepoint: should it fail, what it wrote is undone and the
+/// rest of the transaction stands.
+pub(super) fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    execute(conn, "SAVEPOINT step", [])?;
+    let result = f(conn);
+    if result.is_err() {
+        execute(conn, "ROLLBACK TO step", [])?;
+    }
+    execute(conn, "RELEASE step", [])?;
+    result
+}
+
 /// Whether jobs of `queue` wait in conversations (the `inbound` log does not).
 fn in_conversations(queue: Queue) -> bool {
     queue != Queue::Inbound

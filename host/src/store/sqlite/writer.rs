@@ -717,11 +717,5 @@ fn atomically<T>(
     if !several {
         return Ok(f(conn)?);
     }
-    exec(conn, "SAVEPOINT op")?;
-    let result = f(conn);
-    if result.is_err() {
-        exec(conn, "ROLLBACK TO op")?;
-    }
-    exec(conn, "RELEASE op")?;
-    Ok(result?)
+    Ok(jobs::in_savepoint(conn, f)?)
 }
