@@ -34,6 +34,9 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// How often histogram observations are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process's recorder (once; later calls reuse it).
@@ -50,8 +53,28 @@ pub fn install() -> &'static PrometheusHandle {
             );
         }
         describe();
+        keep_up(handle.clone());
         handle
     })
+}
+
+/// The recorder keeps every histogram observation until an upkeep folds it
+/// into the buckets; left to scrapes, a process nobody scrapes would hold
+/// them all (memory growing with every webhook) and the first scrape would
+/// fold hours of them at once. A thread of its own does it every second
+/// (a scrape folds them too).
+fn keep_up(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("patchbay-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep; scrapes will do it");
+    }
 }
 
 /// Records how long a SQLite file's `COMMIT` took — its fsync when `synced`,
@@ -176,7 +199,28 @@ pub fn error_class(error: &AdapterError) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::reason_code;
+    use super::{install, reason_code};
+
+    /// The names of this process's threads.
+    fn threads() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn installing_the_recorder_starts_its_upkeep() {
+        install();
+        // Scrapes fold observations too, so what shows is the thread (which
+        // names itself once it runs).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !threads().iter().any(|name| name == "patchbay-upkeep") {
+            assert!(std::time::Instant::now() < deadline, "{:?}", threads());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 
     #[test]
     fn reason_codes_are_few() {

@@ -446,8 +446,10 @@ pub trait Store: Send + Sync + 'static {
     async fn complete_many(&self, done: Vec<(String, Vec<NewJob>)>) -> Result<usize, StoreError>;
 
     /// Which of these `(channel, dedupe key)` pairs a completed job already
-    /// had: a hint that spares parsing a redelivery (the check that decides
-    /// is [`complete_many`](Store::complete_many)'s).
+    /// had: a hint that spares parsing a redelivery. It may answer from the
+    /// recent ids only (SQLite looks in memory): the check that decides is
+    /// the one recording the parse ([`complete_many`](Store::complete_many),
+    /// [`record_accepted`](Store::record_accepted)).
     async fn seen(&self, keys: Vec<(String, String)>) -> Result<Vec<bool>, StoreError>;
 
     /// Replaces a leased job's payload (progress of a multi-part send).

@@ -63,6 +63,7 @@ impl AckLog {
     ) -> Result<AckLog, StoreError> {
         let path = path_for(database);
         let conn = Connection::open(&path)?;
+        super::tune(&conn)?;
         conn.pragma_update(None, "journal_mode", "wal")?;
         conn.pragma_update(None, "synchronous", "full")?;
         conn.busy_timeout(Duration::from_secs(10))?;
