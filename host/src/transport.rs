@@ -29,13 +29,28 @@ pub fn install_crypto_provider() {
 
 /// Builds the shared HTTP client.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    client_builder(timeout)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Builds the client that delivers to the application's webhook: as
+/// [`http_client`], but a redirect is answered, not followed. Followed, a
+/// `302` to a POST becomes a GET without the message, and that GET's `200`
+/// would count as delivered.
+pub fn app_client(timeout: Duration) -> reqwest::Client {
+    client_builder(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("patchbay/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// Executes request descriptions for adapters and connectors.

@@ -219,3 +219,39 @@ async fn an_application_retry_after_date_pauses_deliveries_until_then() {
     );
     assert_eq!(got[1].status, 200);
 }
+
+#[tokio::test]
+async fn an_application_redirect_is_not_followed_and_the_message_waits_for_the_right_url() {
+    let app = Mock::start().await;
+    // What a load balancer sending http to https does; followed, the POST
+    // would become a GET of `/moved` without the message, answered 200.
+    app.script_path(
+        "/hook",
+        vec![Answer::new(302, "").header("location", &app.url("/moved?token=s3cret"))],
+    );
+    let host = Host::start(HostOptions {
+        json_log_file: true,
+        ..HostOptions::new(&app.url("/hook"), "http://127.0.0.1:9/unused")
+    });
+    assert_eq!(host.webhook(&body("evt-302")).await.status(), 200);
+    let got = app.wait_for(2).await;
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.path.as_str(), r.status))
+            .collect::<Vec<_>>(),
+        [("/hook", 302), ("/hook", 200)],
+        "retried where configured, never sent to the redirect"
+    );
+    assert_eq!(got[0].body, got[1].body);
+    assert_eq!(got[1].header("x-patchbay-attempt"), Some("2"));
+    host.idle().await;
+    assert_eq!(
+        host.counts()["deliver"],
+        json!({"pending": 0, "done": 1, "dead": 0})
+    );
+    let logs: String = host.log_lines().iter().map(|l| l.to_string()).collect();
+    assert!(
+        logs.contains("Patchbay does not follow redirects") && !logs.contains("s3cret"),
+        "{logs}"
+    );
+}

@@ -37,7 +37,7 @@ use crate::clock::Clock;
 use crate::config::{CONSOLE_KIND, Config, ConfigError, UpstreamSection, WEBHOOK_KIND};
 use crate::plugins::contained::Contained;
 use crate::smtp::SmtpSender;
-use crate::transport::{Transport, http_client};
+use crate::transport::{Transport, app_client, http_client};
 use webhook::AppClient;
 
 /// The connectors compiled into this build, by kind.
@@ -183,7 +183,7 @@ fn speaks(
             .parse()
             .map_err(|e| ConfigError::new(key("webhook_url"), format!("{e}")))?;
         return Ok(Speaks::Webhook {
-            client: AppClient::new(http_client(timeout), url, secret.clone(), clock.clone()),
+            client: AppClient::new(app_client(timeout), url, secret.clone(), clock.clone()),
             api_keys: section.api_keys.clone(),
         });
     }

@@ -99,15 +99,30 @@ impl AppClient {
             }
         };
         let status = response.status();
-        let retry_after_ms = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry_after_ms(v, self.clock.timestamp()));
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after_ms =
+            header("retry-after").and_then(|v| retry_after_ms(&v, self.clock.timestamp()));
+        let location = header("location");
         // Drain the body so the connection can be reused.
         let _ = response.bytes().await;
         match status.as_u16() {
             200..=299 => AppOutcome::Delivered,
+            // Not followed (see `app_client`): the messages wait, in order,
+            // until `webhook_url` names where the application is.
+            300..=399 => AppOutcome::Retry {
+                retry_after_ms,
+                reason: format!(
+                    "application answered HTTP {status}, a redirect to {}: \
+                     Patchbay does not follow redirects; set webhook_url to where it points",
+                    redirect_target(&self.url, location.as_deref())
+                ),
+            },
             408 | 429 | 500..=599 => AppOutcome::Retry {
                 retry_after_ms,
                 reason: format!("application answered HTTP {status}"),
@@ -116,6 +131,16 @@ impl AppClient {
                 reason: format!("application refused the message with HTTP {status}"),
             },
         }
+    }
+}
+
+/// Where a redirect from `url` points: scheme, host and port only (a path
+/// or query may hold a secret).
+fn redirect_target(url: &reqwest::Url, location: Option<&str>) -> String {
+    match location.map(|l| url.join(l)) {
+        Some(Ok(target)) => host_of(target.as_str()),
+        Some(Err(_)) => "(an invalid URL)".into(),
+        None => "(no Location)".into(),
     }
 }
 
