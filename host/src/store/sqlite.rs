@@ -434,7 +434,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|(channel, key)| {
                 let hash = KeyHash::of(channel, key);
-                recent.get(&hash.slot) == Some(&hash.check)
+                recent.get(&hash.slot).map(|r| r.check) == Some(hash.check)
             })
             .collect())
     }
