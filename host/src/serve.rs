@@ -14,9 +14,8 @@ use crate::destinations::Destinations;
 use crate::resources::ResourceCache;
 use crate::runtime::{Completers, Runtime, Wakers};
 use crate::server::connections;
-use crate::smtp::SmtpSender;
 use crate::store::{PostgresSettings, PostgresStore, Queue, SqliteStore, Store, WriterSettings};
-use crate::transport::{Transport, http_client};
+use crate::transport::Transport;
 use crate::upstreams;
 use crate::webchat::Outboxes;
 use crate::workers;
@@ -111,7 +110,6 @@ pub async fn serve_with(
     let upstreams = upstreams::build(&config, &public_url, &clock).map_err(anyhow::Error::new)?;
     let store = open_store(&config, true, clock.clone()).await?;
 
-    let provider_client = http_client(Duration::from_millis(config.providers.timeout_ms));
     let resources = ResourceCache::new(&channels);
     let (deliver_done, deliver_pending) = Completer::new();
     let (outbound_done, outbound_pending) = Completer::new();
@@ -122,8 +120,7 @@ pub async fn serve_with(
         channels,
         resources,
         transport: Transport::new(
-            provider_client,
-            SmtpSender::new(Duration::from_millis(config.providers.timeout_ms)),
+            Duration::from_millis(config.providers.timeout_ms),
             clock.clone(),
         )
         .with_outboxes(outboxes.clone()),

@@ -19,6 +19,9 @@ use crate::clock::Clock;
 use crate::smtp::SmtpSender;
 use crate::webchat::Outboxes;
 
+/// Redirects followed for one request (reqwest's default too).
+const MAX_REDIRECTS: usize = 10;
+
 /// Refresh tokens this long before they expire.
 const TOKEN_MARGIN_MS: i64 = 60_000;
 
@@ -56,7 +59,13 @@ fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
 /// Executes request descriptions for adapters and connectors.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    client: reqwest::Client,
+    /// For `GET` and `HEAD`: follows redirects.
+    reads: reqwest::Client,
+    /// For every other method: follows only `307` and `308`, which keep the
+    /// method and body. A `301`, `302` or `303` would turn a send into a GET
+    /// without its body, and that GET's `200` could read as sent; the adapter
+    /// gets the redirect instead, an error it reports.
+    writes: reqwest::Client,
     smtp: SmtpSender,
     clock: Clock,
     tokens: Arc<Mutex<HashMap<(String, String), AccessToken>>>,
@@ -66,11 +75,24 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport with the given HTTP client and SMTP sender.
-    pub fn new(client: reqwest::Client, smtp: SmtpSender, clock: Clock) -> Self {
+    /// A transport whose HTTP requests and SMTP sessions each take at most
+    /// `timeout`.
+    pub fn new(timeout: Duration, clock: Clock) -> Self {
+        let keep_method = reqwest::redirect::Policy::custom(|attempt| {
+            let kept = matches!(attempt.status().as_u16(), 307 | 308);
+            if kept && attempt.previous().len() < MAX_REDIRECTS {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        });
         Transport {
-            client,
-            smtp,
+            reads: http_client(timeout),
+            writes: client_builder(timeout)
+                .redirect(keep_method)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
+            smtp: SmtpSender::new(timeout),
             clock,
             tokens: Arc::default(),
             outboxes: None,
@@ -165,7 +187,11 @@ impl Transport {
         let method = reqwest::Method::from_bytes(spec.method.as_bytes()).map_err(|_| {
             AdapterError::permanent(format!("invalid HTTP method {:?}", spec.method))
         })?;
-        let mut builder = self.client.request(method, &spec.url);
+        let client = match method {
+            reqwest::Method::GET | reqwest::Method::HEAD => &self.reads,
+            _ => &self.writes,
+        };
+        let mut builder = client.request(method, &spec.url);
         for (name, value) in &spec.headers {
             builder = builder.header(name, value);
         }
@@ -294,11 +320,7 @@ mod tests {
 
     fn transport() -> Transport {
         let timeout = Duration::from_secs(1);
-        Transport::new(
-            http_client(timeout),
-            SmtpSender::new(timeout),
-            Clock::system(),
-        )
+        Transport::new(timeout, Clock::system())
     }
 
     fn get(url: &str) -> HttpRequestSpec {
@@ -337,6 +359,56 @@ mod tests {
         retry_after_in_seconds(&mut headers, Timestamp(0));
         assert_eq!(headers[0].1, "7");
         assert_eq!(headers[1].1, "soon");
+    }
+
+    /// A server whose `/target` answers with the method and body it got, and
+    /// whose `/{status}` redirects there with that status.
+    async fn redirecting_server() -> String {
+        use axum::extract::Path;
+        use axum::http::{Method, StatusCode, header};
+        let app = axum::Router::new()
+            .route(
+                "/target",
+                axum::routing::any(|method: Method, body: String| async move {
+                    format!("{method} {body}")
+                }),
+            )
+            .route(
+                "/{status}",
+                axum::routing::any(|Path(status): Path<u16>| async move {
+                    let status = StatusCode::from_u16(status).expect("a status");
+                    (status, [(header::LOCATION, "/target")])
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_send_is_never_turned_into_a_get_by_a_redirect() {
+        let base = redirecting_server().await;
+        let t = transport();
+        let send = |status: u16| HttpRequestSpec {
+            method: "POST".into(),
+            body: b"hello".to_vec(),
+            ..get(&format!("{base}/{status}"))
+        };
+        for status in [301, 302, 303] {
+            let answer = t.http(send(status)).await.expect("an answer");
+            assert_eq!(answer.status, status, "handed to the adapter, not followed");
+        }
+        for status in [307, 308] {
+            let answer = t.http(send(status)).await.expect("an answer");
+            assert_eq!((answer.status, answer.body), (200, b"POST hello".to_vec()));
+        }
+        // A read follows any redirect.
+        let read = t
+            .http(get(&format!("{base}/302")))
+            .await
+            .expect("an answer");
+        assert_eq!((read.status, read.body), (200, b"GET ".to_vec()));
     }
 
     #[tokio::test]

@@ -36,8 +36,7 @@ use patchbay_plugin_sdk::upstream::{UpstreamConnector, UpstreamFactory};
 use crate::clock::Clock;
 use crate::config::{CONSOLE_KIND, Config, ConfigError, UpstreamSection, WEBHOOK_KIND};
 use crate::plugins::contained::Contained;
-use crate::smtp::SmtpSender;
-use crate::transport::{Transport, app_client, http_client};
+use crate::transport::{Transport, app_client};
 use webhook::AppClient;
 
 /// The connectors compiled into this build, by kind.
@@ -215,11 +214,7 @@ fn speaks(
         .map_err(|e| ConfigError::new(key(&e.key), e.message))?;
     Ok(Speaks::Connector {
         connector: Arc::new(Contained::new(name, connector)),
-        transport: Transport::new(
-            http_client(timeout),
-            SmtpSender::new(timeout),
-            clock.clone(),
-        ),
+        transport: Transport::new(timeout, clock.clone()),
     })
 }
 
