@@ -143,7 +143,7 @@ fn describe() {
 /// `store` now.
 pub async fn render(store: &dyn Store, now: i64) -> String {
     let handle = install();
-    if let Ok(counts) = store.counts().await {
+    if let Ok(counts) = store.open_counts().await {
         for (queue, c) in counts {
             let queue = queue.as_str();
             metrics::gauge!("patchbay_queue_jobs", "queue" => queue, "state" => "pending")

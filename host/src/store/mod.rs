@@ -488,6 +488,12 @@ pub trait Store: Send + Sync + 'static {
     /// Counts by queue and state.
     async fn counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError>;
 
+    /// Counts by queue of the jobs not finished: `pending` and `dead` as in
+    /// [`counts`](Store::counts), `done` left at 0. What `/metrics` reads at
+    /// every scrape: only an index of the unfinished jobs, so a scrape costs
+    /// what waits, not the retention window's finished jobs.
+    async fn open_counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError>;
+
     /// The destinations conversations of `queue` wait for, with how many
     /// conversations wait for each (from the heads: cheap at any size).
     async fn waiting_destinations(&self, queue: Queue) -> Result<Vec<(String, u64)>, StoreError>;

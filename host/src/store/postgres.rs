@@ -621,6 +621,28 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn open_counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT queue, state, count(*) FROM jobs WHERE state <> 'done' GROUP BY queue, state",
+                &[],
+            )
+            .await?;
+        let waiting = client
+            .query_one(
+                "SELECT count(*) FROM accepted WHERE seq > (SELECT seq FROM ack_cursor)",
+                &[],
+            )
+            .await?;
+        Ok(super::tally(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64)),
+            waiting.get::<_, i64>(0) as u64,
+            0,
+        ))
+    }
+
     async fn waiting_destinations(&self, queue: Queue) -> Result<Vec<(String, u64)>, StoreError> {
         let client = self.pool.get().await?;
         Ok(client

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_log ON jobs(run_at, seq) WHERE queue = 'inbound' AND state = 'pending';
 CREATE INDEX IF NOT EXISTS jobs_dead ON jobs(updated_at) WHERE state = 'dead';
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs(queue, state) WHERE state != 'done';
 CREATE TABLE IF NOT EXISTS payloads (
     seq INTEGER PRIMARY KEY,
     payload BLOB NOT NULL
@@ -204,6 +205,11 @@ const CHECKPOINT_PAGES: i64 = 8_000;
 /// a merge is under way (see `event_ids.rs`): a few milliseconds of the
 /// turn, so that a merge of 65,536 holds no turn up for long.
 const MERGE_CHUNK: usize = 4_096;
+
+/// The unfinished jobs by queue and state, read from the `jobs_open` index
+/// alone (its `WHERE` is the index's).
+const OPEN_COUNTS: &str =
+    "SELECT queue, state, COUNT(*) FROM jobs WHERE state != 'done' GROUP BY queue, state";
 
 /// What every connection to either file is opened with. The query planner
 /// stability guarantee keeps a statement's plan whatever values are bound:
@@ -588,6 +594,26 @@ impl Store for SqliteStore {
             rows.into_iter().map(|(q, s, n)| (q, s, n as u64)),
             waiting,
             parsed as u64,
+        ))
+    }
+
+    async fn open_counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
+        let (rows, cursor) = self
+            .readers
+            .read(|conn| {
+                let rows: Vec<(String, String, i64)> = conn
+                    .prepare_cached(OPEN_COUNTS)?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let cursor: i64 = conn.query_row("SELECT seq FROM ack_cursor", [], |r| r.get(0))?;
+                Ok((rows, cursor))
+            })
+            .await?;
+        let waiting = self.acks.count_after(cursor).await?;
+        Ok(super::tally(
+            rows.into_iter().map(|(q, s, n)| (q, s, n as u64)),
+            waiting,
+            0,
         ))
     }
 

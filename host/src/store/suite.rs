@@ -143,15 +143,26 @@ pub(crate) async fn claim_app(store: &dyn Store, limit: u32, now: i64) -> Vec<St
     claimed.into_iter().map(|j| j.id).collect()
 }
 
+/// `queue`'s counts; every call also checks that the unfinished jobs'
+/// counts (what `/metrics` reads) agree with them.
 pub(crate) async fn counts(store: &dyn Store, queue: Queue) -> QueueCounts {
-    store
-        .counts()
-        .await
-        .expect("counts")
-        .into_iter()
-        .find(|(q, _)| *q == queue)
-        .map(|(_, c)| c)
-        .unwrap_or_default()
+    let of = |all: Vec<(Queue, QueueCounts)>| {
+        all.into_iter()
+            .find(|(q, _)| *q == queue)
+            .map(|(_, c)| c)
+            .unwrap_or_default()
+    };
+    let counts = of(store.counts().await.expect("counts"));
+    let open = of(store.open_counts().await.expect("open counts"));
+    assert_eq!(
+        open,
+        QueueCounts {
+            done: 0,
+            ..counts.clone()
+        },
+        "{queue:?}"
+    );
+    counts
 }
 
 /// Accepted webhooks `ids` (event id = the id), appended to the log.

@@ -110,6 +110,10 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_conversation ON outbox (channel, conversation, seq);
 CREATE INDEX outbox_age ON outbox (created_at);
 "#,
+    // 3: the unfinished jobs, for `/metrics` (`Store::open_counts`).
+    r#"
+CREATE INDEX jobs_open ON jobs (queue, state) WHERE state <> 'done';
+"#,
 ];
 
 /// The version this build writes.

@@ -300,10 +300,13 @@ async fn a_database_at_the_previous_version_is_migrated_and_keeps_its_jobs() {
     let env = Env::new(Backend::Postgres).await;
     let store = replica(&env).await;
     store.add(vec![in_conv("kept", "c1")]).await.unwrap();
-    // As version 1 (before web chat outboxes) left it.
+    // As version 1 (before web chat outboxes and the unfinished jobs' index)
+    // left it.
     let client = store.pool.get().await.unwrap();
     client
-        .batch_execute("DROP TABLE outbox; UPDATE patchbay_schema SET version = 1")
+        .batch_execute(
+            "DROP TABLE outbox; DROP INDEX jobs_open; UPDATE patchbay_schema SET version = 1",
+        )
         .await
         .unwrap();
     drop(client);
@@ -316,7 +319,16 @@ async fn a_database_at_the_previous_version_is_migrated_and_keeps_its_jobs() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, super::schema::VERSION);
+    let indexed: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'jobs_open')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(indexed);
     let seq = store
         .outbox_push("web", "c1", b"{}".to_vec(), 1_000)
         .await

@@ -702,3 +702,23 @@ fn a_bound_limit_does_not_recompile_the_stores_statements() {
     eprintln!("untuned: {}", recompiled_with_bound_limits(false));
     assert_eq!(recompiled_with_bound_limits(true), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_unfinished_jobs_from_their_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir, WriterSettings::default()).await);
+    let conn = rusqlite::Connection::open(dir.path().join("patchbay.db")).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::OPEN_COUNTS))
+        .unwrap()
+        .query_map([], |r| r.get(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // Not the table: a scrape must not read the retention window's jobs.
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("USING COVERING INDEX jobs_open")),
+        "{plan:?}"
+    );
+}
