@@ -851,12 +851,15 @@ impl Memory {
 /// and the bytes Patchbay sent towards the disk.
 #[derive(Clone, Default)]
 struct Cpu {
-    /// Clock ticks per thread kind: the server's runtime, the workers', the
-    /// main database's writer, the acknowledgement log's writer, the rest.
+    /// Clock ticks of the live threads per kind: the server's runtime, the
+    /// workers', the main database's writer, the acknowledgement log's writer.
     threads: HashMap<&'static str, u64>,
     /// Patchbay's resident memory, MB.
     rss: u64,
-    /// Patchbay's ticks in the kernel, all threads.
+    /// Patchbay's ticks, all threads, those that ended included (a
+    /// blocking thread idle for 10 s ends, taking its ticks out of the sum
+    /// over the threads alive), and of them in the kernel.
+    process: u64,
     kernel: u64,
     /// The machine's busy and idle ticks over all cores.
     busy: u64,
@@ -864,6 +867,12 @@ struct Cpu {
     /// Bytes Patchbay wrote for the disk (`write_bytes` less
     /// `cancelled_write_bytes`: temporary files deleted unwritten).
     written: u64,
+}
+
+/// The ticks `kind`'s threads spent between `before` and `after`.
+fn spent_alive(after: &Cpu, before: &Cpu, kind: &str) -> u64 {
+    let alive = |cpu: &Cpu| cpu.threads.get(kind).copied().unwrap_or(0);
+    alive(after).saturating_sub(alive(before))
 }
 
 impl Cpu {
@@ -893,11 +902,24 @@ impl Cpu {
                     // The server's runtime and its blocking pool (the
                     // store's reads for requests).
                     n if n.starts_with("tokio-") => "server",
-                    _ => "other threads",
+                    // Counted as the rest of the process's time.
+                    _ => continue,
                 };
                 *cpu.threads.entry(kind).or_default() += user + system;
-                cpu.kernel += system;
             }
+        }
+        if let Some(fields) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.to_owned()))
+        {
+            let fields: Vec<u64> = fields
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            // The process's utime and stime (fields 14, 15), ended threads' in.
+            let (user, system) = (fields[11], fields[12]);
+            cpu.process = user + system;
+            cpu.kernel = system;
         }
         if let Some(line) = std::fs::read_to_string("/proc/stat")
             .ok()
@@ -928,9 +950,16 @@ impl Cpu {
     /// What was spent since `before`, per `messages`: a line for the report.
     fn report(&self, before: &Cpu, secs: f64, messages: u64) -> String {
         const TICK_US: f64 = 10_000.0; // USER_HZ is 100 on Linux
-        let spent = |kind: &str| {
-            self.threads.get(kind).copied().unwrap_or(0)
-                - before.threads.get(kind).copied().unwrap_or(0)
+        let named = ["server", "workers", "main writer", "ack writer"];
+        let total = self.process.saturating_sub(before.process);
+        // A kind's time is its live threads' at each sample; the rest of the
+        // process's (threads not named, and time that left with threads that
+        // ended between the samples) is "other".
+        let spent = |kind: &str| match kind {
+            "other threads" => {
+                total.saturating_sub(named.iter().map(|k| spent_alive(self, before, k)).sum())
+            }
+            _ => spent_alive(self, before, kind),
         };
         let kinds = [
             "server",
@@ -939,7 +968,6 @@ impl Cpu {
             "ack writer",
             "other threads",
         ];
-        let total: u64 = kinds.iter().map(|k| spent(k)).sum();
         let per = |ticks: u64| ticks as f64 * TICK_US / messages.max(1) as f64;
         let busy = (self.busy - before.busy) as f64;
         let idle = (self.idle - before.idle) as f64;
