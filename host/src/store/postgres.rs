@@ -599,48 +599,11 @@ impl Store for PostgresStore {
     }
 
     async fn counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state",
-                &[],
-            )
-            .await?;
-        let log = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM accepted WHERE seq > (SELECT seq FROM ack_cursor)),
-                        (SELECT COALESCE(sum(parsed), 0)::BIGINT FROM parsed_counts)",
-                &[],
-            )
-            .await?;
-        Ok(super::tally(
-            rows.iter()
-                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64)),
-            log.get::<_, i64>(0) as u64,
-            log.get::<_, i64>(1) as u64,
-        ))
+        self.tally_jobs(true).await
     }
 
     async fn open_counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT queue, state, count(*) FROM jobs WHERE state <> 'done' GROUP BY queue, state",
-                &[],
-            )
-            .await?;
-        let waiting = client
-            .query_one(
-                "SELECT count(*) FROM accepted WHERE seq > (SELECT seq FROM ack_cursor)",
-                &[],
-            )
-            .await?;
-        Ok(super::tally(
-            rows.iter()
-                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64)),
-            waiting.get::<_, i64>(0) as u64,
-            0,
-        ))
+        self.tally_jobs(false).await
     }
 
     async fn waiting_destinations(&self, queue: Queue) -> Result<Vec<(String, u64)>, StoreError> {
@@ -984,6 +947,32 @@ impl Store for PostgresStore {
 mod tests;
 
 impl PostgresStore {
+    /// Every queue's counts: with `done` (the whole table), or of the
+    /// unfinished jobs only (the `jobs_open` index), `done` left at 0.
+    async fn tally_jobs(&self, done: bool) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
+        let client = self.pool.get().await?;
+        let jobs = if done {
+            "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state"
+        } else {
+            "SELECT queue, state, count(*) FROM jobs WHERE state <> 'done' GROUP BY queue, state"
+        };
+        let rows = client.query(jobs, &[]).await?;
+        let log = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM accepted WHERE seq > (SELECT seq FROM ack_cursor)),
+                        CASE WHEN $1 THEN (SELECT COALESCE(sum(parsed), 0)::BIGINT FROM parsed_counts)
+                             ELSE 0 END",
+                &[&done],
+            )
+            .await?;
+        Ok(super::tally(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64)),
+            log.get::<_, i64>(0) as u64,
+            log.get::<_, i64>(1) as u64,
+        ))
+    }
+
     async fn forget(&self, sql: &str, before: i64, limit: u32) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         Ok(client.execute(sql, &[&before, &i64::from(limit)]).await?)
