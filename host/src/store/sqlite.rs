@@ -304,6 +304,42 @@ impl SqliteStore {
         })
     }
 
+    /// Every queue's counts: with `done` (every job), or of the unfinished
+    /// jobs only (the `jobs_open` index), `done` left at 0.
+    async fn tally_jobs(&self, done: bool) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
+        let jobs = if done {
+            "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"
+        } else {
+            OPEN_COUNTS
+        };
+        // Webhooks parsed straight from the acknowledgement log leave no job
+        // row: those waiting are pending, those parsed in the retention
+        // window done.
+        let (rows, cursor, parsed) = self
+            .readers
+            .read(move |conn| {
+                let rows: Vec<(String, String, i64)> = conn
+                    .prepare_cached(jobs)?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let (cursor, parsed): (i64, i64) = conn.query_row(
+                    "SELECT (SELECT seq FROM ack_cursor),
+                            CASE WHEN ?1 THEN (SELECT COALESCE(SUM(parsed), 0) FROM parsed_counts)
+                                 ELSE 0 END",
+                    [done],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                Ok((rows, cursor, parsed))
+            })
+            .await?;
+        let waiting = self.acks.count_after(cursor).await?;
+        Ok(super::tally(
+            rows.into_iter().map(|(q, s, n)| (q, s, n as u64)),
+            waiting,
+            parsed as u64,
+        ))
+    }
+
     /// The last acknowledgement-log position recorded as parsed.
     async fn ack_cursor(&self) -> Result<i64, StoreError> {
         self.readers
@@ -565,56 +601,11 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = self
-            .readers
-            .read(|conn| {
-                conn.prepare_cached(
-                    "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state",
-                )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect()
-            })
-            .await?;
-        // Webhooks parsed straight from the acknowledgement log leave no job
-        // row: those waiting are pending, those parsed in the retention
-        // window done.
-        let (cursor, parsed): (i64, i64) = self
-            .readers
-            .read(|conn| {
-                conn.query_row(
-                    "SELECT (SELECT seq FROM ack_cursor),
-                            (SELECT COALESCE(SUM(parsed), 0) FROM parsed_counts)",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-            })
-            .await?;
-        let waiting = self.acks.count_after(cursor).await?;
-        Ok(super::tally(
-            rows.into_iter().map(|(q, s, n)| (q, s, n as u64)),
-            waiting,
-            parsed as u64,
-        ))
+        self.tally_jobs(true).await
     }
 
     async fn open_counts(&self) -> Result<Vec<(Queue, QueueCounts)>, StoreError> {
-        let (rows, cursor) = self
-            .readers
-            .read(|conn| {
-                let rows: Vec<(String, String, i64)> = conn
-                    .prepare_cached(OPEN_COUNTS)?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect::<rusqlite::Result<_>>()?;
-                let cursor: i64 = conn.query_row("SELECT seq FROM ack_cursor", [], |r| r.get(0))?;
-                Ok((rows, cursor))
-            })
-            .await?;
-        let waiting = self.acks.count_after(cursor).await?;
-        Ok(super::tally(
-            rows.into_iter().map(|(q, s, n)| (q, s, n as u64)),
-            waiting,
-            0,
-        ))
+        self.tally_jobs(false).await
     }
 
     async fn remember(
