@@ -15,8 +15,8 @@
 //! PATCHBAY_BENCH_LOG=/tmp/bench.log RUST_LOG=info,patchbay_host::store=debug cargo bench -p patchbay-host --bench sustained
 //! ```
 //!
-//! Four processes: this one (the load generator), a bare handler that only
-//! answers 200, the application, and `patchbay serve`. The application is
+//! Six processes: this one (the load generator), a bare handler that only
+//! answers 200, a bare durable handler, a bare relay, the application, and `patchbay serve`. The application is
 //! `benches/app.js` on Node.js (as many real ones are): it verifies each
 //! delivery's signature, parses it, answers 200 (503 while "down") and counts.
 //! Without `node` on the PATH (or with `PATCHBAY_BENCH_APP=rust`) a Rust
@@ -30,16 +30,29 @@
 //! Phases, each reported on its own line:
 //! 1. **application capacity**: the load generator POSTs deliveries straight
 //!    to the application — what it can take on this machine, in this run;
-//! 2. **bare handler**: `PATCHBAY_BENCH_SECS` (60) s of closed-loop load;
-//! 3. **patchbay, full load**: the same load; accepted requests/s, ack
+//! 2. **bare handler**: `PATCHBAY_BENCH_SECS` (60) s of closed-loop load —
+//!    the limit of acceptance;
+//! 3. **bare durable handler**: a third of that, against a handler that
+//!    appends each body to a file and answers once it is synced (a group
+//!    commit, one `fdatasync` for all waiting), storing nothing else — the
+//!    limit of durable acceptance on this machine's disk;
+//!    **bare relay**: as long, through a relay that forwards each
+//!    webhook to the application and answers once it has, storing nothing —
+//!    the limit of end-to-end delivery on this machine;
+//! 4. **patchbay, full load**: the same load as 2; accepted requests/s, ack
 //!    latency, and messages the application received per second meanwhile;
-//! 4. **patchbay, half load**: open loop at half the rate phase 3 accepted;
+//! 5. **patchbay, half load**: open loop at half the rate phase 4 accepted;
 //!    ack latency;
-//! 5. **backlog**: the application goes down; `PATCHBAY_BENCH_BACKLOG`
+//! 6. **end to end**: open loop at 80% of the lesser of the application's
+//!    capacity and phase 4's rate, until every message is delivered;
+//! 7. **backlog**: the application goes down; `PATCHBAY_BENCH_BACKLOG`
 //!    (100,000) webhooks are accepted, then ingest is measured for
 //!    `PATCHBAY_BENCH_SECS / 3` s with them waiting;
-//! 6. **recovery**: the application comes back; how fast the backlog drains
+//! 8. **recovery**: the application comes back; how fast the backlog drains
 //!    and how long after recovery every conversation had its next delivery.
+//!
+//! Before phase 4 the report gives what the disk under the database allows:
+//! the median time of a synced 16 KB append, the floor of every group commit.
 //!
 //! Patchbay's resident memory is sampled every second throughout; for the
 //! full-load, end-to-end and drain phases the report adds its CPU time per
@@ -69,6 +82,8 @@ fn main() {
     match std::env::var("PATCHBAY_BENCH_ROLE").as_deref() {
         Ok("bare") => return bare_server(),
         Ok("app") => return app_server(),
+        Ok("relay") => return relay_server(),
+        Ok("durable") => return durable_server(),
         _ => {}
     }
     bench_main(run);
@@ -138,6 +153,75 @@ fn app_server() {
     });
 }
 
+/// The bare durable handler: appends each request's body to the file
+/// `PATCHBAY_BENCH_DURABLE_FILE` names and answers 200 once it is on the
+/// disk, one `fdatasync` for every body waiting (a group commit). What
+/// accepting durably costs with nothing else done — no signature, no event
+/// id, no database: the limit of any gateway that acknowledges only what it
+/// has stored, on this machine's disk.
+fn durable_server() {
+    use std::io::Write;
+    use tokio::sync::{mpsc, oneshot};
+    let path = std::env::var("PATCHBAY_BENCH_DURABLE_FILE").expect("PATCHBAY_BENCH_DURABLE_FILE");
+    let mut file = std::fs::File::create(path).expect("durable file");
+    let (tx, mut rx) = mpsc::channel::<(axum::body::Bytes, oneshot::Sender<()>)>(4096);
+    std::thread::spawn(move || {
+        let (mut waiting, mut bytes) = (Vec::new(), Vec::new());
+        while rx.blocking_recv_many(&mut waiting, 512) > 0 {
+            bytes.clear();
+            for (body, _) in &waiting {
+                bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(body);
+            }
+            file.write_all(&bytes).expect("append");
+            file.sync_data().expect("sync");
+            for (_, stored) in waiting.drain(..) {
+                let _ = stored.send(());
+            }
+        }
+    });
+    let accept = move |body: axum::body::Bytes| {
+        let tx = tx.clone();
+        async move {
+            let (stored, on_disk) = oneshot::channel();
+            match tx.send((body, stored)).await {
+                Ok(()) if on_disk.await.is_ok() => axum::http::StatusCode::OK,
+                _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            }
+        }
+    };
+    block_on(serve_announced(axum::Router::new().fallback(accept)));
+}
+
+/// The bare relay: forwards each request's body to the application (whose
+/// hook `PATCHBAY_BENCH_RELAY_TO` names), signed as Patchbay signs a
+/// delivery, and answers 200 once the application has. An end-to-end gateway
+/// that stores, verifies and converts nothing: the limit of what any
+/// gateway delivers on this machine, beside the application and the load.
+fn relay_server() {
+    use axum::http::StatusCode;
+    let to = std::env::var("PATCHBAY_BENCH_RELAY_TO").expect("PATCHBAY_BENCH_RELAY_TO");
+    let client = patchbay_host::transport::app_client(Duration::from_secs(30));
+    let forward = move |body: axum::body::Bytes| {
+        let (client, to) = (client.clone(), to.clone());
+        async move {
+            let sig = format!("sha256={}", hmac_sha256_hex(APP_SECRET.as_bytes(), &body));
+            let answer = client
+                .post(to)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", sig)
+                .body(body)
+                .send()
+                .await;
+            match answer {
+                Ok(r) if r.status().is_success() => StatusCode::OK,
+                _ => StatusCode::BAD_GATEWAY,
+            }
+        }
+    };
+    block_on(serve_announced(axum::Router::new().fallback(forward)));
+}
+
 /// The conversation id of a canonical message, found without parsing JSON
 /// (the application's own cost should stay small).
 fn conversation_of(body: &[u8]) -> Option<String> {
@@ -200,8 +284,13 @@ fn application() -> (Server, &'static str) {
 }
 
 fn helper(role: &str) -> Server {
+    helper_with(role, &[])
+}
+
+fn helper_with(role: &str, env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-    cmd.env("PATCHBAY_BENCH_ROLE", role);
+    cmd.env("PATCHBAY_BENCH_ROLE", role)
+        .envs(env.iter().copied());
     spawn(cmd)
 }
 
@@ -251,6 +340,53 @@ async fn run() {
     drop(bare);
     line("bare handler", &bare_result, "");
 
+    // The limit of durable acceptance: appended and synced, nothing else.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let file = scratch.path().join("durable.log");
+    let durable = helper_with(
+        "durable",
+        &[("PATCHBAY_BENCH_DURABLE_FILE", file.to_str().expect("path"))],
+    );
+    let durable_result = closed_loop(
+        &client,
+        &format!("{}/webhooks/bench", durable.1),
+        connections,
+        full / 3,
+        &Bodies::webhooks("durable"),
+    )
+    .await;
+    drop(durable);
+    drop(scratch);
+    line(
+        "bare durable handler (appends, syncs, answers)",
+        &durable_result,
+        &format!("{:.2} × bare", durable_result.per_sec / bare_result.per_sec),
+    );
+
+    // The end-to-end limit: a relay that forwards each webhook to the
+    // application and answers once it has, storing nothing.
+    let relay = helper_with("relay", &[("PATCHBAY_BENCH_RELAY_TO", &hook)]);
+    let (received_before, _, _) = app.stats().await;
+    let relay_result = closed_loop(
+        &client,
+        &format!("{}/webhooks/bench", relay.1),
+        connections,
+        full / 3,
+        &Bodies::webhooks("relay"),
+    )
+    .await;
+    drop(relay);
+    let (received_after, _, _) = app.stats().await;
+    line(
+        "bare relay (to the application, storing nothing)",
+        &relay_result,
+        &format!(
+            "{} delivered; {:.2} × the application's capacity",
+            received_after - received_before,
+            relay_result.per_sec / capacity.per_sec
+        ),
+    );
+
     if std::env::var("PATCHBAY_BENCH_SCENARIO").as_deref() == Ok("replicas") {
         replicas::run(
             &client,
@@ -276,6 +412,10 @@ async fn run() {
         started.elapsed().as_secs_f64(),
         std::fs::metadata(&db).map(|m| m.len() >> 20).unwrap_or(0)
     );
+    println!(
+        "(the disk: a synced 16 KB append takes {:.2} ms, the median of 300 — the floor of every group commit)",
+        synced_append(dir.path()).as_secs_f64() * 1e3
+    );
     let host = start_patchbay(dir.path(), &db, &hook);
     let pid = host.0.id();
     let memory = Memory::sample(pid);
@@ -293,8 +433,9 @@ async fn run() {
         "patchbay, full load",
         &pb_full,
         &format!(
-            "{:.2} × bare; application received {e2e:.0}/s = {:.2} × its capacity",
+            "{:.2} × bare = {:.2} × bare durable; application received {e2e:.0}/s = {:.2} × its capacity",
             pb_full.per_sec / bare_result.per_sec,
+            pb_full.per_sec / durable_result.per_sec,
             e2e / capacity.per_sec
         ),
     );
@@ -338,10 +479,11 @@ async fn run() {
         "patchbay, end to end (80% of the lesser capacity offered)",
         &e2e_offered,
         &format!(
-            "{} {} delivered; {e2e_rate:.0} messages/s end to end = {:.2} × the application's capacity",
+            "{} {} delivered; {e2e_rate:.0} messages/s end to end = {:.2} × the application's capacity = {:.2} × the bare relay",
             if reached { "all" } else { "NOT all" },
             e2e_offered.ok,
-            e2e_rate / capacity.per_sec
+            e2e_rate / capacity.per_sec,
+            e2e_rate / relay_result.per_sec
         ),
     );
     println!("{:<58} {e2e_cpu}", "  (accepted and delivered)");
@@ -484,6 +626,28 @@ fn serve(config: &Path) -> Server {
 fn start_patchbay(dir: &Path, db: &Path, app_hook: &str) -> Server {
     let store = format!("path = \"{}\"\n{}", db.display(), support::store_tuning());
     serve(&config(dir, "bench.toml", &store, app_hook))
+}
+
+/// What the disk under the database allows: the median time of a 16 KB
+/// append synced to the disk (`fdatasync`), about what a group commit of
+/// fifteen webhooks writes to the acknowledgement log.
+fn synced_append(dir: &Path) -> Duration {
+    use std::io::Write;
+    let path = dir.join("synced-append.probe");
+    let mut file = std::fs::File::create(&path).expect("probe file");
+    let block = vec![7u8; 16 * 1024];
+    let mut times: Vec<Duration> = (0..300)
+        .map(|_| {
+            let t = Instant::now();
+            file.write_all(&block).expect("probe write");
+            file.sync_data().expect("probe sync");
+            t.elapsed()
+        })
+        .collect();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    times.sort();
+    times[times.len() / 2]
 }
 
 /// Lets the binary under test create its schema, then fills it with `n`
