@@ -93,19 +93,52 @@ fn bad_requests_are_rejected_before_storage() {
     unknown_algo.headers[0].1 = format!("md5={}", hmac_sha256_hex(SECRET.as_bytes(), body));
     let missing = request("POST", "https://gw/webhooks/web", &[], body);
     let no_id = signed(br#"{"conversation":{"id":"c"},"content":{"type":"text","text":"x"}}"#);
+    let empty_id = signed(
+        br#"{"message_id":"","conversation":{"id":"c"},"content":{"type":"text","text":"x"}}"#,
+    );
+    let not_an_object = signed(br#"["message_id"]"#);
     let not_json = signed(b"hello");
+    let no_content = signed(br#"{"message_id":"e","conversation":{"id":"c"}}"#);
     let table = [
-        (tampered, 401),
-        (wrong_key, 401),
-        (unknown_algo, 401),
-        (missing, 401),
-        (no_id, 400),
-        (not_json, 400),
+        (tampered, 401, "signature"),
+        (wrong_key, 401, "signature"),
+        (unknown_algo, 401, "signature"),
+        (missing, 401, "X-Hub-Signature"),
+        (no_id, 400, "\"message_id\""),
+        (empty_id, 400, "\"message_id\""),
+        (not_an_object, 400, "not a JSON object"),
+        (not_json, 400, "not JSON"),
+        (no_content, 400, "not a canonical message"),
     ];
-    for (req, status) in table {
+    for (req, status, says) in table {
         let err = adapter().verify(&req).expect_err("must reject");
         assert_eq!(err.status, status, "{}", err.message);
+        assert!(err.message.contains(says), "{}", err.message);
         assert!(!err.message.contains(SECRET));
+    }
+}
+
+#[test]
+fn the_message_id_is_the_dedupe_key_and_the_provider_id_whether_text_or_number() {
+    for (body, id) in [
+        (
+            &br#"{"message_id":"evt-9","conversation":{"id":"c"},"content":{"type":"text","text":"x"},"context":{"page":"/pricing"}}"#[..],
+            "evt-9",
+        ),
+        (
+            &br#"{"conversation":{"id":"c"},"message_id":42,"content":{"type":"text","text":"x"},"context":{"page":"/pricing"}}"#[..],
+            "42",
+        ),
+    ] {
+        let req = signed(body);
+        let verdict = adapter().verify(&req).expect("accepted");
+        assert_eq!(verdict.dedupe_key.as_deref(), Some(id));
+        let run = adapter().inbound(&req, vec![]);
+        let messages = run.messages().expect("parsed");
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].provider_message_id.as_deref(), Some(id));
+        assert_eq!(messages[0].conversation.id, "c");
+        assert_eq!(messages[0].context["page"], json!("/pricing"));
     }
 }
 
