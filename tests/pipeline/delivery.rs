@@ -255,3 +255,58 @@ async fn an_application_redirect_is_not_followed_and_the_message_waits_for_the_r
         "{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_delivers_the_jobs_claimed_ahead_and_leaves_none_leased() {
+    // An application taking 300 ms a delivery: at SIGTERM, deliveries are in
+    // flight and more are claimed ahead of a free slot.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = received.clone();
+    let slow = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let message: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            let text = message["content"]["text"]
+                .as_str()
+                .expect("text")
+                .to_string();
+            seen.lock().expect("lock").push(text);
+            "{}"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let mut host = Host::start(HostOptions::new(&app, "http://127.0.0.1:9/unused"));
+    for i in 0..100 {
+        let event = json!({"message_id": format!("evt-{i}"),
+                           "conversation": {"id": format!("conv-{i}")},
+                           "content": {"type": "text", "text": format!("m-{i}")}});
+        assert_eq!(host.webhook(&event).await.status(), 200);
+    }
+    let started = std::time::Instant::now();
+    while received.lock().expect("lock").is_empty() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let status = tokio::task::block_in_place(|| host.terminate());
+    assert!(status.success(), "{status:?}");
+
+    let db = rusqlite::Connection::open(host.database()).expect("open the store");
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    let leased = count(
+        "SELECT COUNT(*) FROM jobs WHERE queue = 'deliver' AND state = 'pending' AND lease_until > 0",
+    );
+    assert_eq!(leased, 0, "jobs claimed but neither delivered nor released");
+    let done = count("SELECT COUNT(*) FROM jobs WHERE queue = 'deliver' AND state = 'done'");
+    let delivered = received.lock().expect("lock").len() as i64;
+    assert_eq!(
+        done, delivered,
+        "every delivery made is recorded, and no more"
+    );
+    // More than one round of the 32 slots went out: those claimed ahead too.
+    assert!(delivered > 32, "{delivered} delivered before exiting");
+}
