@@ -516,11 +516,6 @@ secrets = {{ signing_secret_file = "channel.secret" }}
         }
     }
 
-    /// The SQLite file the host stores in (unless `store_toml` named another).
-    pub fn database(&self) -> std::path::PathBuf {
-        self._dir.path().join("patchbay.db")
-    }
-
     /// Queue counts from `patchbay status --json`.
     pub fn counts(&self) -> Value {
         let (status, out) = self.cli(&["status", "--json"]);

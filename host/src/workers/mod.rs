@@ -23,7 +23,6 @@ pub mod platform;
 pub mod retention;
 pub mod threads;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +34,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::runtime::Runtime;
-use crate::store::{Job, NewJob, Queue, StoreError, Want};
+use crate::store::{Job, NewJob, Queue, Want};
 
 /// Longest sleep between polls when nothing is due.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -43,13 +42,6 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// Runs `handle` on jobs of `queue` bound for `destinations` until
 /// `shutdown` turns true, at most `concurrency` at a time. A destination whose
 /// breaker is open is not claimed from (one probe when its pause ends).
-///
-/// Claims run beside the jobs in flight and keep a few jobs claimed ahead
-/// (a quarter of `concurrency`), so a slot that frees starts its next job at
-/// once instead of idling through a claim — a round trip through the store's
-/// writer, several milliseconds under load. Claimed ahead, a job holds its
-/// conversation's head as an in-flight one does; on shutdown those claimed
-/// ahead run too, as jobs in progress.
 pub async fn run_queue<F, Fut>(
     rt: Arc<Runtime>,
     queue: Queue,
@@ -63,137 +55,67 @@ pub async fn run_queue<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let concurrency = concurrency.max(1);
-    let ahead = (concurrency / 4).max(1);
     let mut inflight = JoinSet::new();
-    let mut ready: VecDeque<Job> = VecDeque::new();
-    let mut claiming: Option<Claiming> = None;
-    // Nothing more was due at the last claim: wait for a reason to look again.
-    let mut drained: Option<Duration> = None;
     loop {
-        while inflight.len() < concurrency
-            && let Some(job) = ready.pop_front()
-        {
-            inflight.spawn(handle(rt.clone(), job));
-        }
         if *shutdown.borrow() {
             break;
         }
-        // Claim once a quarter of the room (slots and jobs ahead) is free, so
-        // a busy queue costs one claim per few jobs, not one per job.
-        let room = (concurrency + ahead).saturating_sub(inflight.len() + ready.len());
-        if claiming.is_none() && drained.is_none() && room >= ahead {
+        let free = concurrency - inflight.len();
+        let mut claimed = 0;
+        let mut paused_until: Option<i64> = None;
+        let mut open = Vec::new();
+        if free > 0 {
             let now = rt.clock.now();
             rt.destinations.refresh(now).await;
-            let mut paused_until = None;
-            let (wants, probes) = wants(&rt, &destinations, room, now, &mut paused_until);
-            if wants.is_empty() {
-                drained = Some(idle_sleep(&rt, queue, vec![], paused_until).await);
-            } else {
-                claiming = Some(Claiming::start(
-                    &rt,
-                    queue,
-                    wants,
-                    probes,
-                    now,
-                    paused_until,
-                ));
+            let (wants, probes) = wants(&rt, &destinations, free, now, &mut paused_until);
+            open = wants.iter().map(|w| w.destination.clone()).collect();
+            if !wants.is_empty() {
+                match rt.store.claim(queue, wants, now, rt.lease_ms).await {
+                    Ok(jobs) => {
+                        claimed = jobs.len();
+                        for destination in probes {
+                            if !jobs.iter().any(|j| j.destination == destination) {
+                                rt.destinations.probe_unused(&destination, now);
+                            }
+                        }
+                        for job in jobs {
+                            inflight.spawn(handle(rt.clone(), job));
+                        }
+                    }
+                    Err(e) => {
+                        for destination in probes {
+                            rt.destinations.probe_unused(&destination, now);
+                        }
+                        tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed")
+                    }
+                }
             }
         }
-        tokio::select! {
-            result = claimed(&mut claiming), if claiming.is_some() => {
-                let claim = claiming.take().expect("a claim was running");
-                let jobs = claim.settle(&rt, queue, result);
-                if jobs.len() < claim.asked {
-                    drained = Some(idle_sleep(&rt, queue, claim.open, claim.paused_until).await);
+        if claimed > 0 && claimed == free {
+            // Saturated: claim again once a quarter of the slots are free, so a busy
+            // queue costs one claim per few jobs rather than one per finished job.
+            let refill_at = concurrency - (concurrency / 4).max(1);
+            while inflight.len() > refill_at {
+                tokio::select! {
+                    _ = inflight.join_next() => {}
+                    _ = shutdown.changed() => break,
                 }
-                ready.extend(jobs);
             }
-            // A finished job may have made its conversation's next one ready.
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => drained = None,
-            _ = wake.notified(), if drained.is_some() => drained = None,
-            _ = tokio::time::sleep(drained.unwrap_or_default()), if drained.is_some() => drained = None,
+            continue;
+        }
+        if claimed > 0 {
+            continue;
+        }
+        let sleep = idle_sleep(&rt, queue, open, paused_until).await;
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
             _ = shutdown.changed() => {}
         }
     }
-    // Jobs claimed run to their end, whether in flight or claimed ahead.
-    if let Some(claim) = claiming.as_mut() {
-        let result = (&mut claim.task).await;
-        ready.extend(claim.settle(&rt, queue, result));
-    }
-    for job in ready {
-        inflight.spawn(handle(rt.clone(), job));
-    }
     while inflight.join_next().await.is_some() {}
     tracing::debug!(queue = queue.as_str(), "worker stopped");
-}
-
-type ClaimResult = Result<Result<Vec<Job>, StoreError>, tokio::task::JoinError>;
-
-/// A claim running beside the jobs in flight.
-struct Claiming {
-    task: tokio::task::JoinHandle<Result<Vec<Job>, StoreError>>,
-    /// How many jobs it asked for: fewer back means nothing more is due.
-    asked: usize,
-    /// The destinations it asked, and which of them as a probe.
-    open: Vec<String>,
-    probes: Vec<String>,
-    now: i64,
-    /// When the first paused destination may be asked again.
-    paused_until: Option<i64>,
-}
-
-impl Claiming {
-    fn start(
-        rt: &Arc<Runtime>,
-        queue: Queue,
-        wants: Vec<Want>,
-        probes: Vec<String>,
-        now: i64,
-        paused_until: Option<i64>,
-    ) -> Claiming {
-        let asked = wants.iter().map(|w| w.limit as usize).sum();
-        let open = wants.iter().map(|w| w.destination.clone()).collect();
-        let store = rt.store.clone();
-        let lease_ms = rt.lease_ms;
-        Claiming {
-            task: tokio::spawn(async move { store.claim(queue, wants, now, lease_ms).await }),
-            asked,
-            open,
-            probes,
-            now,
-            paused_until,
-        }
-    }
-
-    /// The jobs claimed (none if the claim failed); a probe that claimed
-    /// nothing is handed back.
-    fn settle(&self, rt: &Runtime, queue: Queue, result: ClaimResult) -> Vec<Job> {
-        let jobs = match result {
-            Ok(Ok(jobs)) => jobs,
-            Ok(Err(e)) => {
-                tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed");
-                vec![]
-            }
-            Err(e) => {
-                tracing::error!(queue = queue.as_str(), error = %e, "claiming jobs failed");
-                vec![]
-            }
-        };
-        for destination in &self.probes {
-            if !jobs.iter().any(|j| &j.destination == destination) {
-                rt.destinations.probe_unused(destination, self.now);
-            }
-        }
-        jobs
-    }
-}
-
-/// What the running claim comes to.
-async fn claimed(claiming: &mut Option<Claiming>) -> ClaimResult {
-    match claiming {
-        Some(claim) => (&mut claim.task).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// What to claim: for each destination its breaker admits, a share of the
