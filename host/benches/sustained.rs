@@ -11,6 +11,8 @@
 //! PATCHBAY_BENCH_APP_CONCURRENCY=128 cargo bench -p patchbay-host --bench sustained
 //! # another build of `patchbay` (say, the previous release) under the same load:
 //! PATCHBAY_BENCH_BIN=/tmp/patchbay-before cargo bench -p patchbay-host --bench sustained
+//! # the acknowledgement log on another device (a symlink beside the database):
+//! PATCHBAY_BENCH_ACKS_DIR=/mnt/fast cargo bench -p patchbay-host --bench sustained
 //! # the processes' logs, appended to a file (`RUST_LOG` as for `patchbay serve`):
 //! PATCHBAY_BENCH_LOG=/tmp/bench.log RUST_LOG=info,patchbay_host::store=debug cargo bench -p patchbay-host --bench sustained
 //! ```
@@ -416,6 +418,9 @@ async fn run() {
         "(the disk: a synced 16 KB append takes {:.2} ms, the median of 300 — the floor of every group commit)",
         synced_append(dir.path()).as_secs_f64() * 1e3
     );
+    if let Some(elsewhere) = std::env::var_os("PATCHBAY_BENCH_ACKS_DIR") {
+        acks_elsewhere(&db, Path::new(&elsewhere));
+    }
     let host = start_patchbay(dir.path(), &db, &hook);
     let pid = host.0.id();
     let memory = Memory::sample(pid);
@@ -648,6 +653,20 @@ fn synced_append(dir: &Path) -> Duration {
     let _ = std::fs::remove_file(&path);
     times.sort();
     times[times.len() / 2]
+}
+
+/// Puts the acknowledgement log of `db` in `dir` (another device, say): the
+/// log's name beside the database becomes a symlink to a file there, and
+/// SQLite keeps the log's WAL beside its target. The log holds nothing yet
+/// (the pre-fill wrote the main database only).
+fn acks_elsewhere(db: &Path, dir: &Path) {
+    let name = format!("{}.acks", db.file_name().expect("name").to_string_lossy());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(db.with_file_name(format!("{name}{suffix}")));
+        let _ = std::fs::remove_file(dir.join(format!("{name}{suffix}")));
+    }
+    std::os::unix::fs::symlink(dir.join(&name), db.with_file_name(&name)).expect("symlink");
+    println!("(the acknowledgement log in {})", dir.display());
 }
 
 /// Lets the binary under test create its schema, then fills it with `n`

@@ -538,6 +538,39 @@ async fn a_lost_log_file_never_renumbers_what_was_recorded() {
 }
 
 #[tokio::test]
+async fn the_log_may_live_on_another_device_through_a_symlink() {
+    // The README's way to give the acknowledgement log a disk of its own.
+    let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::os::unix::fs::symlink(
+        elsewhere.path().join("acks"),
+        dir.path().join("patchbay.db.acks"),
+    )
+    .unwrap();
+    let store = store(&dir, DELAY).await;
+    accept_all(store.as_ref(), &["a", "b"]).await;
+    // SQLite keeps the log's WAL beside the target, not beside the link.
+    assert!(elsewhere.path().join("acks-wal").exists());
+    assert!(!dir.path().join("patchbay.db.acks-wal").exists());
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let store = self::store(&dir, DELAY).await;
+    let waiting = store.accepted(None, 10).await.unwrap();
+    assert_eq!(
+        waiting.len(),
+        2,
+        "accepted webhooks wait there across a restart"
+    );
+    let inspect = SqliteStore::open(
+        &dir.path().join("patchbay.db"),
+        WriterSettings::default(),
+        false,
+    )
+    .await
+    .expect("open");
+    assert_eq!(counts(&inspect, Queue::Inbound).await.pending, 2);
+}
+
+#[tokio::test]
 async fn an_inspecting_open_counts_the_log_without_writing_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("patchbay.db");
