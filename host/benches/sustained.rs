@@ -329,35 +329,30 @@ async fn run() {
     .await;
     line("application alone (capacity)", &capacity, "");
 
-    // 2. The bare handler.
-    let bare = helper("bare");
-    let bare_result = closed_loop(
-        &client,
-        &format!("{}/webhooks/bench", bare.1),
-        connections,
-        full,
-        &Bodies::webhooks("bare"),
-    )
-    .await;
-    drop(bare);
+    // 2. The limits, each a process of its own under the same load: the
+    // bare handler; durable acceptance (appended and synced, nothing else);
+    // end to end (a relay that forwards each webhook to the application and
+    // answers once it has, storing nothing).
+    let limit = |role: &'static str, env: Vec<(&'static str, String)>, secs: Duration| {
+        let client = client.clone();
+        async move {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let helper = helper_with(role, &env);
+            let url = format!("{}/webhooks/bench", helper.1);
+            closed_loop(&client, &url, connections, secs, &Bodies::webhooks(role)).await
+        }
+    };
+    let bare_result = limit("bare", vec![], full).await;
     line("bare handler", &bare_result, "");
 
-    // The limit of durable acceptance: appended and synced, nothing else.
     let scratch = tempfile::tempdir().expect("tempdir");
-    let file = scratch.path().join("durable.log");
-    let durable = helper_with(
+    let file = scratch.path().join("durable.log").display().to_string();
+    let durable_result = limit(
         "durable",
-        &[("PATCHBAY_BENCH_DURABLE_FILE", file.to_str().expect("path"))],
-    );
-    let durable_result = closed_loop(
-        &client,
-        &format!("{}/webhooks/bench", durable.1),
-        connections,
+        vec![("PATCHBAY_BENCH_DURABLE_FILE", file)],
         full / 3,
-        &Bodies::webhooks("durable"),
     )
     .await;
-    drop(durable);
     drop(scratch);
     line(
         "bare durable handler (appends, syncs, answers)",
@@ -365,19 +360,13 @@ async fn run() {
         &format!("{:.2} × bare", durable_result.per_sec / bare_result.per_sec),
     );
 
-    // The end-to-end limit: a relay that forwards each webhook to the
-    // application and answers once it has, storing nothing.
-    let relay = helper_with("relay", &[("PATCHBAY_BENCH_RELAY_TO", &hook)]);
     let (received_before, _, _) = app.stats().await;
-    let relay_result = closed_loop(
-        &client,
-        &format!("{}/webhooks/bench", relay.1),
-        connections,
+    let relay_result = limit(
+        "relay",
+        vec![("PATCHBAY_BENCH_RELAY_TO", hook.clone())],
         full / 3,
-        &Bodies::webhooks("relay"),
     )
     .await;
-    drop(relay);
     let (received_after, _, _) = app.stats().await;
     line(
         "bare relay (to the application, storing nothing)",
