@@ -32,9 +32,7 @@ pub fn install_crypto_provider() {
 
 /// Builds the shared HTTP client.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
-    client_builder(timeout)
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+    client(timeout, reqwest::redirect::Policy::default())
 }
 
 /// Builds the client that delivers to the application's webhook: as
@@ -42,18 +40,22 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 /// `302` to a POST becomes a GET without the message, and that GET's `200`
 /// would count as delivered.
 pub fn app_client(timeout: Duration) -> reqwest::Client {
-    client_builder(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+    client(timeout, reqwest::redirect::Policy::none())
 }
 
-fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+/// Every client Patchbay makes, with its own redirect policy. Building fails
+/// only when the TLS backend cannot start — as `reqwest::Client::new()`
+/// would panic then, so no fallback: one would follow redirects its policy
+/// refuses.
+fn client(timeout: Duration, redirect: reqwest::redirect::Policy) -> reqwest::Client {
     install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("patchbay/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirect)
+        .build()
+        .expect("the HTTP client's TLS backend starts")
 }
 
 /// Executes request descriptions for adapters and connectors.
@@ -88,10 +90,7 @@ impl Transport {
         });
         Transport {
             reads: http_client(timeout),
-            writes: client_builder(timeout)
-                .redirect(keep_method)
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            writes: client(timeout, keep_method),
             smtp: SmtpSender::new(timeout),
             clock,
             tokens: Arc::default(),
